@@ -1,1 +1,14 @@
-//! hubgate core
+//! hubgate's decision logic, free of any proxy-wasm host: everything here is
+//! tested natively. The `hubgate-filter` cdylib maps Envoy callbacks onto it.
+
+pub mod api;
+pub mod billing;
+pub mod config;
+pub mod cost;
+pub mod guards;
+pub mod headers;
+pub mod reply;
+pub mod request;
+pub mod snapshot;
+pub mod time;
+pub mod usage;

@@ -1,0 +1,111 @@
+//! Settling a finished request: which usage counts, and what it costs.
+
+use hubgate_wire::Usage;
+use rust_decimal::Decimal;
+
+use crate::cost::{cost, Price};
+use crate::usage::Metered;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    pub usage: Usage,
+    pub cost_usd: Decimal,
+    pub flags: Vec<String>,
+}
+
+/// Bills a request that reached a provider. Non-2xx answers are not billed;
+/// a 2xx without usage is estimated from sizes and flagged; a cut stream is
+/// billed for what was seen and flagged.
+pub fn settle(
+    status: u16,
+    billable: bool,
+    metered: &Metered,
+    request_bytes: u64,
+    price: Option<&Price>,
+    multiplier: Decimal,
+) -> Settlement {
+    let mut flags = Vec::new();
+    let success = (200..300).contains(&status);
+    let mut usage = metered.usage.clone().unwrap_or_default();
+    if metered.incomplete {
+        flags.push("stream_incomplete".to_string());
+    }
+    if !billable || !success {
+        return Settlement { usage, cost_usd: Decimal::ZERO, flags };
+    }
+    if metered.usage.is_none() {
+        usage = Usage {
+            input_tokens: request_bytes.div_ceil(4),
+            output_tokens: metered.response_bytes.div_ceil(4),
+            ..Usage::default()
+        };
+        flags.push("usage_estimated".to_string());
+    }
+    let cost_usd = match price {
+        Some(price) => cost(&usage, price, multiplier),
+        None => {
+            flags.push("price_missing".to_string());
+            Decimal::ZERO
+        }
+    };
+    Settlement { usage, cost_usd, flags }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price() -> Price {
+        Price {
+            input: Decimal::from(3),
+            output: Decimal::from(15),
+            cache_write_5m: Decimal::new(375, 2),
+            cache_write_1h: Decimal::from(6),
+            cache_read: Decimal::new(3, 1),
+        }
+    }
+
+    fn metered(usage: Option<Usage>, incomplete: bool) -> Metered {
+        Metered { usage, model: None, incomplete, response_bytes: 400 }
+    }
+
+    #[test]
+    fn success_is_billed_at_price_times_multiplier() {
+        let u = Usage { input_tokens: 1_000_000, output_tokens: 0, ..Default::default() };
+        let s = settle(200, true, &metered(Some(u.clone()), false), 10, Some(&price()), Decimal::new(15, 1));
+        assert_eq!(s.cost_usd, Decimal::new(45, 1));
+        assert_eq!(s.usage, u);
+        assert!(s.flags.is_empty());
+    }
+
+    #[test]
+    fn errors_and_passthrough_are_free() {
+        let u = Usage { input_tokens: 10, ..Default::default() };
+        assert_eq!(settle(500, true, &metered(Some(u.clone()), false), 10, Some(&price()), Decimal::ONE).cost_usd, Decimal::ZERO);
+        assert_eq!(settle(200, false, &metered(Some(u), false), 10, Some(&price()), Decimal::ONE).cost_usd, Decimal::ZERO);
+    }
+
+    #[test]
+    fn missing_usage_is_estimated_and_flagged() {
+        let s = settle(200, true, &metered(None, false), 4000, Some(&price()), Decimal::ONE);
+        assert_eq!((s.usage.input_tokens, s.usage.output_tokens), (1000, 100));
+        assert_eq!(s.flags, vec!["usage_estimated"]);
+        assert!(s.cost_usd > Decimal::ZERO);
+    }
+
+    #[test]
+    fn cut_stream_billed_for_what_was_seen() {
+        let u = Usage { input_tokens: 100, output_tokens: 1, ..Default::default() };
+        let s = settle(200, true, &metered(Some(u), true), 10, Some(&price()), Decimal::ONE);
+        assert_eq!(s.flags, vec!["stream_incomplete"]);
+        assert_eq!(s.cost_usd, Decimal::new(315, 6));
+    }
+
+    #[test]
+    fn unknown_price_is_flagged() {
+        let u = Usage { input_tokens: 100, ..Default::default() };
+        let s = settle(200, true, &metered(Some(u), false), 10, None, Decimal::ONE);
+        assert_eq!(s.flags, vec!["price_missing"]);
+        assert_eq!(s.cost_usd, Decimal::ZERO);
+    }
+}

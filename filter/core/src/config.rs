@@ -1,0 +1,108 @@
+//! The filter's plugin configuration (Envoy `PluginConfig.configuration`).
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Envoy cluster that reaches the control plane.
+    pub control_plane_cluster: String,
+    /// `:authority` sent on callouts to the control plane.
+    pub control_plane_authority: String,
+    /// Bearer token for the control plane's internal API.
+    pub internal_token: String,
+    pub callout_timeout_ms: u64,
+    /// How often the snapshot is polled and events are flushed.
+    pub poll_interval_ms: u64,
+    pub key_cache_ttl_ms: u64,
+    /// How long an unknown key is remembered as unknown.
+    pub negative_key_cache_ttl_ms: u64,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    pub event_batch_max: usize,
+    /// Events waiting for delivery beyond this are dropped and counted.
+    pub event_queue_max: u64,
+    pub lockout_max_failures: u32,
+    pub lockout_window_secs: u64,
+    pub lockout_secs: u64,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            control_plane_cluster: "hubgate_control_plane".into(),
+            control_plane_authority: "hubgate-control-plane".into(),
+            internal_token: String::new(),
+            callout_timeout_ms: 2000,
+            poll_interval_ms: 1000,
+            key_cache_ttl_ms: 60_000,
+            negative_key_cache_ttl_ms: 5_000,
+            max_body_bytes: 10 * 1024 * 1024,
+            event_batch_max: 200,
+            event_queue_max: 10_000,
+            lockout_max_failures: 20,
+            lockout_window_secs: 300,
+            lockout_secs: 600,
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Parses and validates; the error names the offending field.
+    pub fn parse(bytes: &[u8]) -> Result<PluginConfig, String> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let config: PluginConfig = serde::Deserialize::deserialize(&mut de)
+            .map_err(|e| format!("invalid plugin configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let checks: [(&str, bool); 9] = [
+            ("internal_token", !self.internal_token.is_empty()),
+            ("control_plane_cluster", !self.control_plane_cluster.is_empty()),
+            ("callout_timeout_ms", self.callout_timeout_ms > 0),
+            ("poll_interval_ms", self.poll_interval_ms >= 50),
+            ("max_body_bytes", self.max_body_bytes > 0),
+            ("event_batch_max", self.event_batch_max > 0 && self.event_batch_max <= 1000),
+            ("event_queue_max", self.event_queue_max > 0),
+            ("lockout_max_failures", self.lockout_max_failures > 0),
+            ("lockout_window_secs", self.lockout_window_secs > 0),
+        ];
+        match checks.iter().find(|(_, ok)| !ok) {
+            Some((field, _)) => Err(format!("invalid plugin configuration: field `{field}` is missing or out of range")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_everything_but_the_token() {
+        let c = PluginConfig::parse(br#"{"internal_token":"t"}"#).unwrap();
+        assert_eq!(c.poll_interval_ms, 1000);
+        assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.lockout_max_failures, 20);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = PluginConfig::parse(br#"{"internal_token":"t","pol_interval_ms":5}"#).unwrap_err();
+        assert!(e.contains("pol_interval_ms"), "{e}");
+    }
+
+    #[test]
+    fn missing_token_is_named() {
+        let e = PluginConfig::parse(b"{}").unwrap_err();
+        assert!(e.contains("internal_token"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = PluginConfig::parse(br#"{"internal_token":"t","max_body_bytes":"big"}"#).unwrap_err();
+        assert!(e.contains("invalid type"), "{e}");
+    }
+}

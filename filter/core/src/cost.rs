@@ -1,0 +1,134 @@
+//! Prices and cost: Σ tokens × price per million tokens × provider
+//! multiplier, in exact decimal arithmetic.
+
+use std::collections::HashMap;
+
+use hubgate_wire::{ModelPrice, Usage};
+use rust_decimal::Decimal;
+
+/// USD per million tokens, with cache-price fallbacks already applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub input: Decimal,
+    pub output: Decimal,
+    pub cache_write_5m: Decimal,
+    pub cache_write_1h: Decimal,
+    pub cache_read: Decimal,
+}
+
+impl Price {
+    pub fn from_model_price(p: &ModelPrice) -> Price {
+        Price {
+            input: p.input_per_mtok,
+            output: p.output_per_mtok,
+            cache_write_5m: p.cache_write_5m_per_mtok.unwrap_or(p.input_per_mtok * Decimal::new(125, 2)),
+            cache_write_1h: p.cache_write_1h_per_mtok.unwrap_or(p.input_per_mtok * Decimal::TWO),
+            cache_read: p.cache_read_per_mtok.unwrap_or(p.input_per_mtok * Decimal::new(1, 1)),
+        }
+    }
+}
+
+/// Model prices compiled once per snapshot.
+#[derive(Debug, Default)]
+pub struct PriceTable {
+    exact: HashMap<String, Price>,
+    /// Longest first, for dated model ids such as `claude-sonnet-4-5-20250929`.
+    by_prefix: Vec<(String, Price)>,
+}
+
+impl PriceTable {
+    pub fn compile(prices: &[ModelPrice]) -> PriceTable {
+        let mut exact = HashMap::with_capacity(prices.len());
+        for p in prices {
+            exact.insert(p.model.to_ascii_lowercase(), Price::from_model_price(p));
+        }
+        let mut by_prefix: Vec<(String, Price)> = exact.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        by_prefix.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        PriceTable { exact, by_prefix }
+    }
+
+    /// Exact (case-insensitive) match first, else the longest known model
+    /// name followed by `-` (a dated or suffixed variant).
+    pub fn lookup(&self, model: &str) -> Option<&Price> {
+        let model = model.to_ascii_lowercase();
+        if let Some(p) = self.exact.get(&model) {
+            return Some(p);
+        }
+        self.by_prefix
+            .iter()
+            .find(|(name, _)| model.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-')))
+            .map(|(_, p)| p)
+    }
+}
+
+/// Cost in USD of `usage` at `price`, times the provider's multiplier.
+pub fn cost(usage: &Usage, price: &Price, multiplier: Decimal) -> Decimal {
+    let per_mtok = Decimal::from(usage.input_tokens) * price.input
+        + Decimal::from(usage.output_tokens) * price.output
+        + Decimal::from(usage.cache_creation_5m_tokens) * price.cache_write_5m
+        + Decimal::from(usage.cache_creation_1h_tokens) * price.cache_write_1h
+        + Decimal::from(usage.cache_read_tokens) * price.cache_read;
+    (per_mtok / Decimal::from(1_000_000u32) * multiplier).normalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn sonnet() -> ModelPrice {
+        ModelPrice {
+            model: "claude-sonnet-4-5".into(),
+            input_per_mtok: d("3"),
+            output_per_mtok: d("15"),
+            cache_write_5m_per_mtok: Some(d("3.75")),
+            cache_write_1h_per_mtok: Some(d("6")),
+            cache_read_per_mtok: Some(d("0.30")),
+        }
+    }
+
+    #[test]
+    fn exact_cost_with_multiplier() {
+        let usage = Usage {
+            input_tokens: 1200,
+            output_tokens: 345,
+            cache_creation_5m_tokens: 100,
+            cache_creation_1h_tokens: 200,
+            cache_read_tokens: 4000,
+        };
+        // 1200*3 + 345*15 + 100*3.75 + 200*6 + 4000*0.3 = 3600+5175+375+1200+1200 = 11550 per MTok
+        let price = Price::from_model_price(&sonnet());
+        assert_eq!(cost(&usage, &price, Decimal::ONE), d("0.01155"));
+        assert_eq!(cost(&usage, &price, d("1.5")), d("0.017325"));
+        assert_eq!(cost(&Usage::default(), &price, d("1.5")), Decimal::ZERO);
+    }
+
+    #[test]
+    fn missing_cache_prices_fall_back() {
+        let mut p = sonnet();
+        p.cache_write_5m_per_mtok = None;
+        p.cache_write_1h_per_mtok = None;
+        p.cache_read_per_mtok = None;
+        let price = Price::from_model_price(&p);
+        assert_eq!(price.cache_write_5m, d("3.75"));
+        assert_eq!(price.cache_write_1h, d("6"));
+        assert_eq!(price.cache_read, d("0.3"));
+    }
+
+    #[test]
+    fn lookup_exact_then_longest_dated_prefix() {
+        let mut sonnet4 = sonnet();
+        sonnet4.model = "claude-sonnet-4".into();
+        sonnet4.input_per_mtok = d("9");
+        let table = PriceTable::compile(&[sonnet(), sonnet4]);
+        assert_eq!(table.lookup("Claude-Sonnet-4-5").unwrap().input, d("3"));
+        assert_eq!(table.lookup("claude-sonnet-4-5-20250929").unwrap().input, d("3"));
+        assert_eq!(table.lookup("claude-sonnet-4-20250514").unwrap().input, d("9"));
+        assert!(table.lookup("claude-sonnet-45").is_none());
+        assert!(table.lookup("gpt-5").is_none());
+    }
+}

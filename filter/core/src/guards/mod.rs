@@ -1,0 +1,8 @@
+//! The guard chain (SPEC §2), one module per guard. Implemented so far:
+//! 1 auth (with the brute-force lockout), 7 session (id discovery),
+//! 10 provider selection.
+
+pub mod auth;
+pub mod lockout;
+pub mod provider;
+pub mod session;

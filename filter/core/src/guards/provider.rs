@@ -1,0 +1,214 @@
+//! Guard 10: provider selection (SPEC §6), and the upstream plan that the
+//! glue applies: authority, path, TLS, credential.
+
+use hubgate_wire::{ProviderType, ResolvedKey};
+use rust_decimal::Decimal;
+
+use crate::api::Endpoint;
+use crate::guards::auth::CREDENTIAL_HEADERS;
+use crate::reply::LocalReply;
+use crate::snapshot::{CompiledProvider, CompiledSnapshot};
+
+/// Header the route table matches to send a request to the TLS cluster.
+pub const UPSTREAM_TLS_HEADER: &str = "x-hubgate-upstream-tls";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPlan {
+    pub provider_id: i64,
+    pub provider_type: ProviderType,
+    pub cost_multiplier: Decimal,
+    pub authority: String,
+    pub path: String,
+    pub tls: bool,
+    /// Headers to remove from the client request (client credentials).
+    pub remove_headers: Vec<&'static str>,
+    /// Headers to set (provider credential).
+    pub set_headers: Vec<(&'static str, String)>,
+}
+
+/// The API format a provider must speak for this endpoint.
+fn provider_type_for(endpoint: Endpoint) -> Option<ProviderType> {
+    match endpoint {
+        Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens | Endpoint::Other => Some(ProviderType::Claude),
+        Endpoint::OpenAiChat => Some(ProviderType::OpenaiCompatible),
+        Endpoint::OpenAiResponses => Some(ProviderType::Codex),
+        Endpoint::Gemini { .. } => Some(ProviderType::Gemini),
+    }
+}
+
+/// The key's provider group, else the user's, else `default`.
+pub fn provider_group(key: &ResolvedKey) -> &str {
+    key.provider_group
+        .as_deref()
+        .or(key.user.provider_group.as_deref())
+        .filter(|g| !g.is_empty())
+        .unwrap_or("default")
+}
+
+fn in_group(p: &CompiledProvider, group: &str) -> bool {
+    group == "*"
+        || p.provider.group_tags.iter().any(|t| t == group)
+        || (p.provider.group_tags.is_empty() && group == "default")
+}
+
+fn allows_model(p: &CompiledProvider, model: Option<&str>) -> bool {
+    let allowed = &p.provider.allowed_models;
+    allowed.is_empty() || model.is_some_and(|m| allowed.iter().any(|a| a.eq_ignore_ascii_case(m)))
+}
+
+/// Picks a provider: group → format → model → enabled → lowest priority →
+/// weighted random (by `seed`).
+pub fn select<'a>(
+    snapshot: &'a CompiledSnapshot,
+    key: &ResolvedKey,
+    endpoint: Endpoint,
+    model: Option<&str>,
+    seed: u64,
+) -> Result<&'a CompiledProvider, LocalReply> {
+    let wanted = provider_type_for(endpoint);
+    let group = provider_group(key);
+    let eligible: Vec<&CompiledProvider> = snapshot
+        .providers
+        .iter()
+        .filter(|p| p.provider.enabled)
+        .filter(|p| Some(p.provider.provider_type) == wanted)
+        .filter(|p| in_group(p, group))
+        .filter(|p| allows_model(p, model))
+        .collect();
+    let Some(best) = eligible.iter().map(|p| p.provider.priority).min() else {
+        return Err(LocalReply::new(
+            503,
+            "no_provider_available",
+            format!("No provider is available for this request (group `{group}`)."),
+        ));
+    };
+    let top: Vec<&CompiledProvider> = eligible.into_iter().filter(|p| p.provider.priority == best).collect();
+    let total: u64 = top.iter().map(|p| u64::from(p.provider.weight.max(1))).sum();
+    let mut point = seed % total.max(1);
+    for p in &top {
+        let w = u64::from(p.provider.weight.max(1));
+        if point < w {
+            return Ok(p);
+        }
+        point -= w;
+    }
+    top.first().copied().ok_or_else(|| LocalReply::new(503, "no_provider_available", "No provider is available."))
+}
+
+/// How to send the request to `provider`. `path` is the client's path with
+/// any `?key=` already removed.
+pub fn plan(provider: &CompiledProvider, path: &str) -> UpstreamPlan {
+    let p = &provider.provider;
+    let credential = match p.provider_type {
+        ProviderType::Claude => ("x-api-key", p.credential.clone()),
+        ProviderType::Codex | ProviderType::OpenaiCompatible => ("authorization", format!("Bearer {}", p.credential)),
+        ProviderType::Gemini => ("x-goog-api-key", p.credential.clone()),
+    };
+    let set_headers = vec![credential];
+    UpstreamPlan {
+        provider_id: p.id,
+        provider_type: p.provider_type,
+        cost_multiplier: p.cost_multiplier,
+        authority: provider.target.authority.clone(),
+        path: format!("{}{}", provider.target.path_prefix, path),
+        tls: provider.target.tls,
+        remove_headers: CREDENTIAL_HEADERS.to_vec(),
+        set_headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::UpstreamTarget;
+    use hubgate_wire::{CircuitSettings, Limits, PolicySnapshot, Provider, ProviderTimeouts};
+
+    fn provider(id: i64, t: ProviderType, priority: i32, weight: u32, tags: &[&str]) -> Provider {
+        Provider {
+            id,
+            name: format!("p{id}"),
+            provider_type: t,
+            base_url: format!("http://127.0.0.1:{}", 9000 + id),
+            credential: format!("cred-{id}"),
+            enabled: true,
+            weight,
+            priority,
+            cost_multiplier: Decimal::ONE,
+            group_tags: tags.iter().map(|s| s.to_string()).collect(),
+            allowed_models: vec![],
+            model_redirects: vec![],
+            limits: Limits::default(),
+            circuit: CircuitSettings::default(),
+            timeouts: ProviderTimeouts::default(),
+        }
+    }
+
+    fn snapshot(providers: Vec<Provider>) -> CompiledSnapshot {
+        CompiledSnapshot::compile(PolicySnapshot { providers, ..Default::default() }).0
+    }
+
+    fn key(group: Option<&str>) -> ResolvedKey {
+        serde_json::from_value(serde_json::json!({
+            "id": 1, "name": "k", "masked": "sk-…x", "enabled": true, "expires_at_ms": null,
+            "can_login_web_ui": false, "limits": Limits::default(), "provider_group": group,
+            "user": {"id": 1, "name": "u", "enabled": true, "expires_at_ms": null, "role": "user",
+                "allowed_clients": [], "blocked_clients": [], "allowed_models": [], "rpm": null,
+                "limits": Limits::default(), "daily_reset_mode": "fixed", "daily_reset_time": "00:00",
+                "provider_group": null}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn picks_matching_format_and_lowest_priority() {
+        let mut disabled = provider(1, ProviderType::Claude, 0, 1, &[]);
+        disabled.enabled = false;
+        let snap = snapshot(vec![
+            disabled,
+            provider(2, ProviderType::Gemini, 0, 1, &[]),
+            provider(3, ProviderType::Claude, 5, 1, &[]),
+            provider(4, ProviderType::Claude, 1, 1, &[]),
+        ]);
+        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Some("m"), 7).unwrap();
+        assert_eq!(p.provider.id, 4);
+    }
+
+    #[test]
+    fn groups_and_none_available() {
+        let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &["team-a"])]);
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, None, 0).unwrap_err();
+        assert_eq!((r.status, r.code), (503, "no_provider_available"));
+        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, None, 0).is_ok());
+        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, None, 0).is_ok());
+    }
+
+    #[test]
+    fn weights_split_by_seed() {
+        let snap = snapshot(vec![
+            provider(1, ProviderType::Claude, 0, 1, &[]),
+            provider(2, ProviderType::Claude, 0, 3, &[]),
+        ]);
+        let ids: Vec<i64> = (0..4)
+            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, None, seed).unwrap().provider.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn plan_swaps_credentials_and_prefixes_path() {
+        let mut p = provider(1, ProviderType::Claude, 0, 1, &[]);
+        p.base_url = "https://api.example.com/relay".into();
+        let compiled = CompiledProvider { target: UpstreamTarget::parse(&p.base_url).unwrap(), provider: p };
+        let claude_plan = plan(&compiled, "/v1/messages?beta=true");
+        assert_eq!(claude_plan.authority, "api.example.com");
+        assert_eq!(claude_plan.path, "/relay/v1/messages?beta=true");
+        assert!(claude_plan.tls);
+        assert_eq!(claude_plan.set_headers, vec![("x-api-key", "cred-1".to_string())]);
+        assert!(claude_plan.remove_headers.contains(&"authorization"));
+
+        let mut g = provider(2, ProviderType::OpenaiCompatible, 0, 1, &[]);
+        g.credential = "sk-up".into();
+        let compiled = CompiledProvider { target: UpstreamTarget::parse(&g.base_url).unwrap(), provider: g };
+        assert_eq!(plan(&compiled, "/v1/chat/completions").set_headers, vec![("authorization", "Bearer sk-up".to_string())]);
+    }
+}

@@ -1,0 +1,130 @@
+//! What the guard chain needs from a request body, parsed once. Only the
+//! fields used are deserialized; the rest is skipped without allocating.
+
+use serde::Deserialize;
+
+use crate::api::{gemini_model_and_method, Endpoint};
+use crate::reply::LocalReply;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub model: Option<String>,
+    pub stream: bool,
+    pub max_tokens: Option<u64>,
+    /// `metadata.user_id` (Claude Code) — raw string.
+    pub metadata_user_id: Option<String>,
+    /// `metadata.session_id`.
+    pub metadata_session_id: Option<String>,
+    /// OpenAI Responses `prompt_cache_key`.
+    pub prompt_cache_key: Option<String>,
+    /// OpenAI Responses `previous_response_id`.
+    pub previous_response_id: Option<String>,
+    pub message_count: usize,
+}
+
+#[derive(Deserialize)]
+struct BodyJson {
+    model: Option<String>,
+    stream: Option<bool>,
+    max_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    metadata: Option<MetadataJson>,
+    prompt_cache_key: Option<String>,
+    previous_response_id: Option<String>,
+    messages: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+struct MetadataJson {
+    user_id: Option<serde_json::Value>,
+    session_id: Option<serde_json::Value>,
+}
+
+/// Parses a request body. An empty body is fine (no fields); malformed JSON
+/// or a non-object is a 400 that names the position.
+pub fn inspect(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<RequestInfo, LocalReply> {
+    let mut info = RequestInfo::default();
+    if let Endpoint::Gemini { stream, .. } = endpoint {
+        info.model = gemini_model_and_method(path).map(|(m, _)| m.to_string());
+        info.stream = stream;
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(info);
+    }
+    let parsed: BodyJson = match serde_json::from_slice(body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let what = if e.is_data() { "has an unexpected shape" } else { "is not valid JSON" };
+            return Err(LocalReply::new(
+                400,
+                "invalid_json",
+                format!("Request body {what}: {e}"),
+            ));
+        }
+    };
+    if info.model.is_none() {
+        info.model = parsed.model.filter(|m| !m.is_empty());
+    }
+    info.stream = info.stream || parsed.stream.unwrap_or(false);
+    info.max_tokens = parsed.max_tokens.or(parsed.max_output_tokens);
+    if let Some(meta) = parsed.metadata {
+        info.metadata_user_id = meta.user_id.and_then(string_value);
+        info.metadata_session_id = meta.session_id.and_then(string_value);
+    }
+    info.prompt_cache_key = parsed.prompt_cache_key;
+    info.previous_response_id = parsed.previous_response_id;
+    info.message_count = parsed.messages.map_or(0, |m| m.len());
+    Ok(info)
+}
+
+fn string_value(v: serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_it_needs() {
+        let body = br#"{"model":"claude-sonnet-4-5","max_tokens":1024,"stream":true,"system":[{"type":"text","text":"x"}],
+            "messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}],
+            "metadata":{"user_id":"{\"device_id\":\"d\",\"session_id\":\"s\"}"},"tools":[{"name":"t","input_schema":{"type":"object"}}]}"#;
+        let info = inspect(Endpoint::AnthropicMessages, "/v1/messages", body).unwrap();
+        assert_eq!(info.model.as_deref(), Some("claude-sonnet-4-5"));
+        assert!(info.stream);
+        assert_eq!(info.max_tokens, Some(1024));
+        assert_eq!(info.message_count, 2);
+        assert_eq!(info.metadata_user_id.as_deref(), Some(r#"{"device_id":"d","session_id":"s"}"#));
+    }
+
+    #[test]
+    fn malformed_json_names_the_position() {
+        let r = inspect(Endpoint::AnthropicMessages, "/v1/messages", b"{\"model\": \"x\",\n  oops}").unwrap_err();
+        assert_eq!((r.status, r.code), (400, "invalid_json"));
+        assert!(r.message.contains("line 2 column 3"), "{}", r.message);
+    }
+
+    #[test]
+    fn wrong_shapes_are_400_not_crashes() {
+        for body in [&b"[1,2]"[..], b"\"str\"", br#"{"model":5}"#, br#"{"stream":"yes"}"#, b"{\"model\":\"\xff\"}"] {
+            let r = inspect(Endpoint::AnthropicMessages, "/v1/messages", body).unwrap_err();
+            assert_eq!(r.code, "invalid_json");
+        }
+    }
+
+    #[test]
+    fn empty_body_and_gemini_path_model() {
+        let info = inspect(
+            Endpoint::Gemini { stream: true, conversation: true },
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            b"",
+        )
+        .unwrap();
+        assert_eq!(info.model.as_deref(), Some("gemini-2.5-pro"));
+        assert!(info.stream);
+    }
+}

@@ -1,0 +1,93 @@
+//! A policy snapshot compiled once per version: price table, provider
+//! upstream targets. Requests only read it.
+
+use hubgate_wire::{PolicySnapshot, Provider, Settings};
+
+use crate::cost::PriceTable;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    pub tls: bool,
+    /// `host` or `host:port`, written to `:authority`.
+    pub authority: String,
+    /// Path prefix from the base URL, without trailing `/` (often empty).
+    pub path_prefix: String,
+}
+
+impl UpstreamTarget {
+    pub fn parse(base_url: &str) -> Result<UpstreamTarget, String> {
+        let (tls, rest) = if let Some(rest) = base_url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = base_url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!("base_url `{base_url}` must start with http:// or https://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) {
+            return Err(format!("base_url `{base_url}` has no usable host"));
+        }
+        Ok(UpstreamTarget { tls, authority: authority.to_string(), path_prefix: path.trim_end_matches('/').to_string() })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledProvider {
+    pub provider: Provider,
+    pub target: UpstreamTarget,
+}
+
+#[derive(Debug)]
+pub struct CompiledSnapshot {
+    pub version: u64,
+    pub key_epoch: u64,
+    pub settings: Settings,
+    pub prices: PriceTable,
+    pub providers: Vec<CompiledProvider>,
+}
+
+impl CompiledSnapshot {
+    /// Compiles a snapshot. Providers that cannot be used are left out and
+    /// described in the returned warnings; the rest still work.
+    pub fn compile(snapshot: PolicySnapshot) -> (CompiledSnapshot, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut providers = Vec::with_capacity(snapshot.providers.len());
+        for provider in snapshot.providers {
+            match UpstreamTarget::parse(&provider.base_url) {
+                Ok(target) => providers.push(CompiledProvider { provider, target }),
+                Err(e) => warnings.push(format!("provider {} ({}) skipped: {e}", provider.id, provider.name)),
+            }
+        }
+        let compiled = CompiledSnapshot {
+            version: snapshot.version,
+            key_epoch: snapshot.key_epoch,
+            settings: snapshot.settings,
+            prices: PriceTable::compile(&snapshot.prices),
+            providers,
+        };
+        (compiled, warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_urls() {
+        assert_eq!(
+            UpstreamTarget::parse("https://api.anthropic.com").unwrap(),
+            UpstreamTarget { tls: true, authority: "api.anthropic.com".into(), path_prefix: "".into() }
+        );
+        assert_eq!(
+            UpstreamTarget::parse("http://127.0.0.1:8080/relay/").unwrap(),
+            UpstreamTarget { tls: false, authority: "127.0.0.1:8080".into(), path_prefix: "/relay".into() }
+        );
+        assert!(UpstreamTarget::parse("ftp://x").is_err());
+        assert!(UpstreamTarget::parse("http://").is_err());
+        assert!(UpstreamTarget::parse("http://user@host").is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! Usage in Anthropic Messages responses: the JSON `usage` object, or in a
+//! stream `message_start` (input side) and `message_delta` (cumulative).
+
+use hubgate_wire::Usage;
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+struct UsageJson {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation: Option<CacheCreationJson>,
+}
+
+#[derive(Deserialize, Default)]
+struct CacheCreationJson {
+    ephemeral_5m_input_tokens: Option<u64>,
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct MessageJson {
+    model: Option<String>,
+    usage: Option<UsageJson>,
+}
+
+#[derive(Deserialize)]
+struct EventJson {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: Option<MessageJson>,
+    usage: Option<UsageJson>,
+}
+
+impl UsageJson {
+    /// Writes the fields this object carries over `usage`; absent fields
+    /// keep their value (stream events carry cumulative totals).
+    fn apply(&self, usage: &mut Usage) {
+        if let Some(v) = self.input_tokens {
+            usage.input_tokens = v;
+        }
+        if let Some(v) = self.output_tokens {
+            usage.output_tokens = v;
+        }
+        if let Some(v) = self.cache_read_input_tokens {
+            usage.cache_read_tokens = v;
+        }
+        match &self.cache_creation {
+            Some(split) if split.ephemeral_5m_input_tokens.is_some() || split.ephemeral_1h_input_tokens.is_some() => {
+                usage.cache_creation_5m_tokens = split.ephemeral_5m_input_tokens.unwrap_or(0);
+                usage.cache_creation_1h_tokens = split.ephemeral_1h_input_tokens.unwrap_or(0);
+            }
+            _ => {
+                if let Some(v) = self.cache_creation_input_tokens {
+                    usage.cache_creation_5m_tokens = v;
+                    usage.cache_creation_1h_tokens = 0;
+                }
+            }
+        }
+    }
+}
+
+/// Usage and model from a complete non-streaming response body.
+pub fn from_json(body: &[u8]) -> (Option<Usage>, Option<String>) {
+    match serde_json::from_slice::<MessageJson>(body) {
+        Ok(m) => {
+            let usage = m.usage.map(|u| {
+                let mut usage = Usage::default();
+                u.apply(&mut usage);
+                usage
+            });
+            (usage, m.model)
+        }
+        Err(_) => (None, None),
+    }
+}
+
+/// Accumulates usage over the events of one stream.
+#[derive(Debug, Default, Clone)]
+pub struct StreamState {
+    pub usage: Usage,
+    pub model: Option<String>,
+    pub saw_usage: bool,
+    pub saw_stop: bool,
+}
+
+impl StreamState {
+    pub fn on_event(&mut self, event: &str, data: &[u8]) {
+        let interesting = matches!(event, "message_start" | "message_delta" | "message_stop")
+            || (event.is_empty() && contains(data, b"\"message_"));
+        if !interesting {
+            return;
+        }
+        let Ok(parsed) = serde_json::from_slice::<EventJson>(data) else {
+            return;
+        };
+        match parsed.kind.as_deref() {
+            Some("message_start") => {
+                if let Some(message) = parsed.message {
+                    self.model = message.model.or(self.model.take());
+                    if let Some(u) = message.usage {
+                        u.apply(&mut self.usage);
+                        self.saw_usage = true;
+                    }
+                }
+            }
+            Some("message_delta") => {
+                if let Some(u) = parsed.usage {
+                    u.apply(&mut self.usage);
+                    self.saw_usage = true;
+                }
+            }
+            Some("message_stop") => self.saw_stop = true,
+            _ => {}
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Endpoint;
+    use crate::usage::ResponseMeter;
+
+    const STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":1200,\"cache_creation_input_tokens\":300,\"cache_read_input_tokens\":4000,\"cache_creation\":{\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":200},\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\n",
+        "data: {\"type\":\"ping\"}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hé \\u00e9 message_delta\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":345}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn expected() -> Usage {
+        Usage {
+            input_tokens: 1200,
+            output_tokens: 345,
+            cache_creation_5m_tokens: 100,
+            cache_creation_1h_tokens: 200,
+            cache_read_tokens: 4000,
+        }
+    }
+
+    fn meter(chunks: &[&[u8]]) -> crate::usage::Metered {
+        let mut m = ResponseMeter::new(Endpoint::AnthropicMessages, "text/event-stream; charset=utf-8");
+        for c in chunks {
+            m.feed(c);
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn stream_usage_split_at_every_byte_boundary() {
+        let bytes = STREAM.as_bytes();
+        for cut in 0..=bytes.len() {
+            let r = meter(&[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(r.usage, Some(expected()), "cut at {cut}");
+            assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+            assert!(!r.incomplete);
+        }
+    }
+
+    #[test]
+    fn stream_usage_one_byte_at_a_time() {
+        let chunks: Vec<&[u8]> = STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(meter(&chunks).usage, Some(expected()));
+    }
+
+    #[test]
+    fn cut_stream_keeps_what_was_seen_and_is_flagged() {
+        let cut = STREAM.find("event: message_delta").unwrap();
+        let r = meter(&[&STREAM.as_bytes()[..cut]]);
+        assert!(r.incomplete);
+        let u = r.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (1200, 1, 4000));
+    }
+
+    #[test]
+    fn json_cache_creation_without_split_counts_as_5m() {
+        let (u, model) = from_json(br#"{"model":"m","usage":{"input_tokens":7,"output_tokens":2,"cache_creation_input_tokens":50,"cache_read_input_tokens":null}}"#);
+        let u = u.unwrap();
+        assert_eq!((u.cache_creation_5m_tokens, u.cache_creation_1h_tokens, u.cache_read_tokens), (50, 0, 0));
+        assert_eq!(model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn json_without_usage_or_invalid() {
+        assert_eq!(from_json(br#"{"type":"error"}"#), (None, None));
+        assert_eq!(from_json(b"not json"), (None, None));
+    }
+}

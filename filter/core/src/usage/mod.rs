@@ -1,0 +1,131 @@
+//! Reading token usage from upstream responses, chunk by chunk, without
+//! holding the response back (SSE is scanned with a byte carry-over).
+
+pub mod anthropic;
+pub mod sse;
+
+use hubgate_wire::Usage;
+
+use crate::api::Endpoint;
+use sse::SseScanner;
+
+/// JSON bodies larger than this are not kept for usage extraction.
+const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
+
+/// What the meter saw once the response ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metered {
+    /// `None` when the response carried no usage at all.
+    pub usage: Option<Usage>,
+    /// The model the provider reported, if any.
+    pub model: Option<String>,
+    /// A stream ended without its final event (cut by client or upstream).
+    pub incomplete: bool,
+    pub response_bytes: u64,
+}
+
+pub struct ResponseMeter {
+    endpoint: Endpoint,
+    sse: Option<SseScanner>,
+    json: Vec<u8>,
+    json_overflow: bool,
+    state: anthropic::StreamState,
+    bytes: u64,
+}
+
+impl ResponseMeter {
+    pub fn new(endpoint: Endpoint, content_type: &str) -> ResponseMeter {
+        let is_sse = content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream");
+        ResponseMeter {
+            endpoint,
+            sse: is_sse.then(SseScanner::default),
+            json: Vec::new(),
+            json_overflow: false,
+            state: anthropic::StreamState::default(),
+            bytes: 0,
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.sse.is_some()
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        match &mut self.sse {
+            Some(scanner) => {
+                let state = &mut self.state;
+                let endpoint = self.endpoint;
+                scanner.feed(chunk, |event, data| {
+                    if endpoint == Endpoint::AnthropicMessages {
+                        state.on_event(event, data);
+                    }
+                });
+            }
+            None => {
+                if self.json.len() + chunk.len() > MAX_JSON_BODY {
+                    self.json_overflow = true;
+                    self.json = Vec::new();
+                } else if !self.json_overflow {
+                    self.json.extend_from_slice(chunk);
+                }
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Metered {
+        let bytes = self.bytes;
+        match self.sse.take() {
+            Some(mut scanner) => {
+                let state = &mut self.state;
+                let endpoint = self.endpoint;
+                scanner.finish(|event, data| {
+                    if endpoint == Endpoint::AnthropicMessages {
+                        state.on_event(event, data);
+                    }
+                });
+                let s = self.state;
+                Metered {
+                    usage: s.saw_usage.then_some(s.usage),
+                    model: s.model,
+                    incomplete: !s.saw_stop,
+                    response_bytes: bytes,
+                }
+            }
+            None => {
+                let (usage, model) = match self.endpoint {
+                    Endpoint::AnthropicMessages if !self.json_overflow => anthropic::from_json(&self.json),
+                    _ => (None, None),
+                };
+                Metered { usage, model, incomplete: false, response_bytes: bytes }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_response_split_anywhere() {
+        let body = br#"{"id":"msg_1","type":"message","model":"claude-sonnet-4-5","usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":3}}"#;
+        for cut in 0..=body.len() {
+            let mut m = ResponseMeter::new(Endpoint::AnthropicMessages, "application/json");
+            m.feed(&body[..cut]);
+            m.feed(&body[cut..]);
+            let r = m.finish();
+            let u = r.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (10, 5, 3));
+            assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-5"));
+            assert_eq!(r.response_bytes, body.len() as u64);
+        }
+    }
+
+    #[test]
+    fn non_anthropic_endpoints_report_no_usage_yet() {
+        let mut m = ResponseMeter::new(Endpoint::Other, "application/json");
+        m.feed(br#"{"usage":{"input_tokens":1}}"#);
+        assert_eq!(m.finish().usage, None);
+    }
+}

@@ -1,0 +1,140 @@
+//! A minimal Server-Sent Events scanner. Chunks may split lines, events and
+//! even UTF-8 sequences anywhere; incomplete lines are carried over.
+
+/// Lines longer than this are dropped rather than held without bound.
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct SseScanner {
+    carry: Vec<u8>,
+    event: String,
+    data: Vec<u8>,
+    has_data: bool,
+    /// The previous chunk ended in `\r`; a leading `\n` belongs to it.
+    after_cr: bool,
+    oversized: bool,
+}
+
+impl SseScanner {
+    /// Feeds a chunk; `on_event(event_name, data)` runs for every complete
+    /// event (event name empty when none was given).
+    pub fn feed(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(&str, &[u8])) {
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(rest) = chunk.strip_prefix(b"\n") {
+                chunk = rest;
+            }
+        }
+        while let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (line, rest) = chunk.split_at(pos);
+            let is_cr = rest.first() == Some(&b'\r');
+            let mut rest = rest.get(1..).unwrap_or_default();
+            if is_cr {
+                match rest.first() {
+                    Some(b'\n') => rest = rest.get(1..).unwrap_or_default(),
+                    None => self.after_cr = true,
+                    _ => {}
+                }
+            }
+            if self.carry.is_empty() {
+                self.line(line, &mut on_event);
+            } else {
+                let mut full = std::mem::take(&mut self.carry);
+                full.extend_from_slice(line);
+                if !std::mem::take(&mut self.oversized) {
+                    self.line(&full, &mut on_event);
+                }
+            }
+            chunk = rest;
+        }
+        if self.carry.len() + chunk.len() > MAX_LINE {
+            self.oversized = true;
+            self.carry.clear();
+        } else if !self.oversized {
+            self.carry.extend_from_slice(chunk);
+        }
+    }
+
+    /// Ends the stream: a final event without its blank line still counts.
+    pub fn finish(&mut self, mut on_event: impl FnMut(&str, &[u8])) {
+        if !self.carry.is_empty() && !self.oversized {
+            let last = std::mem::take(&mut self.carry);
+            self.line(&last, &mut on_event);
+        }
+        self.dispatch(&mut on_event);
+    }
+
+    fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
+        if line.is_empty() {
+            self.dispatch(on_event);
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let (f, v) = line.split_at(i);
+                let v = v.get(1..).unwrap_or_default();
+                (f, v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, on_event: &mut impl FnMut(&str, &[u8])) {
+        if self.has_data {
+            on_event(&self.event, &self.data);
+        }
+        self.event.clear();
+        self.data.clear();
+        self.has_data = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(chunks: &[&[u8]]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut s = SseScanner::default();
+        for c in chunks {
+            s.feed(c, |e, d| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned())));
+        }
+        s.finish(|e, d| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned())));
+        out
+    }
+
+    const STREAM: &[u8] = b"event: a\ndata: {\"x\":1}\n\n: comment\r\nevent: b\r\ndata: line1\r\ndata:line2\r\n\r\ndata: tail";
+
+    #[test]
+    fn parses_events_with_any_line_ending() {
+        assert_eq!(
+            events(&[STREAM]),
+            vec![
+                ("a".into(), "{\"x\":1}".into()),
+                ("b".into(), "line1\nline2".into()),
+                ("".into(), "tail".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn same_events_when_split_at_every_byte_boundary() {
+        let whole = events(&[STREAM]);
+        for cut in 0..=STREAM.len() {
+            assert_eq!(events(&[&STREAM[..cut], &STREAM[cut..]]), whole, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
+        assert_eq!(events(&bytes), whole);
+    }
+}
