@@ -1,0 +1,71 @@
+//! The usage-event queue: HTTP contexts enqueue one event per request into a
+//! shared queue; root contexts drain it in batches. A shared depth counter
+//! bounds it; events beyond the bound are dropped and counted.
+
+use hubgate_wire::RequestEvent;
+use proxy_wasm::hostcalls;
+
+use crate::host;
+use crate::vm::{read_u64, Vm};
+
+const DEPTH_KEY: &str = "hubgate.events.depth";
+
+fn add_depth(delta: i64) {
+    let _ = host::shared_update(DEPTH_KEY, |cur| {
+        let next = (read_u64(cur) as i64 + delta).max(0) as u64;
+        ((), next.to_le_bytes().to_vec())
+    });
+}
+
+pub fn enqueue(vm: &Vm, event: &RequestEvent) {
+    let (depth, _) = host::shared_get(DEPTH_KEY);
+    if read_u64(depth.as_deref()) >= vm.config.event_queue_max {
+        vm.metrics.inc("hubgate_events_dropped_total");
+        log::warn!("hubgate: event queue full, dropped event {}", event.event_id);
+        return;
+    }
+    let bytes = match serde_json::to_vec(event) {
+        Ok(b) => b,
+        Err(e) => {
+            vm.metrics.inc("hubgate_events_dropped_total");
+            log::error!("hubgate: cannot encode event: {e}");
+            return;
+        }
+    };
+    match hostcalls::enqueue_shared_queue(vm.queue_id, Some(&bytes)) {
+        Ok(()) => add_depth(1),
+        Err(e) => {
+            vm.metrics.inc("hubgate_events_dropped_total");
+            log::error!("hubgate: cannot enqueue event: {e:?}");
+        }
+    }
+}
+
+/// Takes up to `max` events off the queue as the JSON body of an
+/// `EventBatch`, with the number of events in it.
+pub fn take_batch(vm: &Vm, max: usize) -> Option<(Vec<u8>, usize)> {
+    let mut body = b"{\"events\":[".to_vec();
+    let mut count = 0;
+    while count < max {
+        match hostcalls::dequeue_shared_queue(vm.queue_id) {
+            Ok(Some(event)) => {
+                if count > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&event);
+                count += 1;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                log::warn!("hubgate: cannot dequeue events: {e:?}");
+                break;
+            }
+        }
+    }
+    if count == 0 {
+        return None;
+    }
+    add_depth(-(count as i64));
+    body.extend_from_slice(b"]}");
+    Some((body, count))
+}

@@ -1,0 +1,124 @@
+//! Panic-free wrappers over proxy-wasm hostcalls. The SDK's trait helpers
+//! unwrap host errors; a panic would kill the VM and every later request.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, Bytes, MapType, Status};
+
+/// Host clock, unix milliseconds.
+pub fn now_ms() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Host clock, unix nanoseconds (for unique ids and seeds).
+pub fn now_ns() -> u128 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+pub fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+        log::warn!("hubgate: cannot set request header {name}: {e:?}");
+    }
+}
+
+pub fn property(path: &[&str]) -> Option<String> {
+    hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+pub fn buffer(kind: BufferType, size: usize) -> Bytes {
+    hostcalls::get_buffer(kind, 0, size).ok().flatten().unwrap_or_default()
+}
+
+pub fn call_response_status() -> Option<u16> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse().ok())
+}
+
+pub fn send_reply(status: u16, headers: &[(String, String)], body: &[u8]) {
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if let Err(e) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
+        log::error!("hubgate: cannot send local reply {status}: {e:?}");
+    }
+}
+
+pub fn resume_request() {
+    if let Err(e) = hostcalls::resume_http_request() {
+        log::warn!("hubgate: cannot resume request: {e:?}");
+    }
+}
+
+/// Shared data (per Envoy process, all worker VMs): value and CAS token.
+pub fn shared_get(key: &str) -> (Option<Bytes>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
+}
+
+/// Read-modify-write of a shared value with CAS, retried a few times.
+/// Returns the value written, or `None` if every attempt lost the race.
+pub fn shared_update<T>(key: &str, mut update: impl FnMut(Option<&[u8]>) -> (T, Vec<u8>)) -> Option<T> {
+    for _ in 0..4 {
+        let (current, cas) = shared_get(key);
+        let (result, next) = update(current.as_deref());
+        match shared_set(key, &next, cas) {
+            Ok(()) => return Some(result),
+            Err(Status::CasMismatch) => continue,
+            Err(e) => {
+                log::warn!("hubgate: shared data {key}: {e:?}");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+pub struct Callout<'a> {
+    pub cluster: &'a str,
+    pub authority: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub token: &'a str,
+    pub extra_headers: Vec<(&'a str, String)>,
+    pub body: Option<&'a [u8]>,
+    pub timeout_ms: u64,
+}
+
+/// Starts an HTTP callout; the answer arrives in `on_http_call_response`.
+pub fn dispatch(c: Callout<'_>) -> Result<u32, Status> {
+    let bearer = format!("Bearer {}", c.token);
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", c.method),
+        (":path", c.path),
+        (":authority", c.authority),
+        ("authorization", bearer.as_str()),
+    ];
+    if c.body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    for (k, v) in &c.extra_headers {
+        headers.push((k, v.as_str()));
+    }
+    hostcalls::dispatch_http_call(c.cluster, headers, c.body, vec![], Duration::from_millis(c.timeout_ms))
+}

@@ -1,0 +1,510 @@
+//! One client request. Headers are copied during the headers phase; the
+//! request is held until the key is resolved and the body is complete, then
+//! the guard chain decides: a local reply, or an upstream plan.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use hubgate_core::api::{Dialect, Endpoint};
+use hubgate_core::billing::settle;
+use hubgate_core::guards::auth::{self, check_key, control_plane_unavailable, extract_key, invalid_key};
+use hubgate_core::guards::lockout::LockoutPolicy;
+use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
+use hubgate_core::guards::session::session_id;
+use hubgate_core::headers::Headers;
+use hubgate_core::reply::LocalReply;
+use hubgate_core::request::{inspect, RequestInfo};
+use hubgate_core::snapshot::CompiledSnapshot;
+use hubgate_core::usage::{Metered, ResponseMeter};
+use hubgate_wire::{hash_key, mask_key, KeyResolveRequest, KeyResolveResponse, RequestEvent, UnknownPathAction};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType};
+use rust_decimal::Decimal;
+
+use crate::events;
+use crate::host::{self, Callout};
+use crate::keys::{CachedKey, Lookup};
+use crate::lockout;
+use crate::vm::Vm;
+
+enum Call {
+    Key,
+    Snapshot,
+}
+
+pub struct Http {
+    vm: Option<Rc<Vm>>,
+    started_ms: i64,
+    request_id: String,
+    method: String,
+    path: String,
+    endpoint: Endpoint,
+    dialect: Dialect,
+    headers: Headers,
+    client_ip: Option<String>,
+    key_hash: Option<String>,
+    key_masked: Option<String>,
+    /// The key as resolved (fresh, or stale when the control plane is down).
+    key_entry: Option<CachedKey>,
+    snapshot: Option<Rc<CompiledSnapshot>>,
+    calls: HashMap<u32, Call>,
+    body: Vec<u8>,
+    body_done: bool,
+    /// The request was held (Pause) and must be resumed once decided.
+    held: bool,
+    decided: bool,
+    info: RequestInfo,
+    session_id: Option<String>,
+    plan: Option<UpstreamPlan>,
+    reply: Option<LocalReply>,
+    status: Option<u16>,
+    ttfb_ms: Option<u64>,
+    meter: Option<ResponseMeter>,
+}
+
+impl Http {
+    pub fn new(_context_id: u32, vm: Option<Rc<Vm>>) -> Http {
+        Http {
+            vm,
+            started_ms: 0,
+            request_id: String::new(),
+            method: String::new(),
+            path: String::new(),
+            endpoint: Endpoint::Other,
+            dialect: Dialect::Anthropic,
+            headers: Headers::default(),
+            client_ip: None,
+            key_hash: None,
+            key_masked: None,
+            key_entry: None,
+            snapshot: None,
+            calls: HashMap::new(),
+            body: Vec::new(),
+            body_done: false,
+            held: false,
+            decided: false,
+            info: RequestInfo::default(),
+            session_id: None,
+            plan: None,
+            reply: None,
+            status: None,
+            ttfb_ms: None,
+            meter: None,
+        }
+    }
+
+    fn send(&mut self, reply: LocalReply) -> Action {
+        if let Some(vm) = &self.vm {
+            vm.metrics.inc(&format!("hubgate_local_reply_{}_total", reply.code));
+        }
+        let body = reply.body(self.dialect, &self.request_id);
+        host::send_reply(reply.status, &reply.response_headers(&self.request_id), &body);
+        self.decided = true;
+        self.reply = Some(reply);
+        Action::Pause
+    }
+
+    fn lockout_policy(vm: &Vm) -> LockoutPolicy {
+        LockoutPolicy {
+            max_failures: vm.config.lockout_max_failures,
+            window_ms: vm.config.lockout_window_secs as i64 * 1000,
+            lockout_ms: vm.config.lockout_secs as i64 * 1000,
+        }
+    }
+
+    fn locked_out(&self, now: i64) -> Option<LocalReply> {
+        let by_ip = self.client_ip.as_deref().and_then(|ip| lockout::locked_for_secs("ip", ip, now));
+        let by_key = self.key_hash.as_deref().and_then(|h| lockout::locked_for_secs("key", h, now));
+        let secs = by_ip.into_iter().chain(by_key).max()?;
+        Some(
+            LocalReply::new(
+                429,
+                "auth_locked_out",
+                format!("Too many failed authentication attempts. Try again in {secs} seconds."),
+            )
+            .with_header("retry-after", secs.to_string()),
+        )
+    }
+
+    fn start_key_resolve(&mut self, vm: &Vm, hash: &str) {
+        let body = match serde_json::to_vec(&KeyResolveRequest { key_hash: hash.to_string() }) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        match host::dispatch(Callout {
+            cluster: &vm.config.control_plane_cluster,
+            authority: &vm.config.control_plane_authority,
+            method: "POST",
+            path: hubgate_wire::KEY_RESOLVE_PATH,
+            token: &vm.config.internal_token,
+            extra_headers: vec![],
+            body: Some(&body),
+            timeout_ms: vm.config.callout_timeout_ms,
+        }) {
+            Ok(token) => {
+                self.calls.insert(token, Call::Key);
+            }
+            Err(e) => {
+                vm.metrics.inc("hubgate_callout_failures_total");
+                log::warn!("hubgate: cannot resolve key: {e:?}");
+            }
+        }
+    }
+
+    fn start_snapshot_fetch(&mut self, vm: &Vm) {
+        match host::dispatch(Callout {
+            cluster: &vm.config.control_plane_cluster,
+            authority: &vm.config.control_plane_authority,
+            method: "GET",
+            path: hubgate_wire::SNAPSHOT_PATH,
+            token: &vm.config.internal_token,
+            extra_headers: vec![],
+            body: None,
+            timeout_ms: vm.config.callout_timeout_ms,
+        }) {
+            Ok(token) => {
+                self.calls.insert(token, Call::Snapshot);
+            }
+            Err(e) => {
+                vm.metrics.inc("hubgate_callout_failures_total");
+                log::warn!("hubgate: cannot fetch the snapshot: {e:?}");
+            }
+        }
+    }
+
+    /// Holds the request until everything needed has arrived, then decides.
+    fn advance(&mut self) -> Action {
+        if self.decided {
+            return Action::Continue;
+        }
+        if !self.calls.is_empty() || !self.body_done {
+            self.held = true;
+            return Action::Pause;
+        }
+        match self.decide() {
+            Ok(plan) => {
+                apply(&plan, &self.path);
+                self.plan = Some(plan);
+                self.decided = true;
+                Action::Continue
+            }
+            Err(reply) => self.send(reply),
+        }
+    }
+
+    /// The guard chain, once key, snapshot and body are all here.
+    fn decide(&mut self) -> Result<UpstreamPlan, LocalReply> {
+        let vm = self.vm.clone().ok_or_else(not_configured)?;
+        let now = host::now_ms();
+        let snapshot = match self.snapshot.clone().or_else(|| vm.snapshot()) {
+            Some(s) => s,
+            None => {
+                return Err(LocalReply::new(
+                    503,
+                    "policy_unavailable",
+                    "The gateway has not received its policy from the control plane yet. Please retry shortly.",
+                )
+                .with_header("retry-after", "5"))
+            }
+        };
+        self.snapshot = Some(snapshot.clone());
+
+        // Guard 1: auth.
+        let entry = self.key_entry.as_ref().ok_or_else(control_plane_unavailable)?;
+        let Some(key) = entry.key.clone() else {
+            let policy = Self::lockout_policy(&vm);
+            if let Some(ip) = &self.client_ip {
+                lockout::record_failure("ip", ip, now, &policy);
+            }
+            if let Some(hash) = &self.key_hash {
+                lockout::record_failure("key", hash, now, &policy);
+            }
+            return Err(invalid_key());
+        };
+        check_key(&key, now)?;
+
+        if self.endpoint == Endpoint::Other && snapshot.settings.unknown_path == UnknownPathAction::NotFound {
+            return Err(LocalReply::new(404, "not_found", format!("Unknown path `{}`.", self.path)));
+        }
+        if self.endpoint != Endpoint::Other {
+            self.info = inspect(self.endpoint, &self.path, &self.body)?;
+        }
+        self.session_id = session_id(&self.headers, &self.info);
+
+        // Guard 10: provider selection.
+        let seed = fnv(self.request_id.as_bytes()) ^ (host::now_ns() as u64);
+        let chosen = provider::select(&snapshot, &key, self.endpoint, self.info.model.as_deref(), seed)?;
+        let path = auth::without_query_param(&self.path, "key");
+        Ok(provider::plan(chosen, &path))
+    }
+
+    fn on_key_resolved(&mut self, vm: &Vm, status: Option<u16>, body: &[u8]) {
+        let answer = match status {
+            Some(200) => serde_json::from_slice::<KeyResolveResponse>(body).map_err(|e| e.to_string()),
+            other => Err(format!("status {other:?}")),
+        };
+        match answer {
+            Ok(resp) => {
+                let entry = CachedKey { fetched_ms: host::now_ms(), epoch: resp.key_epoch, key: resp.key };
+                if let Some(hash) = &self.key_hash {
+                    vm.keys.store(hash, entry.clone());
+                }
+                self.key_entry = Some(entry);
+            }
+            Err(e) => {
+                vm.metrics.inc("hubgate_callout_failures_total");
+                if self.key_entry.is_some() {
+                    vm.metrics.inc("hubgate_fail_static_total");
+                    log::warn!("hubgate: key resolve failed ({e}); using the cached entry");
+                } else {
+                    log::warn!("hubgate: key resolve failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, vm: &Vm) -> RequestEvent {
+        let now = host::now_ms();
+        let reply_status = self.reply.as_ref().map(|r| r.status);
+        let status = reply_status
+            .or(self.status)
+            .or_else(|| host::property(&["response", "code"]).and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
+        let multiplier = self.plan.as_ref().map_or(Decimal::ONE, |p| p.cost_multiplier);
+        let metered = self.meter.take().map(ResponseMeter::finish).unwrap_or_default();
+        let upstream_model = metered.model.clone().or_else(|| self.info.model.clone());
+        let settlement = match &self.plan {
+            Some(_) => {
+                let price = self
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| upstream_model.as_deref().and_then(|m| s.prices.lookup(m)).copied());
+                settle(status, self.endpoint.is_conversation(), &metered, self.body.len() as u64, price.as_ref(), multiplier)
+            }
+            None => settle(status, false, &Metered::default(), 0, None, multiplier),
+        };
+        let key = self.key_entry.as_ref().and_then(|e| e.key.as_ref());
+        RequestEvent {
+            event_id: vm.next_event_id(),
+            request_id: self.request_id.clone(),
+            started_at_ms: self.started_ms,
+            user_id: key.map(|k| k.user.id),
+            key_id: key.map(|k| k.id),
+            key_masked: key.map(|k| k.masked.clone()).or_else(|| self.key_masked.clone()),
+            provider_id: self.plan.as_ref().map(|p| p.provider_id),
+            method: self.method.clone(),
+            endpoint: hubgate_core::api::path_without_query(&self.path).to_string(),
+            original_model: self.info.model.clone(),
+            upstream_model: self.plan.as_ref().and(upstream_model),
+            status,
+            duration_ms: (now - self.started_ms).max(0) as u64,
+            ttfb_ms: self.ttfb_ms,
+            usage: settlement.usage,
+            cost_usd: settlement.cost_usd,
+            cost_multiplier: multiplier,
+            session_id: self.session_id.clone(),
+            user_agent: self.headers.get("user-agent").map(str::to_string),
+            client_ip: self.client_ip.clone(),
+            stream: self.info.stream || self.endpoint == Endpoint::Gemini { stream: true, conversation: true },
+            blocked_by: self.reply.as_ref().map(|r| r.code.to_string()),
+            blocked_reason: None,
+            error: match (&self.reply, status) {
+                (Some(r), _) => Some(r.message.clone()),
+                (None, 0) => Some("no response (client disconnected)".to_string()),
+                (None, s) if !(200..300).contains(&s) => Some(format!("upstream status {s}")),
+                _ => None,
+            },
+            flags: settlement.flags,
+        }
+    }
+}
+
+/// Sends the request to the chosen provider: its authority and path, its
+/// credential instead of the client's.
+fn apply(plan: &UpstreamPlan, _client_path: &str) {
+    for name in &plan.remove_headers {
+        host::set_request_header(name, None);
+    }
+    host::set_request_header(UPSTREAM_TLS_HEADER, None);
+    for (name, value) in &plan.set_headers {
+        host::set_request_header(name, Some(value));
+    }
+    host::set_request_header(":authority", Some(&plan.authority));
+    host::set_request_header(":path", Some(&plan.path));
+    if plan.tls {
+        host::set_request_header(UPSTREAM_TLS_HEADER, Some("1"));
+    }
+}
+
+fn not_configured() -> LocalReply {
+    LocalReply::new(503, "filter_not_configured", "The gateway filter is not configured.")
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+}
+
+fn client_ip(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    match address.rsplit_once(':') {
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip.to_string(),
+        _ => address.to_string(),
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(vm) = self.vm.clone() else { return };
+        let status = host::call_response_status();
+        let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
+        match self.calls.remove(&token) {
+            Some(Call::Key) => self.on_key_resolved(&vm, status, &body),
+            Some(Call::Snapshot) => {
+                if status == Some(200) {
+                    if let Err(e) = vm.store_snapshot(&body) {
+                        log::error!("hubgate: {e}");
+                    }
+                } else {
+                    vm.metrics.inc("hubgate_callout_failures_total");
+                    log::warn!("hubgate: snapshot fetch failed: status {status:?}");
+                }
+                self.snapshot = vm.snapshot();
+            }
+            None => return,
+        }
+        let was_held = self.held;
+        if self.advance() == Action::Continue && was_held {
+            host::resume_request();
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.started_ms = host::now_ms();
+        self.headers = Headers::new(host::request_headers());
+        self.path = self.headers.get(":path").unwrap_or("/").to_string();
+        self.method = self.headers.get(":method").unwrap_or("").to_string();
+        self.request_id = self.headers.get("x-request-id").unwrap_or("").to_string();
+        self.endpoint = Endpoint::from_path(&self.path);
+        self.dialect = Dialect::from_path(&self.path);
+        self.client_ip = host::property(&["source", "address"]).map(|a| client_ip(&a));
+        let Some(vm) = self.vm.clone() else {
+            return self.send(not_configured());
+        };
+        vm.metrics.inc("hubgate_requests_total");
+        if self.request_id.is_empty() {
+            self.request_id = vm.next_event_id();
+        }
+        let now = self.started_ms;
+        if let Some(reply) = self.locked_out(now) {
+            return self.send(reply);
+        }
+        let raw = match extract_key(&self.headers, &self.path) {
+            Ok(raw) => raw,
+            Err(reply) => return self.send(reply),
+        };
+        let hash = hash_key(&raw);
+        self.key_masked = Some(mask_key(&raw));
+        self.key_hash = Some(hash.clone());
+        if let Some(reply) = self.locked_out(now) {
+            return self.send(reply);
+        }
+        let too_big = self
+            .headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > vm.config.max_body_bytes);
+        if too_big {
+            return self.send(body_too_large(vm.config.max_body_bytes));
+        }
+
+        self.snapshot = vm.snapshot();
+        if self.snapshot.is_none() {
+            self.start_snapshot_fetch(&vm);
+        }
+        let epoch = self.snapshot.as_ref().map(|s| s.key_epoch);
+        match vm.keys.lookup(&hash, now, epoch, vm.config.key_cache_ttl_ms, vm.config.negative_key_cache_ttl_ms) {
+            Lookup::Fresh(entry) => self.key_entry = Some(entry),
+            Lookup::Stale(entry) => {
+                self.key_entry = Some(entry);
+                self.start_key_resolve(&vm, &hash);
+            }
+            Lookup::Missing => self.start_key_resolve(&vm, &hash),
+        }
+        self.body_done = end_of_stream;
+        self.advance()
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.decided {
+            return Action::Continue;
+        }
+        let max = self.vm.as_ref().map_or(usize::MAX, |vm| vm.config.max_body_bytes);
+        if body_size > max {
+            return self.send(body_too_large(max));
+        }
+        if !end_of_stream {
+            // Envoy keeps buffering the body until end of stream.
+            self.held = true;
+            return Action::Pause;
+        }
+        self.body = host::buffer(BufferType::HttpRequestBody, body_size);
+        self.body_done = true;
+        self.advance()
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if !self.body_done {
+            self.body_done = true;
+        }
+        self.advance()
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if self.reply.is_some() || self.plan.is_none() {
+            return Action::Continue;
+        }
+        self.status = host::response_header(":status").and_then(|s| s.parse().ok());
+        self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
+        let content_type = host::response_header("content-type").unwrap_or_default();
+        self.meter = Some(ResponseMeter::new(self.endpoint, &content_type));
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if let Some(meter) = &mut self.meter {
+            // Each call sees only the new chunk: nothing is held back.
+            let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
+            meter.feed(&chunk);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let Some(vm) = self.vm.clone() else { return };
+        if self.started_ms == 0 {
+            return;
+        }
+        let event = self.event(&vm);
+        events::enqueue(&vm, &event);
+    }
+}
+
+fn body_too_large(max: usize) -> LocalReply {
+    LocalReply::new(413, "request_too_large", format!("Request body is larger than the {max} bytes allowed."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_strips_port() {
+        assert_eq!(client_ip("127.0.0.1:5555"), "127.0.0.1");
+        assert_eq!(client_ip("[::1]:5555"), "::1");
+        assert_eq!(client_ip("10.0.0.1"), "10.0.0.1");
+    }
+}

@@ -1,0 +1,182 @@
+//! Root context: configuration, snapshot polling and event delivery.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use hubgate_core::config::PluginConfig;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use crate::events;
+use crate::host::{self, Callout};
+use crate::http::Http;
+use crate::vm::{read_u64, Vm};
+
+const POLL_CLAIM_KEY: &str = "hubgate.poll.claim";
+
+enum Call {
+    Snapshot,
+    Events { count: usize },
+}
+
+#[derive(Default)]
+pub struct Root {
+    vm: Option<Rc<Vm>>,
+    calls: HashMap<u32, Call>,
+    polling: bool,
+    /// A batch that was taken off the queue but not yet accepted; it is
+    /// resent as is (same event ids), so delivery is at-least-once and the
+    /// control plane deduplicates.
+    unsent: Option<(Vec<u8>, usize)>,
+    flushing: bool,
+}
+
+impl Root {
+    fn poll_snapshot(&mut self, vm: &Vm) {
+        if self.polling {
+            return;
+        }
+        let now = host::now_ms();
+        let interval = vm.config.poll_interval_ms as i64;
+        // One VM per Envoy process polls per interval; the rest read the result.
+        let claimed = host::shared_update(POLL_CLAIM_KEY, |cur| {
+            let last = read_u64(cur) as i64;
+            if now - last >= interval * 9 / 10 {
+                (true, (now as u64).to_le_bytes().to_vec())
+            } else {
+                (false, cur.unwrap_or_default().to_vec())
+            }
+        })
+        .unwrap_or(false);
+        if !claimed {
+            return;
+        }
+        let version = vm.snapshot_version().map(|v| v.to_string()).unwrap_or_default();
+        match host::dispatch(Callout {
+            cluster: &vm.config.control_plane_cluster,
+            authority: &vm.config.control_plane_authority,
+            method: "GET",
+            path: hubgate_wire::SNAPSHOT_PATH,
+            token: &vm.config.internal_token,
+            extra_headers: vec![(hubgate_wire::SNAPSHOT_VERSION_HEADER, version)],
+            body: None,
+            timeout_ms: vm.config.callout_timeout_ms,
+        }) {
+            Ok(token) => {
+                self.calls.insert(token, Call::Snapshot);
+                self.polling = true;
+            }
+            Err(e) => {
+                vm.metrics.inc("hubgate_callout_failures_total");
+                log::warn!("hubgate: cannot poll the snapshot: {e:?}");
+            }
+        }
+    }
+
+    fn flush_events(&mut self, vm: &Vm) {
+        if self.flushing {
+            return;
+        }
+        if self.unsent.is_none() {
+            self.unsent = events::take_batch(vm, vm.config.event_batch_max);
+        }
+        let Some((body, count)) = &self.unsent else {
+            return;
+        };
+        match host::dispatch(Callout {
+            cluster: &vm.config.control_plane_cluster,
+            authority: &vm.config.control_plane_authority,
+            method: "POST",
+            path: hubgate_wire::EVENTS_PATH,
+            token: &vm.config.internal_token,
+            extra_headers: vec![],
+            body: Some(body),
+            timeout_ms: vm.config.callout_timeout_ms,
+        }) {
+            Ok(token) => {
+                self.calls.insert(token, Call::Events { count: *count });
+                self.flushing = true;
+            }
+            Err(e) => {
+                vm.metrics.inc("hubgate_callout_failures_total");
+                log::warn!("hubgate: cannot send events ({count} waiting): {e:?}");
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(vm) = self.vm.clone() else { return };
+        let status = host::call_response_status();
+        match self.calls.remove(&token) {
+            Some(Call::Snapshot) => {
+                self.polling = false;
+                match status {
+                    Some(200) => {
+                        let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
+                        match vm.store_snapshot(&body) {
+                            Ok(v) => log::debug!("hubgate: snapshot {v} stored"),
+                            Err(e) => log::error!("hubgate: {e}"),
+                        }
+                    }
+                    Some(304) => {}
+                    other => {
+                        vm.metrics.inc("hubgate_callout_failures_total");
+                        log::warn!("hubgate: snapshot poll failed: status {other:?}");
+                    }
+                }
+            }
+            Some(Call::Events { count }) => {
+                self.flushing = false;
+                if status == Some(200) {
+                    self.unsent = None;
+                    vm.metrics.add("hubgate_events_sent_total", count as i64);
+                    // Keep draining while the queue has more.
+                    self.flush_events(&vm);
+                } else {
+                    vm.metrics.inc("hubgate_callout_failures_total");
+                    log::warn!("hubgate: event delivery failed (status {status:?}); {count} events kept for retry");
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = host::buffer(BufferType::PluginConfiguration, size);
+        match PluginConfig::parse(&bytes) {
+            Ok(config) => {
+                let tick = Duration::from_millis(config.poll_interval_ms);
+                self.vm = Some(Rc::new(Vm::new(config)));
+                if let Err(e) = hostcalls::set_tick_period(tick) {
+                    log::error!("hubgate: cannot set tick period: {e:?}");
+                    return false;
+                }
+                true
+            }
+            Err(e) => {
+                log::error!("hubgate: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let Some(vm) = self.vm.clone() else { return };
+        self.poll_snapshot(&vm);
+        self.flush_events(&vm);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(context_id, self.vm.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,149 @@
+//! State of one VM (one Envoy worker thread), shared by its root context
+//! and every HTTP context it creates.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use hubgate_core::config::PluginConfig;
+use hubgate_core::snapshot::CompiledSnapshot;
+use hubgate_wire::PolicySnapshot;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::host;
+
+pub const SNAPSHOT_KEY: &str = "hubgate.snapshot";
+pub const SNAPSHOT_VERSION_KEY: &str = "hubgate.snapshot.version";
+pub const EVENT_QUEUE: &str = "hubgate.events";
+
+pub struct Vm {
+    pub config: PluginConfig,
+    snapshot: RefCell<Option<Rc<CompiledSnapshot>>>,
+    /// Unique per VM in this process and across processes; prefixes event ids.
+    id_prefix: String,
+    event_seq: Cell<u64>,
+    pub queue_id: u32,
+    pub metrics: Metrics,
+    pub keys: crate::keys::KeyCache,
+}
+
+impl Vm {
+    pub fn new(config: PluginConfig) -> Vm {
+        let nonce = process_nonce();
+        let index = host::shared_update("hubgate.vm.seq", |cur| {
+            let next = read_u64(cur) + 1;
+            (next, next.to_le_bytes().to_vec())
+        })
+        .unwrap_or_else(|| (host::now_ns() % 1_000_000) as u64);
+        let queue_id = hostcalls::register_shared_queue(EVENT_QUEUE).unwrap_or(0);
+        Vm {
+            config,
+            snapshot: RefCell::new(None),
+            id_prefix: format!("{nonce}-{index}"),
+            event_seq: Cell::new(0),
+            queue_id,
+            metrics: Metrics::default(),
+            keys: crate::keys::KeyCache::default(),
+        }
+    }
+
+    pub fn next_event_id(&self) -> String {
+        let seq = self.event_seq.get() + 1;
+        self.event_seq.set(seq);
+        format!("{}-{seq}", self.id_prefix)
+    }
+
+    /// The newest snapshot in shared data, compiled once per version.
+    /// `None` until the first snapshot has been fetched.
+    pub fn snapshot(&self) -> Option<Rc<CompiledSnapshot>> {
+        let (shared_version, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
+        let shared_version = shared_version.map(|b| read_u64(Some(&b)));
+        let local = self.snapshot.borrow().clone();
+        match (local, shared_version) {
+            (Some(local), Some(v)) if local.version == v => Some(local),
+            (local, Some(_)) => self.load_shared_snapshot().or(local),
+            (local, None) => local,
+        }
+    }
+
+    fn load_shared_snapshot(&self) -> Option<Rc<CompiledSnapshot>> {
+        let (bytes, _) = host::shared_get(SNAPSHOT_KEY);
+        let parsed: PolicySnapshot = match serde_json::from_slice(&bytes?) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("hubgate: stored snapshot is unreadable: {e}");
+                return None;
+            }
+        };
+        let (compiled, warnings) = CompiledSnapshot::compile(parsed);
+        for w in warnings {
+            log::warn!("hubgate: snapshot {}: {w}", compiled.version);
+        }
+        let compiled = Rc::new(compiled);
+        *self.snapshot.borrow_mut() = Some(compiled.clone());
+        Some(compiled)
+    }
+
+    /// Stores a snapshot fetched from the control plane for every VM.
+    pub fn store_snapshot(&self, body: &[u8]) -> Result<u64, String> {
+        #[derive(serde::Deserialize)]
+        struct VersionOnly {
+            version: u64,
+        }
+        let v: VersionOnly = serde_json::from_slice(body).map_err(|e| format!("snapshot is not valid: {e}"))?;
+        let (current, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
+        if current.is_some_and(|c| read_u64(Some(&c)) >= v.version) {
+            return Ok(v.version);
+        }
+        host::shared_set(SNAPSHOT_KEY, body, None).map_err(|e| format!("cannot store snapshot: {e:?}"))?;
+        host::shared_set(SNAPSHOT_VERSION_KEY, &v.version.to_le_bytes(), None)
+            .map_err(|e| format!("cannot store snapshot version: {e:?}"))?;
+        Ok(v.version)
+    }
+
+    pub fn snapshot_version(&self) -> Option<u64> {
+        let (v, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
+        v.map(|b| read_u64(Some(&b)))
+    }
+}
+
+/// A random-enough id for this Envoy process, fixed by its first VM.
+fn process_nonce() -> String {
+    let (existing, _) = host::shared_get("hubgate.process.nonce");
+    if let Some(n) = existing.filter(|n| !n.is_empty()) {
+        return String::from_utf8_lossy(&n).into_owned();
+    }
+    let fresh = format!("{:x}", host::now_ns());
+    let _ = host::shared_set("hubgate.process.nonce", fresh.as_bytes(), None);
+    let (stored, _) = host::shared_get("hubgate.process.nonce");
+    stored.map(|n| String::from_utf8_lossy(&n).into_owned()).unwrap_or(fresh)
+}
+
+pub fn read_u64(bytes: Option<&[u8]>) -> u64 {
+    bytes.and_then(|b| b.get(..8)).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// Envoy counters (shown as `wasmcustom.hubgate_*`).
+#[derive(Default)]
+pub struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    pub fn inc(&self, name: &str) {
+        self.add(name, 1);
+    }
+
+    pub fn add(&self, name: &str, n: i64) {
+        let known = self.ids.borrow().get(name).copied();
+        let id = known.or_else(|| {
+            let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+            self.ids.borrow_mut().insert(name.to_string(), id);
+            Some(id)
+        });
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, n);
+        }
+    }
+}
