@@ -21,14 +21,14 @@ pub fn enqueue(vm: &Vm, event: &RequestEvent) {
     let (depth, _) = host::shared_get(DEPTH_KEY);
     if read_u64(depth.as_deref()) >= vm.config.event_queue_max {
         vm.metrics.inc("hubgate_events_dropped_total");
-        log::warn!("hubgate: event queue full, dropped event {}", event.event_id);
+        log::warn!("event queue full, dropped event {}", event.event_id);
         return;
     }
     let bytes = match serde_json::to_vec(event) {
         Ok(b) => b,
         Err(e) => {
             vm.metrics.inc("hubgate_events_dropped_total");
-            log::error!("hubgate: cannot encode event: {e}");
+            log::error!("cannot encode event: {e}");
             return;
         }
     };
@@ -36,7 +36,7 @@ pub fn enqueue(vm: &Vm, event: &RequestEvent) {
         Ok(()) => add_depth(1),
         Err(e) => {
             vm.metrics.inc("hubgate_events_dropped_total");
-            log::error!("hubgate: cannot enqueue event: {e:?}");
+            log::error!("cannot enqueue event: {e:?}");
         }
     }
 }
@@ -57,7 +57,7 @@ pub fn take_batch(vm: &Vm, max: usize) -> Option<(Vec<u8>, usize)> {
             }
             Ok(None) => break,
             Err(e) => {
-                log::warn!("hubgate: cannot dequeue events: {e:?}");
+                log::warn!("cannot dequeue events: {e:?}");
                 break;
             }
         }

@@ -32,7 +32,7 @@ pub fn response_header(name: &str) -> Option<String> {
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-        log::warn!("hubgate: cannot set request header {name}: {e:?}");
+        log::warn!("cannot set request header {name}: {e:?}");
     }
 }
 
@@ -57,13 +57,13 @@ pub fn call_response_status() -> Option<u16> {
 pub fn send_reply(status: u16, headers: &[(String, String)], body: &[u8]) {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     if let Err(e) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
-        log::error!("hubgate: cannot send local reply {status}: {e:?}");
+        log::error!("cannot send local reply {status}: {e:?}");
     }
 }
 
 pub fn resume_request() {
     if let Err(e) = hostcalls::resume_http_request() {
-        log::warn!("hubgate: cannot resume request: {e:?}");
+        log::warn!("cannot resume request: {e:?}");
     }
 }
 
@@ -86,7 +86,7 @@ pub fn shared_update<T>(key: &str, mut update: impl FnMut(Option<&[u8]>) -> (T, 
             Ok(()) => return Some(result),
             Err(Status::CasMismatch) => continue,
             Err(e) => {
-                log::warn!("hubgate: shared data {key}: {e:?}");
+                log::warn!("shared data {key}: {e:?}");
                 return None;
             }
         }

@@ -146,7 +146,7 @@ impl Http {
             }
             Err(e) => {
                 vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("hubgate: cannot resolve key: {e:?}");
+                log::warn!("cannot resolve key: {e:?}");
             }
         }
     }
@@ -167,7 +167,7 @@ impl Http {
             }
             Err(e) => {
                 vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("hubgate: cannot fetch the snapshot: {e:?}");
+                log::warn!("cannot fetch the snapshot: {e:?}");
             }
         }
     }
@@ -255,9 +255,9 @@ impl Http {
                 vm.metrics.inc("hubgate_callout_failures_total");
                 if self.key_entry.is_some() {
                     vm.metrics.inc("hubgate_fail_static_total");
-                    log::warn!("hubgate: key resolve failed ({e}); using the cached entry");
+                    log::warn!("key resolve failed ({e}); using the cached entry");
                 } else {
-                    log::warn!("hubgate: key resolve failed: {e}");
+                    log::warn!("key resolve failed: {e}");
                 }
             }
         }
@@ -364,11 +364,11 @@ impl Context for Http {
             Some(Call::Snapshot) => {
                 if status == Some(200) {
                     if let Err(e) = vm.store_snapshot(&body) {
-                        log::error!("hubgate: {e}");
+                        log::error!("{e}");
                     }
                 } else {
                     vm.metrics.inc("hubgate_callout_failures_total");
-                    log::warn!("hubgate: snapshot fetch failed: status {status:?}");
+                    log::warn!("snapshot fetch failed: status {status:?}");
                 }
                 self.snapshot = vm.snapshot();
             }

@@ -69,10 +69,10 @@ impl KeyCache {
             match serde_json::to_vec(&entry) {
                 Ok(bytes) => {
                     if let Err(e) = host::shared_set(&shared_key(hash), &bytes, None) {
-                        log::warn!("hubgate: cannot cache key: {e:?}");
+                        log::warn!("cannot cache key: {e:?}");
                     }
                 }
-                Err(e) => log::warn!("hubgate: cannot encode key cache entry: {e}"),
+                Err(e) => log::warn!("cannot encode key cache entry: {e}"),
             }
         }
         self.remember_locally(hash, entry);

@@ -22,6 +22,6 @@ pub fn record_failure(kind: &str, id: &str, now_ms: i64, policy: &LockoutPolicy)
         ((), window.to_bytes().to_vec())
     });
     if stored.is_none() {
-        log::warn!("hubgate: could not record an auth failure for {kind}");
+        log::warn!("could not record an auth failure for {kind}");
     }
 }

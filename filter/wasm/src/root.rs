@@ -31,6 +31,9 @@ pub struct Root {
     /// control plane deduplicates.
     unsent: Option<(Vec<u8>, usize)>,
     flushing: bool,
+    /// Failures are logged when they start and when they end, not per tick.
+    poll_failing: bool,
+    flush_failing: bool,
 }
 
 impl Root {
@@ -70,7 +73,7 @@ impl Root {
             }
             Err(e) => {
                 vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("hubgate: cannot poll the snapshot: {e:?}");
+                log::warn!("cannot poll the snapshot: {e:?}");
             }
         }
     }
@@ -101,7 +104,7 @@ impl Root {
             }
             Err(e) => {
                 vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("hubgate: cannot send events ({count} waiting): {e:?}");
+                log::warn!("cannot send events ({count} waiting): {e:?}");
             }
         }
     }
@@ -114,31 +117,45 @@ impl Context for Root {
         match self.calls.remove(&token) {
             Some(Call::Snapshot) => {
                 self.polling = false;
+                let ok = matches!(status, Some(200) | Some(304));
+                if ok && self.poll_failing {
+                    log::info!("snapshot polling recovered");
+                }
                 match status {
                     Some(200) => {
                         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
                         match vm.store_snapshot(&body) {
-                            Ok(v) => log::debug!("hubgate: snapshot {v} stored"),
-                            Err(e) => log::error!("hubgate: {e}"),
+                            Ok(v) => log::debug!("snapshot {v} stored"),
+                            Err(e) => log::error!("{e}"),
                         }
                     }
                     Some(304) => {}
                     other => {
                         vm.metrics.inc("hubgate_callout_failures_total");
-                        log::warn!("hubgate: snapshot poll failed: status {other:?}");
+                        if !self.poll_failing {
+                            log::warn!("snapshot poll failed (status {other:?}); serving from the cached policy");
+                        }
                     }
                 }
+                self.poll_failing = !ok;
             }
             Some(Call::Events { count }) => {
                 self.flushing = false;
                 if status == Some(200) {
+                    if self.flush_failing {
+                        log::info!("event delivery recovered");
+                    }
+                    self.flush_failing = false;
                     self.unsent = None;
                     vm.metrics.add("hubgate_events_sent_total", count as i64);
                     // Keep draining while the queue has more.
                     self.flush_events(&vm);
                 } else {
                     vm.metrics.inc("hubgate_callout_failures_total");
-                    log::warn!("hubgate: event delivery failed (status {status:?}); {count} events kept for retry");
+                    if !self.flush_failing {
+                        log::warn!("event delivery failed (status {status:?}); {count} events kept for retry");
+                    }
+                    self.flush_failing = true;
                 }
             }
             None => {}
@@ -154,13 +171,13 @@ impl RootContext for Root {
                 let tick = Duration::from_millis(config.poll_interval_ms);
                 self.vm = Some(Rc::new(Vm::new(config)));
                 if let Err(e) = hostcalls::set_tick_period(tick) {
-                    log::error!("hubgate: cannot set tick period: {e:?}");
+                    log::error!("cannot set tick period: {e:?}");
                     return false;
                 }
                 true
             }
             Err(e) => {
-                log::error!("hubgate: {e}");
+                log::error!("{e}");
                 false
             }
         }

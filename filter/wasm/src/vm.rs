@@ -72,13 +72,13 @@ impl Vm {
         let parsed: PolicySnapshot = match serde_json::from_slice(&bytes?) {
             Ok(s) => s,
             Err(e) => {
-                log::error!("hubgate: stored snapshot is unreadable: {e}");
+                log::error!("stored snapshot is unreadable: {e}");
                 return None;
             }
         };
         let (compiled, warnings) = CompiledSnapshot::compile(parsed);
         for w in warnings {
-            log::warn!("hubgate: snapshot {}: {w}", compiled.version);
+            log::warn!("snapshot {}: {w}", compiled.version);
         }
         let compiled = Rc::new(compiled);
         *self.snapshot.borrow_mut() = Some(compiled.clone());
