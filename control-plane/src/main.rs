@@ -1,1 +1,137 @@
-fn main() {}
+//! `hubgate-cp`: serve | migrate | bootstrap. Logs go to stderr; stdout
+//! carries only the machine-readable lines harnesses parse.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hubgate_control_plane::bootstrap::{self, BootstrapArgs, DemoProvider};
+use hubgate_control_plane::config::DEFAULT_LISTEN;
+use hubgate_control_plane::{db, Application, Config};
+
+#[derive(Parser)]
+#[command(name = "hubgate-cp", version, about = "hubgate control plane")]
+struct Cli {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, then serve the admin and internal APIs.
+    Serve {
+        #[arg(long, env = "HUBGATE_LISTEN", default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Bearer token the filter uses on the internal API.
+        #[arg(long, env = "HUBGATE_INTERNAL_TOKEN", hide_env_values = true)]
+        internal_token: String,
+        #[arg(long, env = "HUBGATE_DB_MAX_CONNECTIONS", default_value_t = 10)]
+        db_max_connections: u32,
+    },
+    /// Run the embedded migrations and upsert the committed price seed.
+    Migrate,
+    /// Ensure an admin token, and optionally a demo user/key and provider.
+    Bootstrap {
+        #[arg(long, env = "HUBGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Owner of --demo-key.
+        #[arg(long, default_value = "demo")]
+        demo_user: String,
+        /// Raw value of the demo key (created for --demo-user).
+        #[arg(long, env = "HUBGATE_DEMO_KEY", hide_env_values = true)]
+        demo_key: Option<String>,
+        /// Base URL of the `demo` claude provider.
+        #[arg(long, requires = "demo_provider_key")]
+        demo_provider_url: Option<String>,
+        /// Credential of the `demo` claude provider.
+        #[arg(long, requires = "demo_provider_url", hide_env_values = true)]
+        demo_provider_key: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "hubgate-cp failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_line(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let database_url = cli
+        .database_url
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required"))?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            internal_token,
+            db_max_connections,
+        } => {
+            if internal_token.trim().is_empty() {
+                anyhow::bail!("HUBGATE_INTERNAL_TOKEN must not be empty");
+            }
+            let mut config = Config::new(database_url, internal_token, listen);
+            config.db_max_connections = db_max_connections;
+            let app = Application::build(config).await?;
+            let addr = app.address()?;
+            tracing::info!(%addr, "listening");
+            print_line(&format!("HUBGATE_CP_LISTENING={addr}"))?;
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let pool = db::connect(&database_url, 2).await?;
+            db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Bootstrap {
+            admin_token,
+            demo_user,
+            demo_key,
+            demo_provider_url,
+            demo_provider_key,
+        } => {
+            let demo_provider = match (demo_provider_url, demo_provider_key) {
+                (Some(base_url), Some(api_key)) => Some(DemoProvider { base_url, api_key }),
+                _ => None,
+            };
+            let args = BootstrapArgs {
+                admin_token,
+                demo_user,
+                demo_key,
+                demo_provider,
+            };
+            let pool = db::connect(&database_url, 2).await?;
+            db::migrate(&pool).await?;
+            let changed = bootstrap::run(&pool, &args).await?;
+            tracing::info!(changed, "bootstrap done");
+            print_line(&format!("HUBGATE_ADMIN_TOKEN={}", args.admin_token))?;
+            if let Some(key) = &args.demo_key {
+                print_line(&format!("HUBGATE_DEMO_KEY={key}"))?;
+            }
+            Ok(())
+        }
+    }
+}

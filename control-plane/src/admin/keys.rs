@@ -1,0 +1,285 @@
+//! Keys: `POST/GET /api/v1/users/{id}/keys`, `GET/PATCH/DELETE /api/v1/keys/{id}`.
+//! Only the SHA-256 of a key is stored; the raw key is returned once, at creation.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, Postgres};
+
+use super::{limits, users, Id, LimitFields};
+use crate::app::AppState;
+use crate::db::bump_policy;
+use crate::errors::{ApiError, ApiResult};
+use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::validate::{self, Check};
+
+/// A new raw key: `sk-` and 48 random alphanumerics from a CSPRNG.
+pub fn generate() -> String {
+    let body: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    format!("sk-{body}")
+}
+
+/// Body of `POST /api/v1/users/{id}/keys`; PATCH takes any subset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    pub name: String,
+    #[serde(default = "super::yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub can_login_web_ui: bool,
+    #[serde(default)]
+    pub limit_total_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_5h_usd: Option<Decimal>,
+    #[serde(default = "super::rolling")]
+    pub limit_5h_mode: String,
+    #[serde(default)]
+    pub limit_daily_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_weekly_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_monthly_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_concurrent_sessions: Option<i32>,
+    #[serde(default)]
+    pub provider_group: Option<String>,
+}
+
+impl KeyInput {
+    pub fn named(name: &str) -> Self {
+        KeyInput {
+            name: name.to_string(),
+            enabled: true,
+            expires_at: None,
+            can_login_web_ui: false,
+            limit_total_usd: None,
+            limit_5h_usd: None,
+            limit_5h_mode: "rolling".to_string(),
+            limit_daily_usd: None,
+            limit_weekly_usd: None,
+            limit_monthly_usd: None,
+            limit_concurrent_sessions: None,
+            provider_group: None,
+        }
+    }
+
+    pub fn validate(&self) -> Check {
+        validate::name("name", &self.name)?;
+        limits(&LimitFields {
+            total: self.limit_total_usd,
+            five_hours: self.limit_5h_usd,
+            five_hour_mode: &self.limit_5h_mode,
+            daily: self.limit_daily_usd,
+            weekly: self.limit_weekly_usd,
+            monthly: self.limit_monthly_usd,
+            concurrent_sessions: self.limit_concurrent_sessions,
+        })?;
+        if let Some(group) = &self.provider_group {
+            validate::name("provider_group", group)?;
+        }
+        Ok(())
+    }
+}
+
+/// A key as the API returns it: masked, never the raw key or its hash.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Key {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub key_masked: String,
+    pub enabled: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub can_login_web_ui: bool,
+    pub limit_total_usd: Option<Decimal>,
+    pub limit_5h_usd: Option<Decimal>,
+    pub limit_5h_mode: String,
+    pub limit_daily_usd: Option<Decimal>,
+    pub limit_weekly_usd: Option<Decimal>,
+    pub limit_monthly_usd: Option<Decimal>,
+    pub limit_concurrent_sessions: Option<i32>,
+    pub provider_group: Option<String>,
+    pub cost_reset_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The creation answer: the key plus the raw `key`, shown this once only.
+#[derive(Debug, Serialize)]
+pub struct KeyCreated {
+    #[serde(flatten)]
+    pub meta: Key,
+    pub key: String,
+}
+
+const COLUMNS: &str =
+    "id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+    limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+    limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at";
+
+/// Writable columns in [`bind_input`] order ($1..$12).
+const WRITABLE: &str = "name, enabled, expires_at, can_login_web_ui, limit_total_usd, limit_5h_usd, \
+    limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, provider_group";
+
+impl From<&Key> for KeyInput {
+    fn from(k: &Key) -> Self {
+        KeyInput {
+            name: k.name.clone(),
+            enabled: k.enabled,
+            expires_at: k.expires_at,
+            can_login_web_ui: k.can_login_web_ui,
+            limit_total_usd: k.limit_total_usd,
+            limit_5h_usd: k.limit_5h_usd,
+            limit_5h_mode: k.limit_5h_mode.clone(),
+            limit_daily_usd: k.limit_daily_usd,
+            limit_weekly_usd: k.limit_weekly_usd,
+            limit_monthly_usd: k.limit_monthly_usd,
+            limit_concurrent_sessions: k.limit_concurrent_sessions,
+            provider_group: k.provider_group.clone(),
+        }
+    }
+}
+
+fn bind_input<'q>(
+    q: QueryAs<'q, Postgres, Key, PgArguments>,
+    k: &'q KeyInput,
+) -> QueryAs<'q, Postgres, Key, PgArguments> {
+    q.bind(&k.name)
+        .bind(k.enabled)
+        .bind(k.expires_at)
+        .bind(k.can_login_web_ui)
+        .bind(k.limit_total_usd)
+        .bind(k.limit_5h_usd)
+        .bind(&k.limit_5h_mode)
+        .bind(k.limit_daily_usd)
+        .bind(k.limit_weekly_usd)
+        .bind(k.limit_monthly_usd)
+        .bind(k.limit_concurrent_sessions)
+        .bind(&k.provider_group)
+}
+
+/// Stores a key with the given raw value (hashed and masked); bumps the policy.
+pub async fn insert(
+    conn: &mut PgConnection,
+    user_id: i64,
+    input: &KeyInput,
+    raw: &str,
+) -> ApiResult<Key> {
+    let sql = format!(
+        "INSERT INTO keys ({WRITABLE}, user_id, key_hash, key_masked) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
+    );
+    let hash = hubgate_wire::hash_key(raw);
+    let masked = hubgate_wire::mask_key(raw);
+    let key = bind_input(sqlx::query_as(&sql), input)
+        .bind(user_id)
+        .bind(&hash)
+        .bind(&masked)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, true).await?;
+    Ok(key)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Id(user_id): Id,
+    JsonBody(input): JsonBody<KeyInput>,
+) -> ApiResult<(StatusCode, Json<KeyCreated>)> {
+    let mut tx = state.pool.begin().await?;
+    // Lock the user so a concurrent delete cannot leave a live key behind.
+    users::find(&mut *tx, user_id, true).await?;
+    input.validate()?;
+    let raw = generate();
+    let key = insert(&mut tx, user_id, &input, &raw).await?;
+    tx.commit().await?;
+    tracing::info!(key_id = key.id, user_id, masked = %key.key_masked, "key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyCreated {
+            meta: key,
+            key: raw,
+        }),
+    ))
+}
+
+pub async fn list(State(state): State<AppState>, Id(user_id): Id) -> ApiResult<Json<Vec<Key>>> {
+    users::find(&state.pool, user_id, false).await?;
+    let sql =
+        format!("SELECT {COLUMNS} FROM keys WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id");
+    Ok(Json(
+        sqlx::query_as(&sql)
+            .bind(user_id)
+            .fetch_all(&state.pool)
+            .await?,
+    ))
+}
+
+async fn find<'e, E: sqlx::PgExecutor<'e>>(db: E, id: i64, for_update: bool) -> ApiResult<Key> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {COLUMNS} FROM keys WHERE id = $1 AND deleted_at IS NULL{lock}");
+    sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Key>> {
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Id(id): Id,
+    JsonObject(patch): JsonObject,
+) -> ApiResult<Json<Key>> {
+    let mut tx = state.pool.begin().await?;
+    let current = find(&mut *tx, id, true).await?;
+    let input: KeyInput = merge_patch(&KeyInput::from(&current), patch)?;
+    input.validate()?;
+    let sql = format!(
+        "UPDATE keys SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
+         WHERE id = $13 RETURNING {COLUMNS}"
+    );
+    let key = bind_input(sqlx::query_as(&sql), &input)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    bump_policy(&mut tx, true).await?;
+    tx.commit().await?;
+    tracing::info!(key_id = id, enabled = key.enabled, "key updated");
+    Ok(Json(key))
+}
+
+/// Soft delete: the key stops resolving at once (key epoch bump); audit rows stay.
+pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
+    let mut tx = state.pool.begin().await?;
+    let deleted = sqlx::query(
+        "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    bump_policy(&mut tx, true).await?;
+    tx.commit().await?;
+    tracing::info!(key_id = id, "key deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

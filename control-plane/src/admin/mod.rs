@@ -1,0 +1,100 @@
+//! Admin API (`/api/v1/...`, SPEC §7). Bearer admin token or an admin
+//! user's key; see [`crate::auth::require_admin`].
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use rust_decimal::Decimal;
+
+use crate::app::Routes;
+use crate::errors::ApiError;
+use crate::validate::{self, Check};
+
+pub mod keys;
+pub mod prices;
+pub mod providers;
+pub mod request_filters;
+pub mod requests;
+pub mod sensitive_words;
+pub mod settings;
+pub mod users;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/users", users::create)
+        .get("/api/v1/users", users::list)
+        .get("/api/v1/users/{id}", users::get)
+        .patch("/api/v1/users/{id}", users::update)
+        .delete("/api/v1/users/{id}", users::delete)
+        .post("/api/v1/users/{id}/keys", keys::create)
+        .get("/api/v1/users/{id}/keys", keys::list)
+        .get("/api/v1/keys/{id}", keys::get)
+        .patch("/api/v1/keys/{id}", keys::update)
+        .delete("/api/v1/keys/{id}", keys::delete)
+        .post("/api/v1/providers", providers::create)
+        .get("/api/v1/providers", providers::list)
+        .get("/api/v1/providers/{id}", providers::get)
+        .patch("/api/v1/providers/{id}", providers::update)
+        .delete("/api/v1/providers/{id}", providers::delete)
+        .post("/api/v1/model-prices", prices::create)
+        .get("/api/v1/model-prices", prices::list)
+        .get("/api/v1/model-prices/{id}", prices::get)
+        .patch("/api/v1/model-prices/{id}", prices::update)
+        .delete("/api/v1/model-prices/{id}", prices::delete)
+        .post("/api/v1/sensitive-words", sensitive_words::create)
+        .get("/api/v1/sensitive-words", sensitive_words::list)
+        .get("/api/v1/sensitive-words/{id}", sensitive_words::get)
+        .patch("/api/v1/sensitive-words/{id}", sensitive_words::update)
+        .delete("/api/v1/sensitive-words/{id}", sensitive_words::delete)
+        .post("/api/v1/request-filters", request_filters::create)
+        .get("/api/v1/request-filters", request_filters::list)
+        .get("/api/v1/request-filters/{id}", request_filters::get)
+        .patch("/api/v1/request-filters/{id}", request_filters::update)
+        .delete("/api/v1/request-filters/{id}", request_filters::delete)
+        .get("/api/v1/settings", settings::get)
+        .patch("/api/v1/settings", settings::update)
+        .get("/api/v1/requests", requests::list)
+}
+
+/// The `{id}` path segment; anything but an integer is a 404.
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<i64>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(Id(id)),
+            Err(_) => Err(ApiError::NotFound),
+        }
+    }
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+pub(crate) fn rolling() -> String {
+    "rolling".to_string()
+}
+
+/// The SPEC §4 limit fields shared by users, keys and providers.
+pub struct LimitFields<'a> {
+    pub total: Option<Decimal>,
+    pub five_hours: Option<Decimal>,
+    pub five_hour_mode: &'a str,
+    pub daily: Option<Decimal>,
+    pub weekly: Option<Decimal>,
+    pub monthly: Option<Decimal>,
+    pub concurrent_sessions: Option<i32>,
+}
+
+pub fn limits(l: &LimitFields<'_>) -> Check {
+    validate::usd("limit_total_usd", l.total)?;
+    validate::usd("limit_5h_usd", l.five_hours)?;
+    validate::one_of("limit_5h_mode", l.five_hour_mode, &["rolling", "fixed"])?;
+    validate::usd("limit_daily_usd", l.daily)?;
+    validate::usd("limit_weekly_usd", l.weekly)?;
+    validate::usd("limit_monthly_usd", l.monthly)?;
+    validate::at_least("limit_concurrent_sessions", l.concurrent_sessions, 0)?;
+    Ok(())
+}

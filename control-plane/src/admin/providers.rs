@@ -1,0 +1,390 @@
+//! `/api/v1/providers`. The credential (`api_key`) is write-only: answers
+//! carry `api_key_masked` instead.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use hubgate_wire::{ModelRedirect, RedirectMatch};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::types::Json as DbJson;
+use sqlx::{PgConnection, Postgres};
+
+use super::{limits, Id, LimitFields};
+use crate::app::AppState;
+use crate::db::bump_policy;
+use crate::errors::{ApiError, ApiResult};
+use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::validate::{self, Check};
+
+pub const TYPES: &[&str] = &["claude", "codex", "openai-compatible", "gemini"];
+const MAX_REDIRECTS: usize = 100;
+
+/// Body of `POST /api/v1/providers`; PATCH takes any subset.
+// No Debug: it holds the credential.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderInput {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub provider_type: String,
+    pub base_url: String,
+    /// Write-only credential sent upstream by the filter.
+    pub api_key: String,
+    #[serde(default = "super::yes")]
+    pub enabled: bool,
+    #[serde(default = "one")]
+    pub weight: i32,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default = "unit")]
+    pub cost_multiplier: Decimal,
+    #[serde(default)]
+    pub group_tags: Vec<String>,
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    #[serde(default)]
+    pub model_redirects: Vec<ModelRedirect>,
+    #[serde(default)]
+    pub limit_total_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_5h_usd: Option<Decimal>,
+    #[serde(default = "super::rolling")]
+    pub limit_5h_mode: String,
+    #[serde(default)]
+    pub limit_daily_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_weekly_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_monthly_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_concurrent_sessions: Option<i32>,
+    #[serde(default = "default_failure_threshold")]
+    pub circuit_failure_threshold: i32,
+    #[serde(default = "default_open_seconds")]
+    pub circuit_open_seconds: i32,
+    #[serde(default = "default_half_open_successes")]
+    pub circuit_half_open_successes: i32,
+    #[serde(default)]
+    pub first_byte_timeout_ms: Option<i32>,
+    #[serde(default)]
+    pub idle_timeout_ms: Option<i32>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn unit() -> Decimal {
+    Decimal::ONE
+}
+
+fn default_failure_threshold() -> i32 {
+    5
+}
+
+fn default_open_seconds() -> i32 {
+    1800
+}
+
+fn default_half_open_successes() -> i32 {
+    2
+}
+
+impl ProviderInput {
+    /// A provider with defaults for everything but the four required fields.
+    pub fn new(name: &str, provider_type: &str, base_url: &str, api_key: &str) -> Self {
+        ProviderInput {
+            name: name.to_string(),
+            provider_type: provider_type.to_string(),
+            base_url: base_url.to_string(),
+            api_key: api_key.to_string(),
+            enabled: true,
+            weight: 1,
+            priority: 0,
+            cost_multiplier: Decimal::ONE,
+            group_tags: Vec::new(),
+            allowed_models: Vec::new(),
+            model_redirects: Vec::new(),
+            limit_total_usd: None,
+            limit_5h_usd: None,
+            limit_5h_mode: "rolling".to_string(),
+            limit_daily_usd: None,
+            limit_weekly_usd: None,
+            limit_monthly_usd: None,
+            limit_concurrent_sessions: None,
+            circuit_failure_threshold: 5,
+            circuit_open_seconds: 1800,
+            circuit_half_open_successes: 2,
+            first_byte_timeout_ms: None,
+            idle_timeout_ms: None,
+        }
+    }
+
+    pub fn validate(&self) -> Check {
+        validate::name("name", &self.name)?;
+        validate::one_of("type", &self.provider_type, TYPES)?;
+        validate::base_url("base_url", &self.base_url)?;
+        validate::text("api_key", &self.api_key, 4096)?;
+        validate::at_least("weight", Some(self.weight), 1)?;
+        if self.cost_multiplier.is_sign_negative() && !self.cost_multiplier.is_zero() {
+            return Err(ApiError::validation("cost_multiplier", "must be ≥ 0"));
+        }
+        if self.cost_multiplier > Decimal::from(1000) {
+            return Err(ApiError::validation("cost_multiplier", "must be ≤ 1000"));
+        }
+        validate::patterns("group_tags", &self.group_tags)?;
+        validate::models("allowed_models", &self.allowed_models)?;
+        if self.model_redirects.len() > MAX_REDIRECTS {
+            return Err(ApiError::validation(
+                "model_redirects",
+                format!("at most {MAX_REDIRECTS} items"),
+            ));
+        }
+        for (i, r) in self.model_redirects.iter().enumerate() {
+            let field = format!("model_redirects[{i}].pattern");
+            if r.match_type == RedirectMatch::Regex {
+                validate::regex(&field, &r.pattern)?;
+            } else {
+                validate::text(&field, &r.pattern, 128)?;
+            }
+            validate::model_name(&format!("model_redirects[{i}].target"), &r.target)?;
+        }
+        limits(&LimitFields {
+            total: self.limit_total_usd,
+            five_hours: self.limit_5h_usd,
+            five_hour_mode: &self.limit_5h_mode,
+            daily: self.limit_daily_usd,
+            weekly: self.limit_weekly_usd,
+            monthly: self.limit_monthly_usd,
+            concurrent_sessions: self.limit_concurrent_sessions,
+        })?;
+        validate::at_least(
+            "circuit_failure_threshold",
+            Some(self.circuit_failure_threshold),
+            1,
+        )?;
+        validate::at_least("circuit_open_seconds", Some(self.circuit_open_seconds), 1)?;
+        validate::at_least(
+            "circuit_half_open_successes",
+            Some(self.circuit_half_open_successes),
+            1,
+        )?;
+        validate::at_least("first_byte_timeout_ms", self.first_byte_timeout_ms, 1)?;
+        validate::at_least("idle_timeout_ms", self.idle_timeout_ms, 1)?;
+        Ok(())
+    }
+}
+
+/// A provider row. `credential` never leaves through the admin API.
+#[derive(Clone, Serialize, sqlx::FromRow)]
+pub struct Provider {
+    pub id: i64,
+    pub name: String,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub provider_type: String,
+    pub base_url: String,
+    #[serde(skip_serializing)]
+    pub credential: String,
+    #[sqlx(skip)]
+    pub api_key_masked: String,
+    pub enabled: bool,
+    pub weight: i32,
+    pub priority: i32,
+    pub cost_multiplier: Decimal,
+    pub group_tags: Vec<String>,
+    pub allowed_models: Vec<String>,
+    pub model_redirects: DbJson<Vec<ModelRedirect>>,
+    pub limit_total_usd: Option<Decimal>,
+    pub limit_5h_usd: Option<Decimal>,
+    pub limit_5h_mode: String,
+    pub limit_daily_usd: Option<Decimal>,
+    pub limit_weekly_usd: Option<Decimal>,
+    pub limit_monthly_usd: Option<Decimal>,
+    pub limit_concurrent_sessions: Option<i32>,
+    pub circuit_failure_threshold: i32,
+    pub circuit_open_seconds: i32,
+    pub circuit_half_open_successes: i32,
+    pub first_byte_timeout_ms: Option<i32>,
+    pub idle_timeout_ms: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Provider {
+    fn masked(mut self) -> Self {
+        self.api_key_masked = hubgate_wire::mask_key(&self.credential);
+        self
+    }
+}
+
+pub const COLUMNS: &str = "id, name, type, base_url, credential, enabled, weight, priority, cost_multiplier, \
+    group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
+    limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
+    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, created_at, updated_at";
+
+/// Writable columns in [`bind_input`] order ($1..$24).
+const WRITABLE: &str = "name, type, base_url, credential, enabled, weight, priority, cost_multiplier, group_tags, \
+    allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
+    limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
+    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms";
+
+const PLACEHOLDERS: &str =
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+    $19, $20, $21, $22, $23";
+
+impl From<&Provider> for ProviderInput {
+    fn from(p: &Provider) -> Self {
+        ProviderInput {
+            name: p.name.clone(),
+            provider_type: p.provider_type.clone(),
+            base_url: p.base_url.clone(),
+            api_key: p.credential.clone(),
+            enabled: p.enabled,
+            weight: p.weight,
+            priority: p.priority,
+            cost_multiplier: p.cost_multiplier,
+            group_tags: p.group_tags.clone(),
+            allowed_models: p.allowed_models.clone(),
+            model_redirects: p.model_redirects.0.clone(),
+            limit_total_usd: p.limit_total_usd,
+            limit_5h_usd: p.limit_5h_usd,
+            limit_5h_mode: p.limit_5h_mode.clone(),
+            limit_daily_usd: p.limit_daily_usd,
+            limit_weekly_usd: p.limit_weekly_usd,
+            limit_monthly_usd: p.limit_monthly_usd,
+            limit_concurrent_sessions: p.limit_concurrent_sessions,
+            circuit_failure_threshold: p.circuit_failure_threshold,
+            circuit_open_seconds: p.circuit_open_seconds,
+            circuit_half_open_successes: p.circuit_half_open_successes,
+            first_byte_timeout_ms: p.first_byte_timeout_ms,
+            idle_timeout_ms: p.idle_timeout_ms,
+        }
+    }
+}
+
+fn bind_input<'q>(
+    q: QueryAs<'q, Postgres, Provider, PgArguments>,
+    p: &'q ProviderInput,
+) -> QueryAs<'q, Postgres, Provider, PgArguments> {
+    q.bind(&p.name)
+        .bind(&p.provider_type)
+        .bind(&p.base_url)
+        .bind(&p.api_key)
+        .bind(p.enabled)
+        .bind(p.weight)
+        .bind(p.priority)
+        .bind(p.cost_multiplier)
+        .bind(&p.group_tags)
+        .bind(&p.allowed_models)
+        .bind(DbJson(&p.model_redirects))
+        .bind(p.limit_total_usd)
+        .bind(p.limit_5h_usd)
+        .bind(&p.limit_5h_mode)
+        .bind(p.limit_daily_usd)
+        .bind(p.limit_weekly_usd)
+        .bind(p.limit_monthly_usd)
+        .bind(p.limit_concurrent_sessions)
+        .bind(p.circuit_failure_threshold)
+        .bind(p.circuit_open_seconds)
+        .bind(p.circuit_half_open_successes)
+        .bind(p.first_byte_timeout_ms)
+        .bind(p.idle_timeout_ms)
+}
+
+pub async fn insert(conn: &mut PgConnection, input: &ProviderInput) -> ApiResult<Provider> {
+    let sql =
+        format!("INSERT INTO providers ({WRITABLE}) VALUES ({PLACEHOLDERS}) RETURNING {COLUMNS}");
+    let provider = bind_input(sqlx::query_as(&sql), input)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, false).await?;
+    Ok(provider.masked())
+}
+
+/// Replaces every writable field of provider `id`; bumps the policy.
+pub async fn replace(
+    conn: &mut PgConnection,
+    id: i64,
+    input: &ProviderInput,
+) -> ApiResult<Provider> {
+    let sql = format!(
+        "UPDATE providers SET ({WRITABLE}, updated_at) = ({PLACEHOLDERS}, now()) WHERE id = $24 RETURNING {COLUMNS}"
+    );
+    let provider = bind_input(sqlx::query_as(&sql), input)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, false).await?;
+    Ok(provider.masked())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<ProviderInput>,
+) -> ApiResult<(StatusCode, Json<Provider>)> {
+    input.validate()?;
+    let mut tx = state.pool.begin().await?;
+    let provider = insert(&mut tx, &input).await?;
+    tx.commit().await?;
+    tracing::info!(provider_id = provider.id, name = %provider.name, "provider created");
+    Ok((StatusCode::CREATED, Json(provider)))
+}
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>>> {
+    let sql = format!("SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL ORDER BY id");
+    let rows: Vec<Provider> = sqlx::query_as(&sql).fetch_all(&state.pool).await?;
+    Ok(Json(rows.into_iter().map(Provider::masked).collect()))
+}
+
+pub async fn find<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    id: i64,
+    for_update: bool,
+) -> ApiResult<Provider> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {COLUMNS} FROM providers WHERE id = $1 AND deleted_at IS NULL{lock}");
+    let row: Option<Provider> = sqlx::query_as(&sql).bind(id).fetch_optional(db).await?;
+    row.map(Provider::masked).ok_or(ApiError::NotFound)
+}
+
+pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Provider>> {
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Id(id): Id,
+    JsonObject(patch): JsonObject,
+) -> ApiResult<Json<Provider>> {
+    let mut tx = state.pool.begin().await?;
+    let current = find(&mut *tx, id, true).await?;
+    let input: ProviderInput = merge_patch(&ProviderInput::from(&current), patch)?;
+    input.validate()?;
+    let provider = replace(&mut tx, id, &input).await?;
+    tx.commit().await?;
+    tracing::info!(provider_id = id, "provider updated");
+    Ok(Json(provider))
+}
+
+pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
+    let mut tx = state.pool.begin().await?;
+    let deleted = sqlx::query(
+        "UPDATE providers SET deleted_at = now(), enabled = false, updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    bump_policy(&mut tx, false).await?;
+    tx.commit().await?;
+    tracing::info!(provider_id = id, "provider deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,258 @@
+//! `/api/v1/request-filters` (SPEC §2.8).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::types::Json as DbJson;
+
+use super::Id;
+use crate::app::AppState;
+use crate::db::bump_policy;
+use crate::errors::{ApiError, ApiResult};
+use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::validate::{self, Check};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `header` or `body`.
+    pub scope: String,
+    /// `remove`, `set`, `json_path` or `text_replace`.
+    pub action: String,
+    /// For `text_replace`: `contains`, `exact` or `regex`.
+    #[serde(default)]
+    pub match_type: Option<String>,
+    /// Header name, JSON path, or the text/pattern to replace.
+    pub target: String,
+    #[serde(default)]
+    pub replacement: Option<Value>,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default = "super::yes")]
+    pub enabled: bool,
+    /// `global`, `providers` or `groups`.
+    #[serde(default = "global")]
+    pub binding: String,
+    #[serde(default)]
+    pub provider_ids: Vec<i64>,
+    #[serde(default)]
+    pub group_tags: Vec<String>,
+}
+
+fn global() -> String {
+    "global".to_string()
+}
+
+fn fail(field: &str, message: &str) -> Check {
+    Err(ApiError::validation(field, message))
+}
+
+impl FilterInput {
+    pub fn validate(&self) -> Check {
+        validate::name("name", &self.name)?;
+        validate::optional_text("description", &self.description, 500)?;
+        validate::one_of("scope", &self.scope, &["header", "body"])?;
+        validate::one_of(
+            "action",
+            &self.action,
+            &["remove", "set", "json_path", "text_replace"],
+        )?;
+        match (&self.match_type, self.action.as_str()) {
+            (Some(m), "text_replace") => {
+                validate::one_of("match_type", m, &["contains", "exact", "regex"])?
+            }
+            (None, "text_replace") => {
+                return fail("match_type", "required when action is text_replace")
+            }
+            (Some(_), _) => return fail("match_type", "only allowed when action is text_replace"),
+            (None, _) => {}
+        }
+        if self.match_type.as_deref() == Some("regex") {
+            validate::regex("target", &self.target)?;
+        } else {
+            validate::text("target", &self.target, 1024)?;
+        }
+        if self.scope == "header" {
+            if self.action == "json_path" {
+                return fail("action", "json_path applies to the body scope only");
+            }
+            if http::HeaderName::from_bytes(self.target.as_bytes()).is_err()
+                && self.action != "text_replace"
+            {
+                return fail("target", "must be a valid header name");
+            }
+        }
+        match (self.action.as_str(), &self.replacement) {
+            ("remove", Some(_)) => return fail("replacement", "not allowed when action is remove"),
+            ("remove", None) => {}
+            (_, None) => return fail("replacement", "required for this action"),
+            (_, Some(v)) => {
+                let needs_text = self.scope == "header" || self.action == "text_replace";
+                if needs_text && !v.is_string() {
+                    return fail("replacement", "must be a string");
+                }
+            }
+        }
+        validate::one_of("binding", &self.binding, &["global", "providers", "groups"])?;
+        if self.binding == "providers" && self.provider_ids.is_empty() {
+            return fail("provider_ids", "required when binding is providers");
+        }
+        if self.binding == "groups" && self.group_tags.is_empty() {
+            return fail("group_tags", "required when binding is groups");
+        }
+        if self.provider_ids.len() > validate::MAX_LIST_ITEMS {
+            return fail("provider_ids", "at most 50 items");
+        }
+        validate::patterns("group_tags", &self.group_tags)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RequestFilter {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub scope: String,
+    pub action: String,
+    pub match_type: Option<String>,
+    pub target: String,
+    pub replacement: Option<DbJson<Value>>,
+    pub priority: i32,
+    pub enabled: bool,
+    pub binding: String,
+    pub provider_ids: Vec<i64>,
+    pub group_tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, name, description, scope, action, match_type, target, replacement, priority, enabled, \
+    binding, provider_ids, group_tags, created_at, updated_at";
+
+const WRITABLE: &str =
+    "name, description, scope, action, match_type, target, replacement, priority, enabled, \
+    binding, provider_ids, group_tags";
+
+impl From<&RequestFilter> for FilterInput {
+    fn from(f: &RequestFilter) -> Self {
+        FilterInput {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            scope: f.scope.clone(),
+            action: f.action.clone(),
+            match_type: f.match_type.clone(),
+            target: f.target.clone(),
+            replacement: f.replacement.as_ref().map(|v| v.0.clone()),
+            priority: f.priority,
+            enabled: f.enabled,
+            binding: f.binding.clone(),
+            provider_ids: f.provider_ids.clone(),
+            group_tags: f.group_tags.clone(),
+        }
+    }
+}
+
+async fn write(
+    conn: &mut sqlx::PgConnection,
+    id: Option<i64>,
+    f: &FilterInput,
+) -> ApiResult<RequestFilter> {
+    let placeholders = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12";
+    let sql = match id {
+        None => format!("INSERT INTO request_filters ({WRITABLE}) VALUES ({placeholders}) RETURNING {COLUMNS}"),
+        Some(_) => format!(
+            "UPDATE request_filters SET ({WRITABLE}, updated_at) = ({placeholders}, now()) WHERE id = $13 \
+             RETURNING {COLUMNS}"
+        ),
+    };
+    let mut q = sqlx::query_as(&sql)
+        .bind(&f.name)
+        .bind(&f.description)
+        .bind(&f.scope)
+        .bind(&f.action)
+        .bind(&f.match_type)
+        .bind(&f.target)
+        .bind(f.replacement.as_ref().map(DbJson))
+        .bind(f.priority)
+        .bind(f.enabled)
+        .bind(&f.binding)
+        .bind(&f.provider_ids)
+        .bind(&f.group_tags);
+    if let Some(id) = id {
+        q = q.bind(id);
+    }
+    let row = q.fetch_one(&mut *conn).await?;
+    bump_policy(conn, false).await?;
+    Ok(row)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<FilterInput>,
+) -> ApiResult<(StatusCode, Json<RequestFilter>)> {
+    input.validate()?;
+    let mut tx = state.pool.begin().await?;
+    let filter = write(&mut tx, None, &input).await?;
+    tx.commit().await?;
+    tracing::info!(filter_id = filter.id, "request filter created");
+    Ok((StatusCode::CREATED, Json(filter)))
+}
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<RequestFilter>>> {
+    let sql = format!("SELECT {COLUMNS} FROM request_filters ORDER BY priority, id");
+    Ok(Json(sqlx::query_as(&sql).fetch_all(&state.pool).await?))
+}
+
+async fn find<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    id: i64,
+    for_update: bool,
+) -> ApiResult<RequestFilter> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {COLUMNS} FROM request_filters WHERE id = $1{lock}");
+    sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<RequestFilter>> {
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Id(id): Id,
+    JsonObject(patch): JsonObject,
+) -> ApiResult<Json<RequestFilter>> {
+    let mut tx = state.pool.begin().await?;
+    let current = find(&mut *tx, id, true).await?;
+    let input: FilterInput = merge_patch(&FilterInput::from(&current), patch)?;
+    input.validate()?;
+    let filter = write(&mut tx, Some(id), &input).await?;
+    tx.commit().await?;
+    Ok(Json(filter))
+}
+
+pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
+    let mut tx = state.pool.begin().await?;
+    let deleted = sqlx::query("DELETE FROM request_filters WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    bump_policy(&mut tx, false).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

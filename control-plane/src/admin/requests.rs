@@ -1,0 +1,187 @@
+//! `GET /api/v1/requests`: the audit log, newest first, filtered and paged.
+//! Query parameters: user_id, key_id, provider_id, session_id, status,
+//! blocked_by, from, to (RFC 3339; from inclusive, to exclusive), page (from
+//! 1), page_size (1..=500, default 50). Answer: `{items, total, page, page_size}`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{Postgres, QueryBuilder};
+
+use crate::app::AppState;
+use crate::errors::{ApiError, ApiResult};
+
+pub const MAX_PAGE_SIZE: i64 = 500;
+const DEFAULT_PAGE_SIZE: i64 = 50;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RequestLog {
+    pub id: i64,
+    pub event_id: String,
+    pub request_id: String,
+    pub started_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub user_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub key_masked: Option<String>,
+    pub provider_id: Option<i64>,
+    pub method: String,
+    pub endpoint: String,
+    pub original_model: Option<String>,
+    pub upstream_model: Option<String>,
+    pub status: i32,
+    pub duration_ms: i64,
+    pub ttfb_ms: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_creation_5m_tokens: i64,
+    pub cache_creation_1h_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cost_usd: Decimal,
+    pub cost_multiplier: Decimal,
+    pub session_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+    pub stream: bool,
+    pub blocked_by: Option<String>,
+    pub blocked_reason: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub flags: Vec<String>,
+}
+
+const COLUMNS: &str = "id, event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
+    provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
+    output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
+    cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags";
+
+#[derive(Debug, Serialize)]
+pub struct RequestPage {
+    pub items: Vec<RequestLog>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+#[derive(Debug, Default)]
+struct Filters {
+    user_id: Option<i64>,
+    key_id: Option<i64>,
+    provider_id: Option<i64>,
+    session_id: Option<String>,
+    status: Option<i32>,
+    blocked_by: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    page: i64,
+    page_size: i64,
+}
+
+fn parse<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::validation(field, format!("invalid value {value:?}")))
+}
+
+fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ApiError::validation(field, format!("must be an RFC 3339 timestamp: {e}")))
+}
+
+impl Filters {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Filters, ApiError> {
+        let mut f = Filters {
+            page: 1,
+            page_size: DEFAULT_PAGE_SIZE,
+            ..Filters::default()
+        };
+        for (name, value) in pairs {
+            match name.as_str() {
+                "user_id" => f.user_id = Some(parse(&name, &value)?),
+                "key_id" => f.key_id = Some(parse(&name, &value)?),
+                "provider_id" => f.provider_id = Some(parse(&name, &value)?),
+                "session_id" => f.session_id = Some(value),
+                "status" => f.status = Some(parse(&name, &value)?),
+                "blocked_by" => f.blocked_by = Some(value),
+                "from" => f.from = Some(parse_time(&name, &value)?),
+                "to" => f.to = Some(parse_time(&name, &value)?),
+                "page" => f.page = parse(&name, &value)?,
+                "page_size" => f.page_size = parse(&name, &value)?,
+                _ => return Err(ApiError::validation(name, "unknown query parameter")),
+            }
+        }
+        if f.page < 1 || f.page > 1_000_000 {
+            return Err(ApiError::validation(
+                "page",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&f.page_size) {
+            return Err(ApiError::validation(
+                "page_size",
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            ));
+        }
+        Ok(f)
+    }
+
+    fn push_where(&self, qb: &mut QueryBuilder<'_, Postgres>) {
+        qb.push(" WHERE true");
+        if let Some(v) = self.user_id {
+            qb.push(" AND user_id = ").push_bind(v);
+        }
+        if let Some(v) = self.key_id {
+            qb.push(" AND key_id = ").push_bind(v);
+        }
+        if let Some(v) = self.provider_id {
+            qb.push(" AND provider_id = ").push_bind(v);
+        }
+        if let Some(v) = &self.session_id {
+            qb.push(" AND session_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = self.status {
+            qb.push(" AND status = ").push_bind(v);
+        }
+        if let Some(v) = &self.blocked_by {
+            qb.push(" AND blocked_by = ").push_bind(v.clone());
+        }
+        if let Some(v) = self.from {
+            qb.push(" AND started_at >= ").push_bind(v);
+        }
+        if let Some(v) = self.to {
+            qb.push(" AND started_at < ").push_bind(v);
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Json<RequestPage>> {
+    let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
+    let filters = Filters::from_pairs(pairs)?;
+
+    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM message_request");
+    filters.push_where(&mut count);
+    let (total,): (i64,) = count.build_query_as().fetch_one(&state.pool).await?;
+
+    let mut select =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM message_request"));
+    filters.push_where(&mut select);
+    select
+        .push(" ORDER BY started_at DESC, id DESC LIMIT ")
+        .push_bind(filters.page_size)
+        .push(" OFFSET ")
+        .push_bind((filters.page - 1) * filters.page_size);
+    let items: Vec<RequestLog> = select.build_query_as().fetch_all(&state.pool).await?;
+
+    Ok(Json(RequestPage {
+        items,
+        total,
+        page: filters.page,
+        page_size: filters.page_size,
+    }))
+}

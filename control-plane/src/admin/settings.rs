@@ -1,0 +1,93 @@
+//! `/api/v1/settings` (GET, PATCH): the single settings row.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::db::bump_policy;
+use crate::errors::ApiResult;
+use crate::extract::{merge_patch, JsonObject};
+use crate::validate::{self, Check};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    pub enable_client_version_check: bool,
+    pub intercept_anthropic_warmup_requests: bool,
+    pub timezone: String,
+    pub unknown_path: String,
+    pub ga_threshold: i32,
+}
+
+impl SettingsInput {
+    pub fn validate(&self) -> Check {
+        validate::timezone("timezone", &self.timezone)?;
+        validate::one_of(
+            "unknown_path",
+            &self.unknown_path,
+            &["passthrough", "not_found"],
+        )?;
+        validate::at_least("ga_threshold", Some(self.ga_threshold), 1)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Settings {
+    pub enable_client_version_check: bool,
+    pub intercept_anthropic_warmup_requests: bool,
+    pub timezone: String,
+    /// `passthrough` or `not_found`.
+    pub unknown_path: String,
+    pub ga_threshold: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, ga_threshold, updated_at";
+
+pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Settings, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM settings"))
+        .fetch_one(db)
+        .await
+}
+
+pub async fn get(State(state): State<AppState>) -> ApiResult<Json<Settings>> {
+    Ok(Json(load(&state.pool).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    JsonObject(patch): JsonObject,
+) -> ApiResult<Json<Settings>> {
+    let mut tx = state.pool.begin().await?;
+    let current: Settings = sqlx::query_as(&format!("SELECT {COLUMNS} FROM settings FOR UPDATE"))
+        .fetch_one(&mut *tx)
+        .await?;
+    let base = SettingsInput {
+        enable_client_version_check: current.enable_client_version_check,
+        intercept_anthropic_warmup_requests: current.intercept_anthropic_warmup_requests,
+        timezone: current.timezone,
+        unknown_path: current.unknown_path,
+        ga_threshold: current.ga_threshold,
+    };
+    let input: SettingsInput = merge_patch(&base, patch)?;
+    input.validate()?;
+    let settings: Settings = sqlx::query_as(&format!(
+        "UPDATE settings SET enable_client_version_check = $1, intercept_anthropic_warmup_requests = $2, \
+           timezone = $3, unknown_path = $4, ga_threshold = $5, updated_at = now() RETURNING {COLUMNS}"
+    ))
+    .bind(input.enable_client_version_check)
+    .bind(input.intercept_anthropic_warmup_requests)
+    .bind(&input.timezone)
+    .bind(&input.unknown_path)
+    .bind(input.ga_threshold)
+    .fetch_one(&mut *tx)
+    .await?;
+    bump_policy(&mut tx, false).await?;
+    tx.commit().await?;
+    tracing::info!("settings updated");
+    Ok(Json(settings))
+}

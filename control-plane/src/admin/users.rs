@@ -1,0 +1,292 @@
+//! `/api/v1/users`: create, list, get, update, soft delete.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::Postgres;
+
+use super::{limits, Id, LimitFields};
+use crate::app::AppState;
+use crate::db::bump_policy;
+use crate::errors::{ApiError, ApiResult};
+use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::validate::{self, Check};
+
+/// Body of `POST /api/v1/users`; PATCH takes any subset of these fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_role")]
+    pub role: String,
+    #[serde(default = "super::yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    #[serde(default)]
+    pub blocked_clients: Vec<String>,
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    #[serde(default)]
+    pub rpm: Option<i32>,
+    #[serde(default)]
+    pub limit_total_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_5h_usd: Option<Decimal>,
+    #[serde(default = "super::rolling")]
+    pub limit_5h_mode: String,
+    #[serde(default)]
+    pub limit_daily_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_weekly_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_monthly_usd: Option<Decimal>,
+    #[serde(default)]
+    pub limit_concurrent_sessions: Option<i32>,
+    #[serde(default = "default_reset_mode")]
+    pub daily_reset_mode: String,
+    #[serde(default = "default_reset_time")]
+    pub daily_reset_time: String,
+    #[serde(default)]
+    pub provider_group: Option<String>,
+}
+
+fn default_role() -> String {
+    "user".to_string()
+}
+
+fn default_reset_mode() -> String {
+    "fixed".to_string()
+}
+
+fn default_reset_time() -> String {
+    "00:00".to_string()
+}
+
+impl UserInput {
+    fn limits(&self) -> LimitFields<'_> {
+        LimitFields {
+            total: self.limit_total_usd,
+            five_hours: self.limit_5h_usd,
+            five_hour_mode: &self.limit_5h_mode,
+            daily: self.limit_daily_usd,
+            weekly: self.limit_weekly_usd,
+            monthly: self.limit_monthly_usd,
+            concurrent_sessions: self.limit_concurrent_sessions,
+        }
+    }
+
+    pub fn validate(&self) -> Check {
+        validate::name("name", &self.name)?;
+        validate::optional_text("description", &self.description, 500)?;
+        validate::one_of("role", &self.role, &["admin", "user"])?;
+        validate::patterns("allowed_clients", &self.allowed_clients)?;
+        validate::patterns("blocked_clients", &self.blocked_clients)?;
+        validate::models("allowed_models", &self.allowed_models)?;
+        validate::at_least("rpm", self.rpm, 1)?;
+        limits(&self.limits())?;
+        validate::one_of(
+            "daily_reset_mode",
+            &self.daily_reset_mode,
+            &["fixed", "rolling"],
+        )?;
+        validate::hh_mm("daily_reset_time", &self.daily_reset_time)?;
+        if let Some(group) = &self.provider_group {
+            validate::name("provider_group", group)?;
+        }
+        Ok(())
+    }
+}
+
+/// A user as the API returns it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub role: String,
+    pub enabled: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub allowed_clients: Vec<String>,
+    pub blocked_clients: Vec<String>,
+    pub allowed_models: Vec<String>,
+    pub rpm: Option<i32>,
+    pub limit_total_usd: Option<Decimal>,
+    pub limit_5h_usd: Option<Decimal>,
+    pub limit_5h_mode: String,
+    pub limit_daily_usd: Option<Decimal>,
+    pub limit_weekly_usd: Option<Decimal>,
+    pub limit_monthly_usd: Option<Decimal>,
+    pub limit_concurrent_sessions: Option<i32>,
+    pub daily_reset_mode: String,
+    pub daily_reset_time: String,
+    pub provider_group: Option<String>,
+    pub cost_reset_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+    allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+    cost_reset_at, created_at, updated_at";
+
+/// The writable columns, in the order [`bind_input`] binds them ($1..$19).
+const WRITABLE: &str = "name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+    allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group";
+
+impl From<&User> for UserInput {
+    fn from(u: &User) -> Self {
+        UserInput {
+            name: u.name.clone(),
+            description: u.description.clone(),
+            role: u.role.clone(),
+            enabled: u.enabled,
+            expires_at: u.expires_at,
+            allowed_clients: u.allowed_clients.clone(),
+            blocked_clients: u.blocked_clients.clone(),
+            allowed_models: u.allowed_models.clone(),
+            rpm: u.rpm,
+            limit_total_usd: u.limit_total_usd,
+            limit_5h_usd: u.limit_5h_usd,
+            limit_5h_mode: u.limit_5h_mode.clone(),
+            limit_daily_usd: u.limit_daily_usd,
+            limit_weekly_usd: u.limit_weekly_usd,
+            limit_monthly_usd: u.limit_monthly_usd,
+            limit_concurrent_sessions: u.limit_concurrent_sessions,
+            daily_reset_mode: u.daily_reset_mode.clone(),
+            daily_reset_time: u.daily_reset_time.clone(),
+            provider_group: u.provider_group.clone(),
+        }
+    }
+}
+
+fn bind_input<'q>(
+    q: QueryAs<'q, Postgres, User, PgArguments>,
+    u: &'q UserInput,
+) -> QueryAs<'q, Postgres, User, PgArguments> {
+    q.bind(&u.name)
+        .bind(&u.description)
+        .bind(&u.role)
+        .bind(u.enabled)
+        .bind(u.expires_at)
+        .bind(&u.allowed_clients)
+        .bind(&u.blocked_clients)
+        .bind(&u.allowed_models)
+        .bind(u.rpm)
+        .bind(u.limit_total_usd)
+        .bind(u.limit_5h_usd)
+        .bind(&u.limit_5h_mode)
+        .bind(u.limit_daily_usd)
+        .bind(u.limit_weekly_usd)
+        .bind(u.limit_monthly_usd)
+        .bind(u.limit_concurrent_sessions)
+        .bind(&u.daily_reset_mode)
+        .bind(&u.daily_reset_time)
+        .bind(&u.provider_group)
+}
+
+/// Inserts a user (used by the API and by `bootstrap`); bumps the policy.
+pub async fn insert(conn: &mut sqlx::PgConnection, input: &UserInput) -> Result<User, ApiError> {
+    let sql = format!(
+        "INSERT INTO users ({WRITABLE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19) RETURNING {COLUMNS}"
+    );
+    let user = bind_input(sqlx::query_as(&sql), input)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, true).await?;
+    Ok(user)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<UserInput>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    input.validate()?;
+    let mut tx = state.pool.begin().await?;
+    let user = insert(&mut tx, &input).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = user.id, name = %user.name, "user created");
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE deleted_at IS NULL ORDER BY id");
+    Ok(Json(sqlx::query_as(&sql).fetch_all(&state.pool).await?))
+}
+
+/// A live (not deleted) user, or 404.
+pub async fn find<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    id: i64,
+    for_update: bool,
+) -> ApiResult<User> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL{lock}");
+    sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<User>> {
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Id(id): Id,
+    JsonObject(patch): JsonObject,
+) -> ApiResult<Json<User>> {
+    let mut tx = state.pool.begin().await?;
+    let current = find(&mut *tx, id, true).await?;
+    let input: UserInput = merge_patch(&UserInput::from(&current), patch)?;
+    input.validate()?;
+    let sql = format!(
+        "UPDATE users SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, now()) WHERE id = $20 RETURNING {COLUMNS}"
+    );
+    let user = bind_input(sqlx::query_as(&sql), &input)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    bump_policy(&mut tx, true).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = id, "user updated");
+    Ok(Json(user))
+}
+
+/// Soft delete: the user and all their keys stop resolving; audit rows stay.
+pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
+    let mut tx = state.pool.begin().await?;
+    let deleted = sqlx::query(
+        "UPDATE users SET deleted_at = now(), enabled = false, updated_at = now() \
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    sqlx::query("UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() WHERE user_id = $1 AND deleted_at IS NULL")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    bump_policy(&mut tx, true).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = id, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

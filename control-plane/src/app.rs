@@ -1,0 +1,264 @@
+//! The HTTP application: state, router and server lifecycle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{on, MethodFilter};
+use axum::{middleware, Router};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::errors::ApiError;
+use crate::metrics::Metrics;
+use crate::{admin, auth, background, db, internal, openapi};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub internal_token_digest: Arc<Vec<u8>>,
+    pub metrics: Arc<Metrics>,
+    pub snapshot_cache: Arc<internal::snapshot::Cache>,
+    /// Wakes the background sweep that disables expired users and keys.
+    pub expiry_wakeup: Arc<Notify>,
+}
+
+/// Collects routes and remembers each (method, path), so the OpenAPI
+/// document can be checked against what is really served.
+pub struct Routes {
+    router: Router<AppState>,
+    list: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    pub fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(
+        mut self,
+        method: &'static str,
+        filter: MethodFilter,
+        path: &'static str,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.router = self.router.route(path, on(filter, handler));
+        self.list.push((method, path));
+        self
+    }
+
+    pub fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("GET", MethodFilter::GET, path, handler)
+    }
+
+    pub fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("POST", MethodFilter::POST, path, handler)
+    }
+
+    pub fn patch<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        self.add("PATCH", MethodFilter::PATCH, path, handler)
+    }
+
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        self.add("DELETE", MethodFilter::DELETE, path, handler)
+    }
+
+    /// Applies `f` (e.g. an auth layer) to the routes added so far.
+    fn map_router(mut self, f: impl FnOnce(Router<AppState>) -> Router<AppState>) -> Self {
+        self.router = f(self.router);
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.list.extend(other.list);
+        self
+    }
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes::new()
+    }
+}
+
+fn public_routes() -> Routes {
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics)
+        .get("/api/v1/openapi.json", openapi::serve)
+}
+
+/// Every route the server answers, with the auth layers applied.
+fn routes(state: &AppState) -> Routes {
+    let admin = admin::routes().map_router(|r| {
+        r.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
+    });
+    let internal = internal::routes().map_router(|r| {
+        r.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_internal,
+        ))
+    });
+    public_routes().merge(admin).merge(internal)
+}
+
+/// The (method, path) pairs the router serves.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    let mut list = public_routes().list;
+    list.extend(admin::routes().list);
+    list.extend(internal::routes().list);
+    list
+}
+
+pub fn router(state: AppState) -> Router {
+    routes(&state)
+        .router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        // Admin bodies are small; the event route raises its own limit.
+        .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => (StatusCode::OK, "ready\n"),
+        Err(err) => {
+            tracing::warn!(error = format!("{err:#}"), "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+}
+
+impl Application {
+    /// Connects to the database, migrates it (with the price seed) and binds
+    /// the listener. Nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let pool = db::connect(&config.database_url, config.db_max_connections).await?;
+        db::migrate(&pool).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let state = AppState {
+            pool,
+            internal_token_digest: Arc::new(auth::digest(&config.internal_token)),
+            metrics: Arc::new(Metrics::default()),
+            snapshot_cache: Arc::new(internal::snapshot::Cache::default()),
+            expiry_wakeup: Arc::new(Notify::new()),
+        };
+        Ok(Application {
+            listener,
+            state,
+            config,
+        })
+    }
+
+    pub fn address(&self) -> anyhow::Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .context("reading the bound address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.state.pool.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, running the background jobs alongside.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let jobs = background::spawn(self.state.clone(), &self.config);
+        let app = router(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP");
+        jobs.abort();
+        result
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

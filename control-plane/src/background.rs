@@ -1,0 +1,256 @@
+//! Background jobs, off the request path: disabling expired users and keys,
+//! and recomputing client GA versions (SPEC §2.5).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::db::bump_policy;
+
+pub struct Jobs(Vec<JoinHandle<()>>);
+
+impl Jobs {
+    pub fn abort(self) {
+        for job in self.0 {
+            job.abort();
+        }
+    }
+}
+
+pub fn spawn(state: AppState, config: &Config) -> Jobs {
+    let sweep_every = config.expiry_sweep_interval;
+    let versions_every = config.client_version_interval;
+    let sweep_state = state.clone();
+    let sweep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = sweep_state.expiry_wakeup.notified() => {}
+            }
+            match disable_expired(&sweep_state.pool).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    sweep_state
+                        .metrics
+                        .expired_disabled
+                        .fetch_add(n, Ordering::Relaxed);
+                    tracing::info!(count = n, "disabled expired users/keys");
+                }
+                Err(err) => tracing::warn!(error = format!("{err:#}"), "expiry sweep failed"),
+            }
+        }
+    });
+    let versions = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(versions_every);
+        loop {
+            tick.tick().await;
+            if let Err(err) = refresh_client_versions(&state.pool).await {
+                tracing::warn!(error = format!("{err:#}"), "client version refresh failed");
+            }
+        }
+    });
+    Jobs(vec![sweep, versions])
+}
+
+/// Marks expired but still enabled users and keys disabled (SPEC §2.1).
+/// Returns how many rows changed; bumps version and key epoch if any did.
+pub async fn disable_expired(pool: &PgPool) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let users = sqlx::query(
+        "UPDATE users SET enabled = false, updated_at = now() \
+         WHERE enabled AND expires_at <= now() AND deleted_at IS NULL",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let keys = sqlx::query(
+        "UPDATE keys SET enabled = false, updated_at = now() \
+         WHERE enabled AND expires_at <= now() AND deleted_at IS NULL",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if users + keys > 0 {
+        bump_policy(&mut tx, true).await?;
+    }
+    tx.commit().await?;
+    Ok(users + keys)
+}
+
+/// `major.minor.patch`.
+pub type Semver = (u64, u64, u64);
+
+/// Client type and `major.minor.patch` of a User-Agent, for the clients the
+/// version check knows. Pre-release versions are ignored.
+///
+/// `claude-cli/2.1.197 (external, sdk-cli)` → (`claude-cli`, 2.1.197);
+/// `claude-cli/… (external, claude-vscode)` → `claude-vscode`;
+/// `codex_exec/…`, `codex_cli_rs/…` → `codex-cli`;
+/// `GeminiCLI/…`, `GeminiCLI-tui/…` → `gemini-cli`; `factory-cli/…` → `factory-cli`.
+pub fn parse_user_agent(ua: &str) -> Option<(&'static str, Semver)> {
+    let product = ua.split_whitespace().next()?;
+    let mut parts = product.split('/');
+    let name = parts.next()?.to_ascii_lowercase();
+    let version = parts.next()?;
+    let client_type = if name == "claude-cli" {
+        if ua.to_ascii_lowercase().contains("claude-vscode") {
+            "claude-vscode"
+        } else {
+            "claude-cli"
+        }
+    } else if name.starts_with("codex") {
+        "codex-cli"
+    } else if name.starts_with("geminicli") {
+        "gemini-cli"
+    } else if name == "factory-cli" || name == "droid" {
+        "factory-cli"
+    } else {
+        return None;
+    };
+    let mut numbers = version.split('.').map(|n| {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            n.parse::<u64>().ok()
+        } else {
+            None
+        }
+    });
+    let semver = (numbers.next()??, numbers.next()??, numbers.next()??);
+    if numbers.next().is_some() {
+        return None;
+    }
+    Some((client_type, semver))
+}
+
+/// Per client type, the highest version used by at least `threshold`
+/// distinct users.
+pub fn ga_versions(
+    seen: impl IntoIterator<Item = (i64, String)>,
+    threshold: usize,
+) -> BTreeMap<&'static str, (Semver, usize)> {
+    let mut users: BTreeMap<(&'static str, Semver), BTreeSet<i64>> = BTreeMap::new();
+    for (user_id, ua) in seen {
+        if let Some((client_type, version)) = parse_user_agent(&ua) {
+            users
+                .entry((client_type, version))
+                .or_default()
+                .insert(user_id);
+        }
+    }
+    let mut ga = BTreeMap::new();
+    // Ascending order: later (higher) versions overwrite earlier ones.
+    for ((client_type, version), who) in users {
+        if who.len() >= threshold.max(1) {
+            ga.insert(client_type, (version, who.len()));
+        }
+    }
+    ga
+}
+
+/// Recomputes `client_ga_versions` from the last 7 days of requests; bumps the
+/// policy version only when the result changed. Returns whether it did.
+pub async fn refresh_client_versions(pool: &PgPool) -> anyhow::Result<bool> {
+    let (threshold,): (i32,) = sqlx::query_as("SELECT ga_threshold FROM settings")
+        .fetch_one(pool)
+        .await?;
+    let seen: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT DISTINCT user_id, user_agent FROM message_request \
+         WHERE started_at > now() - interval '7 days' AND user_id IS NOT NULL AND user_agent IS NOT NULL \
+           AND blocked_by IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let ga = ga_versions(seen, usize::try_from(threshold).unwrap_or(1));
+    let wanted: BTreeMap<String, String> = ga
+        .iter()
+        .map(|(t, ((a, b, c), _))| (t.to_string(), format!("{a}.{b}.{c}")))
+        .collect();
+
+    let mut tx = pool.begin().await?;
+    // Serialize concurrent refreshes (several control-plane replicas).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hubgate.client_ga_versions'))")
+        .execute(&mut *tx)
+        .await?;
+    let current: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "SELECT client_type, version FROM client_ga_versions",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    if current == wanted {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM client_ga_versions")
+        .execute(&mut *tx)
+        .await?;
+    for (client_type, ((a, b, c), users)) in &ga {
+        sqlx::query(
+            "INSERT INTO client_ga_versions (client_type, version, users) VALUES ($1, $2, $3)",
+        )
+        .bind(client_type)
+        .bind(format!("{a}.{b}.{c}"))
+        .bind(i32::try_from(*users).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+    }
+    bump_policy(&mut tx, false).await?;
+    tx.commit().await?;
+    tracing::info!(versions = ?wanted, "client GA versions changed");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_clients() {
+        assert_eq!(
+            parse_user_agent("claude-cli/2.1.197 (external, sdk-cli)"),
+            Some(("claude-cli", (2, 1, 197)))
+        );
+        assert_eq!(
+            parse_user_agent("claude-cli/1.0.3 (external, claude-vscode)"),
+            Some(("claude-vscode", (1, 0, 3)))
+        );
+        assert_eq!(
+            parse_user_agent("codex_exec/0.169.0 (Linux; x86_64)"),
+            Some(("codex-cli", (0, 169, 0)))
+        );
+        assert_eq!(
+            parse_user_agent("codex_cli_rs/0.1.2"),
+            Some(("codex-cli", (0, 1, 2)))
+        );
+        assert_eq!(
+            parse_user_agent("GeminiCLI-tui/0.61.0/gemini-3-pro-preview (linux; x64; terminal)"),
+            Some(("gemini-cli", (0, 61, 0)))
+        );
+        assert_eq!(
+            parse_user_agent("GeminiCLI/0.22.5/gemini-3-pro-preview (darwin; arm64)"),
+            Some(("gemini-cli", (0, 22, 5)))
+        );
+        assert_eq!(parse_user_agent("curl/8.0.1"), None);
+        assert_eq!(parse_user_agent("claude-cli/2.1.0-beta.1"), None);
+        assert_eq!(parse_user_agent("claude-cli"), None);
+    }
+
+    #[test]
+    fn ga_needs_threshold_users_and_takes_the_highest() {
+        let seen = vec![
+            (1, "claude-cli/2.0.0 (external, cli)".to_string()),
+            (2, "claude-cli/2.0.0 (external, cli)".to_string()),
+            (1, "claude-cli/2.1.0 (external, cli)".to_string()),
+            (3, "claude-cli/1.9.0 (external, cli)".to_string()),
+            (4, "claude-cli/1.9.0 (external, cli)".to_string()),
+            (1, "claude-cli/1.10.0 (external, cli)".to_string()),
+        ];
+        let ga = ga_versions(seen, 2);
+        assert_eq!(ga.get("claude-cli"), Some(&((2, 0, 0), 2)));
+        assert!(!ga.contains_key("codex-cli"));
+    }
+}

@@ -1,0 +1,304 @@
+//! `POST EVENTS_PATH`: batched usage events. Inserted in one transaction with
+//! `ON CONFLICT (event_id) DO NOTHING`, so a retried batch never double-counts;
+//! the hourly usage rollup is updated for newly stored events only.
+//!
+//! Ingestion never refuses a well-formed batch because of odd values (the
+//! filter retries until accepted): values Postgres cannot store are repaired
+//! and flagged instead.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use hubgate_wire::{EventBatch, EventBatchAck, RequestEvent};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::types::Json as DbJson;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use crate::app::AppState;
+use crate::errors::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+
+pub const MAX_BATCH: usize = 1000;
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    JsonBody(batch): JsonBody<EventBatch>,
+) -> ApiResult<Json<EventBatchAck>> {
+    if batch.events.len() > MAX_BATCH {
+        return Err(ApiError::validation(
+            "events",
+            format!("at most {MAX_BATCH} events per batch"),
+        ));
+    }
+    if batch.events.is_empty() {
+        return Ok(Json(EventBatchAck {
+            accepted: 0,
+            duplicates: 0,
+        }));
+    }
+    let rows: Vec<Row> = batch.events.into_iter().map(Row::from_event).collect();
+    let mut tx = state.pool.begin().await?;
+    let stored = insert(&mut tx, &rows).await?;
+    update_rollup(&mut tx, &stored).await?;
+    tx.commit().await?;
+
+    let accepted = stored.len() as u32;
+    let duplicates = rows.len() as u32 - accepted;
+    state
+        .metrics
+        .events_accepted
+        .fetch_add(u64::from(accepted), Ordering::Relaxed);
+    state
+        .metrics
+        .events_duplicate
+        .fetch_add(u64::from(duplicates), Ordering::Relaxed);
+    tracing::debug!(accepted, duplicates, "events ingested");
+    Ok(Json(EventBatchAck {
+        accepted,
+        duplicates,
+    }))
+}
+
+/// An event made storable.
+struct Row {
+    event_id: String,
+    request_id: String,
+    started_at: DateTime<Utc>,
+    user_id: Option<i64>,
+    key_id: Option<i64>,
+    key_masked: Option<String>,
+    provider_id: Option<i64>,
+    method: String,
+    endpoint: String,
+    original_model: Option<String>,
+    upstream_model: Option<String>,
+    status: i32,
+    duration_ms: i64,
+    ttfb_ms: Option<i64>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_creation_5m_tokens: i64,
+    cache_creation_1h_tokens: i64,
+    cache_read_tokens: i64,
+    cost_usd: Decimal,
+    cost_multiplier: Decimal,
+    session_id: Option<String>,
+    user_agent: Option<String>,
+    client_ip: Option<String>,
+    stream: bool,
+    blocked_by: Option<String>,
+    blocked_reason: Option<Value>,
+    error: Option<String>,
+    flags: Vec<String>,
+}
+
+/// Postgres text cannot hold NUL.
+fn clean(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s
+    }
+}
+
+fn clean_opt(s: Option<String>) -> Option<String> {
+    s.map(clean)
+}
+
+fn clean_json(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(clean_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (clean(k), clean_json(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Row {
+    fn from_event(e: RequestEvent) -> Row {
+        let mut flags: Vec<String> = e.flags.into_iter().map(clean).collect();
+        // Postgres timestamps stop at year 294276; keep well inside.
+        let started_at = match DateTime::<Utc>::from_timestamp_millis(e.started_at_ms) {
+            Some(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => t,
+            _ => {
+                flags.push("invalid_started_at".to_string());
+                Utc::now()
+            }
+        };
+        Row {
+            event_id: clean(e.event_id),
+            request_id: clean(e.request_id),
+            started_at,
+            user_id: e.user_id,
+            key_id: e.key_id,
+            key_masked: clean_opt(e.key_masked),
+            provider_id: e.provider_id,
+            method: clean(e.method),
+            endpoint: clean(e.endpoint),
+            original_model: clean_opt(e.original_model),
+            upstream_model: clean_opt(e.upstream_model),
+            status: i32::from(e.status),
+            duration_ms: big(e.duration_ms),
+            ttfb_ms: e.ttfb_ms.map(big),
+            input_tokens: big(e.usage.input_tokens),
+            output_tokens: big(e.usage.output_tokens),
+            cache_creation_5m_tokens: big(e.usage.cache_creation_5m_tokens),
+            cache_creation_1h_tokens: big(e.usage.cache_creation_1h_tokens),
+            cache_read_tokens: big(e.usage.cache_read_tokens),
+            cost_usd: e.cost_usd,
+            cost_multiplier: e.cost_multiplier,
+            session_id: clean_opt(e.session_id),
+            user_agent: clean_opt(e.user_agent),
+            client_ip: clean_opt(e.client_ip),
+            stream: e.stream,
+            blocked_by: clean_opt(e.blocked_by),
+            blocked_reason: e.blocked_reason.map(clean_json),
+            error: clean_opt(e.error),
+            flags,
+        }
+    }
+}
+
+/// What the rollup needs from each newly stored event.
+#[derive(sqlx::FromRow)]
+struct Stored {
+    user_id: Option<i64>,
+    key_id: Option<i64>,
+    provider_id: Option<i64>,
+    started_at: DateTime<Utc>,
+    cost_usd: Decimal,
+    input_tokens: i64,
+    output_tokens: i64,
+    blocked_by: Option<String>,
+}
+
+async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sqlx::Error> {
+    let mut qb = QueryBuilder::<Postgres>::new(
+        "INSERT INTO message_request (event_id, request_id, started_at, user_id, key_id, key_masked, provider_id, \
+           method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
+           output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
+           cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) ",
+    );
+    qb.push_values(rows, |mut b, r| {
+        b.push_bind(&r.event_id)
+            .push_bind(&r.request_id)
+            .push_bind(r.started_at)
+            .push_bind(r.user_id)
+            .push_bind(r.key_id)
+            .push_bind(&r.key_masked)
+            .push_bind(r.provider_id)
+            .push_bind(&r.method)
+            .push_bind(&r.endpoint)
+            .push_bind(&r.original_model)
+            .push_bind(&r.upstream_model)
+            .push_bind(r.status)
+            .push_bind(r.duration_ms)
+            .push_bind(r.ttfb_ms)
+            .push_bind(r.input_tokens)
+            .push_bind(r.output_tokens)
+            .push_bind(r.cache_creation_5m_tokens)
+            .push_bind(r.cache_creation_1h_tokens)
+            .push_bind(r.cache_read_tokens)
+            .push_bind(r.cost_usd)
+            .push_bind(r.cost_multiplier)
+            .push_bind(&r.session_id)
+            .push_bind(&r.user_agent)
+            .push_bind(&r.client_ip)
+            .push_bind(r.stream)
+            .push_bind(&r.blocked_by)
+            .push_bind(r.blocked_reason.as_ref().map(DbJson))
+            .push_bind(&r.error)
+            .push_bind(&r.flags);
+    });
+    qb.push(
+        " ON CONFLICT (event_id) DO NOTHING \
+         RETURNING user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by",
+    );
+    qb.build_query_as().fetch_all(conn).await
+}
+
+#[derive(Default)]
+struct Bucket {
+    cost_usd: Decimal,
+    requests: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+}
+
+/// Adds the new events to the hourly per-user/key/provider buckets. Requests
+/// a guard answered (blocked_by set, e.g. warmup) are not usage.
+async fn update_rollup(conn: &mut PgConnection, stored: &[Stored]) -> Result<(), sqlx::Error> {
+    // BTreeMap: a fixed row order, so concurrent batches lock rows in the
+    // same order and cannot deadlock.
+    let mut buckets: BTreeMap<(&'static str, i64, DateTime<Utc>), Bucket> = BTreeMap::new();
+    for s in stored.iter().filter(|s| s.blocked_by.is_none()) {
+        let hour = s
+            .started_at
+            .duration_trunc(TimeDelta::hours(1))
+            .unwrap_or(s.started_at);
+        for (kind, id) in [
+            ("user", s.user_id),
+            ("key", s.key_id),
+            ("provider", s.provider_id),
+        ] {
+            let Some(id) = id else { continue };
+            let b = buckets.entry((kind, id, hour)).or_default();
+            b.cost_usd = b.cost_usd.checked_add(s.cost_usd).unwrap_or(Decimal::MAX);
+            b.requests += 1;
+            b.input_tokens = b.input_tokens.saturating_add(s.input_tokens);
+            b.output_tokens = b.output_tokens.saturating_add(s.output_tokens);
+        }
+    }
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let mut kinds = Vec::new();
+    let mut ids = Vec::new();
+    let mut hours = Vec::new();
+    let mut costs = Vec::new();
+    let mut requests = Vec::new();
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    for ((kind, id, hour), b) in buckets {
+        kinds.push(kind.to_string());
+        ids.push(id);
+        hours.push(hour);
+        costs.push(b.cost_usd);
+        requests.push(b.requests);
+        inputs.push(b.input_tokens);
+        outputs.push(b.output_tokens);
+    }
+    sqlx::query(
+        "INSERT INTO usage_rollup (entity_type, entity_id, bucket_start, cost_usd, request_count, input_tokens, \
+           output_tokens) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::numeric[], $5::int8[], $6::int8[], \
+           $7::int8[]) \
+         ON CONFLICT (entity_type, entity_id, bucket_start) DO UPDATE SET \
+           cost_usd = usage_rollup.cost_usd + EXCLUDED.cost_usd, \
+           request_count = usage_rollup.request_count + EXCLUDED.request_count, \
+           input_tokens = usage_rollup.input_tokens + EXCLUDED.input_tokens, \
+           output_tokens = usage_rollup.output_tokens + EXCLUDED.output_tokens",
+    )
+    .bind(kinds)
+    .bind(ids)
+    .bind(hours)
+    .bind(costs)
+    .bind(requests)
+    .bind(inputs)
+    .bind(outputs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Validation rules shared by the admin resources (SPEC §2 and §7). Each
+//! check returns a 422 naming the field, e.g. `allowed_models[3]`.
+
+use rust_decimal::Decimal;
+
+use crate::errors::ApiError;
+
+pub type Check = Result<(), ApiError>;
+
+pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_LIST_ITEMS: usize = 50;
+pub const MAX_PATTERN_CHARS: usize = 64;
+pub const MAX_REGEX_CHARS: usize = 512;
+/// Compiled-program budget for admin-supplied regexes.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Upper bound for any USD amount or price, to keep NUMERIC values sane.
+const MAX_USD: i64 = 1_000_000_000;
+
+fn fail(field: &str, message: impl Into<String>) -> Check {
+    Err(ApiError::validation(field, message))
+}
+
+/// 1..=64 characters, not blank, no control characters.
+pub fn name(field: &str, value: &str) -> Check {
+    text(field, value, MAX_NAME_CHARS)
+}
+
+/// Non-blank text of at most `max` characters without control characters.
+pub fn text(field: &str, value: &str, max: usize) -> Check {
+    let len = value.chars().count();
+    if value.trim().is_empty() {
+        return fail(field, "must not be empty");
+    }
+    if len > max {
+        return fail(
+            field,
+            format!("must be at most {max} characters (got {len})"),
+        );
+    }
+    if value.chars().any(char::is_control) {
+        return fail(field, "must not contain control characters");
+    }
+    Ok(())
+}
+
+/// Free text (descriptions): may be empty.
+pub fn optional_text(field: &str, value: &str, max: usize) -> Check {
+    if value.chars().count() > max {
+        return fail(field, format!("must be at most {max} characters"));
+    }
+    Ok(())
+}
+
+pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> Check {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        fail(field, format!("must be one of: {}", allowed.join(", ")))
+    }
+}
+
+fn list_len(field: &str, items: &[impl AsRef<str>]) -> Check {
+    if items.len() > MAX_LIST_ITEMS {
+        return fail(
+            field,
+            format!("at most {MAX_LIST_ITEMS} items (got {})", items.len()),
+        );
+    }
+    Ok(())
+}
+
+/// Client patterns (`allowed_clients`, `blocked_clients`) and group tags:
+/// ≤ 50 items, each 1..=64 characters.
+pub fn patterns(field: &str, items: &[String]) -> Check {
+    list_len(field, items)?;
+    for (i, item) in items.iter().enumerate() {
+        text(&format!("{field}[{i}]"), item, MAX_PATTERN_CHARS)?;
+    }
+    Ok(())
+}
+
+/// A model name: 1..=64 characters of `[A-Za-z0-9._:/-]`.
+pub fn model_name(field: &str, value: &str) -> Check {
+    if value.is_empty() {
+        return fail(field, "must not be empty");
+    }
+    if value.chars().count() > MAX_PATTERN_CHARS {
+        return fail(
+            field,
+            format!("must be at most {MAX_PATTERN_CHARS} characters"),
+        );
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._:/-".contains(*c)))
+    {
+        return fail(
+            field,
+            format!("invalid character {bad:?}; allowed: A-Z a-z 0-9 . _ : / -"),
+        );
+    }
+    Ok(())
+}
+
+/// `allowed_models`: ≤ 50 model names.
+pub fn models(field: &str, items: &[String]) -> Check {
+    list_len(field, items)?;
+    for (i, item) in items.iter().enumerate() {
+        model_name(&format!("{field}[{i}]"), item)?;
+    }
+    Ok(())
+}
+
+/// A USD amount or price: ≥ 0 and below a sanity bound.
+pub fn usd(field: &str, value: Option<Decimal>) -> Check {
+    match value {
+        Some(v) if v.is_sign_negative() && !v.is_zero() => fail(field, "must be ≥ 0"),
+        Some(v) if v > Decimal::from(MAX_USD) => fail(field, format!("must be ≤ {MAX_USD}")),
+        _ => Ok(()),
+    }
+}
+
+pub fn at_least(field: &str, value: Option<i32>, min: i32) -> Check {
+    match value {
+        Some(v) if v < min => fail(field, format!("must be ≥ {min}")),
+        _ => Ok(()),
+    }
+}
+
+/// `HH:MM`, 24-hour clock.
+pub fn hh_mm(field: &str, value: &str) -> Check {
+    let b = value.as_bytes();
+    let digits = |i: usize, j: usize| b[i].is_ascii_digit() && b[j].is_ascii_digit();
+    let num = |i: usize, j: usize| (b[i] - b'0') * 10 + (b[j] - b'0');
+    let ok = b.len() == 5
+        && b[2] == b':'
+        && digits(0, 1)
+        && digits(3, 4)
+        && num(0, 1) < 24
+        && num(3, 4) < 60;
+    if ok {
+        Ok(())
+    } else {
+        fail(field, "must be a time of day as HH:MM (00:00 to 23:59)")
+    }
+}
+
+/// An absolute http(s) URL with a host, no query or fragment.
+pub fn base_url(field: &str, value: &str) -> Check {
+    if value.len() > 2048 {
+        return fail(field, "must be at most 2048 characters");
+    }
+    let uri: http::Uri = match value.parse() {
+        Ok(uri) => uri,
+        Err(e) => return fail(field, format!("not a valid URL: {e}")),
+    };
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return fail(field, "scheme must be http or https"),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => {}
+        _ => return fail(field, "must include a host"),
+    }
+    if uri.query().is_some() || value.contains('#') {
+        return fail(field, "must not have a query or fragment");
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return fail(field, "must not contain credentials");
+    }
+    Ok(())
+}
+
+/// A regex the filter can compile (regex-lite) whose compiled size is bounded.
+pub fn regex(field: &str, pattern: &str) -> Check {
+    if pattern.is_empty() {
+        return fail(field, "must not be empty");
+    }
+    if pattern.chars().count() > MAX_REGEX_CHARS {
+        return fail(
+            field,
+            format!("must be at most {MAX_REGEX_CHARS} characters"),
+        );
+    }
+    if let Err(e) = regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .nest_limit(64)
+        .build()
+    {
+        return fail(field, format!("invalid or too complex regex: {e}"));
+    }
+    if let Err(e) = regex_lite::RegexBuilder::new(pattern)
+        .nest_limit(64)
+        .build()
+    {
+        return fail(field, format!("regex not supported by the filter: {e}"));
+    }
+    Ok(())
+}
+
+/// An IANA time zone name such as `UTC` or `Asia/Shanghai`.
+pub fn timezone(field: &str, value: &str) -> Check {
+    match value.parse::<chrono_tz::Tz>() {
+        Ok(_) => Ok(()),
+        Err(_) => fail(
+            field,
+            "must be an IANA time zone name, e.g. UTC or Europe/Berlin",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hh_mm_rules() {
+        for ok in ["00:00", "23:59", "09:30"] {
+            assert!(hh_mm("t", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "24:00", "12:60", "1:00", "12:5", "ab:cd", "+1:00", "12-00", "12:000",
+        ] {
+            assert!(hh_mm("t", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_url_rules() {
+        for ok in ["https://api.anthropic.com", "http://127.0.0.1:8080/prefix"] {
+            assert!(base_url("u", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ftp://x",
+            "api.anthropic.com",
+            "https://",
+            "https://a/b?x=1",
+            "http://u:p@h/",
+            "/relative",
+        ] {
+            assert!(base_url("u", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn model_charset() {
+        assert!(model_name("m", "gemini-2.5-pro").is_ok());
+        assert!(model_name("m", "openai/gpt-5:latest_x").is_ok());
+        assert!(model_name("m", "claude opus").is_err());
+        assert!(model_name("m", &"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn regex_rules() {
+        assert!(regex("r", "^claude-.*$").is_ok());
+        assert!(regex("r", "(unclosed").is_err());
+        assert!(regex("r", r"\w{1000}{1000}").is_err());
+    }
+
+    #[test]
+    fn usd_rules() {
+        assert!(usd("l", Some(Decimal::ZERO)).is_ok());
+        assert!(usd("l", Some(Decimal::new(-1, 2))).is_err());
+        assert!(usd("l", None).is_ok());
+    }
+}

@@ -1,0 +1,20 @@
+//! Integration tests: each starts `Application::build` on port 0 against a
+//! fresh database and drives it over HTTP.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod cli;
+mod internal;
+mod keys;
+mod openapi;
+mod prices;
+mod providers;
+mod requests;
+mod resources;
+mod users;
+mod validation;

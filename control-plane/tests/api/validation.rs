@@ -1,0 +1,390 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::common::{assert_error, spawn, TestApp, ADMIN_TOKEN};
+
+/// Everything an admin write could have touched.
+async fn state(app: &TestApp) -> Value {
+    let (version, epoch) = app.policy().await;
+    let (_, users) = app.get("/api/v1/users").await;
+    let (_, providers) = app.get("/api/v1/providers").await;
+    let (_, prices) = app.get("/api/v1/model-prices").await;
+    let (_, settings) = app.get("/api/v1/settings").await;
+    let keys = app.count("keys").await;
+    json!({ "version": version, "epoch": epoch, "users": users, "providers": providers,
+            "prices": prices, "settings": settings, "keys": keys })
+}
+
+fn many(n: usize, item: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{item}{i}")).collect()
+}
+
+#[tokio::test]
+async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
+    let app = spawn().await;
+    let user = app.create_user("valid").await;
+    let uid = user["id"].as_i64().unwrap();
+    let (key, _) = app.create_key(uid, json!({ "name": "k" })).await;
+    let kid = key["id"].as_i64().unwrap();
+    let provider = app.create_provider("p1", "provider-credential-1234").await;
+    let pid = provider["id"].as_i64().unwrap();
+    let users = "/api/v1/users".to_string();
+    let user_path = format!("/api/v1/users/{uid}");
+    let keys = format!("/api/v1/users/{uid}/keys");
+    let key_path = format!("/api/v1/keys/{kid}");
+    let providers = "/api/v1/providers".to_string();
+    let provider_path = format!("/api/v1/providers/{pid}");
+    let good_provider = json!({ "name": "p2", "type": "claude", "base_url": "https://api.anthropic.com", "api_key": "secret-1234567890" });
+    let with = |base: &Value, key: &str, value: Value| {
+        let mut b = base.clone();
+        b[key] = value;
+        b
+    };
+    let long = "x".repeat(65);
+
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        // names
+        (Method::POST, users.clone(), json!({ "name": "" }), "name"),
+        (Method::POST, users.clone(), json!({ "name": long }), "name"),
+        (Method::POST, users.clone(), json!({}), "name"),
+        (
+            Method::PATCH,
+            user_path.clone(),
+            json!({ "name": "  " }),
+            "name",
+        ),
+        // client lists
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "allowed_clients": many(51, "c") }),
+            "allowed_clients",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "blocked_clients": ["ok", long] }),
+            "blocked_clients[1]",
+        ),
+        // model lists
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "allowed_models": ["a", "b", "c", "bad model"] }),
+            "allowed_models[3]",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "allowed_models": many(51, "m") }),
+            "allowed_models",
+        ),
+        (
+            Method::PATCH,
+            user_path.clone(),
+            json!({ "allowed_models": ["x".repeat(65)] }),
+            "allowed_models[0]",
+        ),
+        // limits and rpm
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "limit_daily_usd": -1 }),
+            "limit_daily_usd",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "limit_total_usd": "-0.01" }),
+            "limit_total_usd",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "limit_monthly_usd": "lots" }),
+            "limit_monthly_usd",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "limit_concurrent_sessions": -2 }),
+            "limit_concurrent_sessions",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "rpm": 0 }),
+            "rpm",
+        ),
+        (
+            Method::PATCH,
+            key_path.clone(),
+            json!({ "limit_weekly_usd": -5 }),
+            "limit_weekly_usd",
+        ),
+        (
+            Method::POST,
+            keys.clone(),
+            json!({ "name": "k2", "limit_5h_usd": -1 }),
+            "limit_5h_usd",
+        ),
+        (
+            Method::POST,
+            keys.clone(),
+            json!({ "name": "k2", "limit_5h_mode": "sliding" }),
+            "limit_5h_mode",
+        ),
+        // daily reset
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "daily_reset_time": "24:00" }),
+            "daily_reset_time",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "daily_reset_time": "9:00" }),
+            "daily_reset_time",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "daily_reset_mode": "weekly" }),
+            "daily_reset_mode",
+        ),
+        // roles, expiry, types, unknown fields
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "role": "root" }),
+            "role",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "expires_at": "tomorrow" }),
+            "expires_at",
+        ),
+        (
+            Method::PATCH,
+            key_path.clone(),
+            json!({ "expires_at": "2030-01-01" }),
+            "expires_at",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "enabled": "yes" }),
+            "enabled",
+        ),
+        (
+            Method::POST,
+            users.clone(),
+            json!({ "name": "u", "favourite_colour": "blue" }),
+            "favourite_colour",
+        ),
+        (Method::PATCH, user_path.clone(), json!({ "id": 5 }), "id"),
+        (
+            Method::PATCH,
+            key_path.clone(),
+            json!({ "key_hash": "abc" }),
+            "key_hash",
+        ),
+        // providers
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "type", json!("openai")),
+            "type",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "base_url", json!("ftp://example.com")),
+            "base_url",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "base_url", json!("https://")),
+            "base_url",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "base_url", json!("api.anthropic.com")),
+            "base_url",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "weight", json!(0)),
+            "weight",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "cost_multiplier", json!(-0.5)),
+            "cost_multiplier",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "api_key", json!("")),
+            "api_key",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            json!({ "name": "p3", "type": "claude", "base_url": "https://a.example" }),
+            "api_key",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(&good_provider, "group_tags", json!(["ok", ""])),
+            "group_tags[1]",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(
+                &good_provider,
+                "model_redirects",
+                json!([{ "match_type": "regex", "pattern": "(unclosed", "target": "m" }]),
+            ),
+            "model_redirects[0].pattern",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(
+                &good_provider,
+                "model_redirects",
+                json!([{ "match_type": "regex", "pattern": "\\w{500}{500}", "target": "m" }]),
+            ),
+            "model_redirects[0].pattern",
+        ),
+        (
+            Method::POST,
+            providers.clone(),
+            with(
+                &good_provider,
+                "model_redirects",
+                json!([{ "match_type": "glob", "pattern": "a", "target": "m" }]),
+            ),
+            "model_redirects[0].match_type",
+        ),
+        (
+            Method::PATCH,
+            provider_path.clone(),
+            json!({ "model_redirects": [{ "match_type": "exact", "pattern": "a", "target": "bad target" }] }),
+            "model_redirects[0].target",
+        ),
+        (
+            Method::PATCH,
+            provider_path.clone(),
+            json!({ "circuit_failure_threshold": 0 }),
+            "circuit_failure_threshold",
+        ),
+        (
+            Method::PATCH,
+            provider_path.clone(),
+            json!({ "api_key_masked": "x" }),
+            "api_key_masked",
+        ),
+        // prices and settings
+        (
+            Method::POST,
+            "/api/v1/model-prices".into(),
+            json!({ "model": "m1", "input_per_mtok": -1, "output_per_mtok": 1 }),
+            "input_per_mtok",
+        ),
+        (
+            Method::POST,
+            "/api/v1/model-prices".into(),
+            json!({ "model": "bad model", "input_per_mtok": 1, "output_per_mtok": 1 }),
+            "model",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/settings".into(),
+            json!({ "timezone": "Mars/Olympus" }),
+            "timezone",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/settings".into(),
+            json!({ "unknown_path": "teapot" }),
+            "unknown_path",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/settings".into(),
+            json!({ "ga_threshold": 0 }),
+            "ga_threshold",
+        ),
+    ];
+
+    let before = state(&app).await;
+    for (method, path, body, field) in cases {
+        let (status, answer) = app
+            .send(method.clone(), &path, Some(ADMIN_TOKEN), Some(&body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {path} {body} → {answer}"
+        );
+        assert_error(&answer, "validation_failed", Some(field));
+    }
+    assert_eq!(
+        state(&app).await,
+        before,
+        "a rejected write changed something"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = spawn().await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert_error(&body, "invalid_json", None);
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            "/api/v1/settings",
+            Some(ADMIN_TOKEN),
+            Some(&json!([1, 2])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "validation_failed", Some(""));
+    // Oversized admin bodies are refused; unsupported methods answer JSON.
+    let huge = json!({ "name": "big", "description": "x".repeat(3 * 1024 * 1024) });
+    let (status, body) = app.post("/api/v1/users", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&body, "payload_too_large", None);
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/v1/users",
+            Some(ADMIN_TOKEN),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed", None);
+    assert_eq!(app.count("users").await, 0);
+}
