@@ -1,0 +1,94 @@
+//! Every Envoy config in `envoy/`, rendered as the scripts render it, passes
+//! `envoy --mode validate` (the hubgate one with the real built .wasm).
+
+use hubgate_e2e::envoy::{render, validate};
+use hubgate_e2e::paths;
+use serde_json::json;
+
+#[test]
+fn every_envoy_config_passes_validate() {
+    let envoy = paths::envoy().expect("Envoy is required");
+    let wasm = paths::wasm().expect("the built filter is required");
+    let out_dir = paths::fresh_log_dir("envoy_configs").unwrap();
+    let vars = [
+        ("LISTEN_PORT", "10000".to_string()),
+        ("ADMIN_PORT", "9901".to_string()),
+        ("UPSTREAM_PORT", "8080".to_string()),
+        ("CP_HOST", "127.0.0.1".to_string()),
+        ("CP_PORT", "8081".to_string()),
+        ("WASM_PATH", wasm.display().to_string()),
+        ("PLUGIN_CONFIG", json!({"internal_token": "validate-only", "poll_interval_ms": 300}).to_string()),
+    ];
+    let mut entries: Vec<_> = std::fs::read_dir(paths::workspace_root().join("envoy"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.ends_with(".tmpl") || name.ends_with(".yaml") || name.ends_with(".yml")
+        })
+        .collect();
+    entries.sort();
+    let names: Vec<String> = entries.iter().map(|p| p.file_name().unwrap().to_string_lossy().to_string()).collect();
+    assert!(names.contains(&"hubgate.yaml.tmpl".to_string()), "{names:?}");
+    assert!(names.contains(&"plain.yaml.tmpl".to_string()), "{names:?}");
+
+    let mut failures = Vec::new();
+    for path in &entries {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(path).unwrap();
+        let rendered = match render(&text, &vars) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e:#}"));
+                continue;
+            }
+        };
+        let out = out_dir.join(format!("{}.yaml", name.trim_end_matches(".tmpl").trim_end_matches(".yaml")));
+        std::fs::write(&out, rendered).unwrap();
+        if let Err(e) = validate(&envoy, &out) {
+            failures.push(format!("{name}: {e:#}"));
+        }
+    }
+    assert!(failures.is_empty(), "invalid Envoy configs:\n{}", failures.join("\n"));
+}
+
+/// Validation really loads the filter: a plugin configuration it must reject
+/// (unknown field) fails `envoy --mode validate`.
+#[test]
+fn validate_rejects_an_unknown_plugin_config_field() {
+    let envoy = paths::envoy().expect("Envoy is required");
+    let wasm = paths::wasm().expect("the built filter is required");
+    let out_dir = paths::fresh_log_dir("envoy_configs_negative").unwrap();
+    let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
+    let vars = [
+        ("LISTEN_PORT", "10000".to_string()),
+        ("ADMIN_PORT", "9901".to_string()),
+        ("CP_HOST", "127.0.0.1".to_string()),
+        ("CP_PORT", "8081".to_string()),
+        ("WASM_PATH", wasm.display().to_string()),
+        ("PLUGIN_CONFIG", json!({"internal_token": "t", "pol_interval_ms": 300}).to_string()),
+    ];
+    let out = out_dir.join("hubgate-bad-plugin-config.yaml");
+    std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
+    let err = validate(&envoy, &out).expect_err("an unknown plugin config field must be rejected");
+    assert!(err.to_string().contains("hubgate"), "{err:#}");
+}
+
+/// The compose deployment's Envoy config (`deploy/compose/envoy.yaml.tmpl`)
+/// validates too, with the container's .wasm path pointed at the built one.
+#[test]
+fn compose_envoy_config_passes_validate() {
+    let envoy = paths::envoy().expect("Envoy is required");
+    let wasm = paths::wasm().expect("the built filter is required");
+    let template = paths::workspace_root().join("deploy/compose/envoy.yaml.tmpl");
+    let text = std::fs::read_to_string(&template).unwrap_or_else(|e| panic!("{}: {e}", template.display()));
+    let container_wasm = "/etc/hubgate/hubgate_filter.wasm";
+    assert!(text.contains(container_wasm), "the compose config no longer loads {container_wasm}");
+    let rendered = render(&text, &[("INTERNAL_TOKEN", "validate-only".to_string())])
+        .unwrap()
+        .replace(container_wasm, &wasm.display().to_string());
+    let out = paths::fresh_log_dir("envoy_configs_compose").unwrap().join("compose-envoy.yaml");
+    std::fs::write(&out, rendered).unwrap();
+    validate(&envoy, &out).unwrap();
+}

@@ -1,0 +1,98 @@
+//! A valid key gets through; the provider sees its own credential and none
+//! of the client's, whichever source the client used (SPEC §2.1, §6).
+
+use hubgate_e2e::{read_json, simple_body, RecordedRequest, Stack, StackOptions};
+use serde_json::{json, Value};
+
+/// The one request the mock saw, checked for leaked client credentials.
+#[track_caller]
+fn assert_provider_credentials_only(seen: &[RecordedRequest], client_key: &str, provider_key: &str, case: &str) {
+    assert_eq!(seen.len(), 1, "{case}: the mock should see exactly one request, saw {seen:?}");
+    let r = &seen[0];
+    assert_eq!(r.header_values("x-api-key"), vec![provider_key], "{case}: provider key in x-api-key");
+    assert!(r.header("authorization").is_none(), "{case}: authorization reached the provider: {:?}", r.header("authorization"));
+    assert!(r.header("x-goog-api-key").is_none(), "{case}: x-goog-api-key reached the provider");
+    assert!(r.query_param("key").is_none(), "{case}: ?key= reached the provider: {:?}", r.query);
+    for (name, value) in &r.headers {
+        assert!(!value.contains(client_key), "{case}: client key reached the provider in header {name}");
+    }
+    assert!(!r.query.as_deref().unwrap_or("").contains(client_key), "{case}: client key in the upstream query");
+    assert_eq!(r.path, "/v1/messages", "{case}: upstream path");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_key_reaches_the_provider_with_the_provider_key_only() {
+    let stack = Stack::start(StackOptions::new("proxy_valid_key")).await.unwrap();
+    let (_user, key) = stack.user_with_key(json!({})).await.unwrap();
+    let provider_key = stack.mock.api_key().to_string();
+    let body = simple_body("claude-sonnet-4-5", false, "hello gateway");
+
+    let gateway = stack.gateway_url();
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("x-api-key", stack.http.post(format!("{gateway}/v1/messages")).header("x-api-key", &key.raw)),
+        ("authorization bearer", stack.http.post(format!("{gateway}/v1/messages")).bearer_auth(&key.raw)),
+        (
+            "authorization with lowercase scheme",
+            stack.http.post(format!("{gateway}/v1/messages")).header("authorization", format!("bearer {}", key.raw)),
+        ),
+        ("x-goog-api-key", stack.http.post(format!("{gateway}/v1/messages")).header("x-goog-api-key", &key.raw)),
+        ("query key", stack.http.post(format!("{gateway}/v1/messages?key={}", key.raw))),
+        (
+            "same key in two sources",
+            stack.http.post(format!("{gateway}/v1/messages?key={}", key.raw)).header("x-api-key", &key.raw).bearer_auth(&key.raw),
+        ),
+    ];
+    for (case, builder) in cases {
+        stack.mock.clear_requests();
+        let resp = builder
+            .header("anthropic-version", "2023-06-01")
+            .header("x-request-id", hubgate_e2e::uuid_v4())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, reply) = read_json(resp).await.unwrap();
+        assert_eq!(status, 200, "{case}: {reply}");
+        assert_eq!(reply["type"], "message", "{case}: {reply}");
+        assert_eq!(reply["content"][0]["text"], "You said: hello gateway", "{case}");
+        let seen = stack.mock.requests();
+        assert_provider_credentials_only(&seen, &key.raw, &provider_key, case);
+        // The body reaches the provider intact.
+        assert_eq!(seen[0].json(), Some(body.clone()), "{case}: upstream body");
+        assert_eq!(seen[0].header("anthropic-version"), Some("2023-06-01"), "{case}");
+    }
+
+    // `?beta=true` (Claude Code) survives; only the credential is removed.
+    stack.mock.clear_requests();
+    let resp = stack
+        .http
+        .post(format!("{gateway}/v1/messages?beta=true&key={}", key.raw))
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = stack.mock.requests();
+    assert_provider_credentials_only(&seen, &key.raw, &provider_key, "beta query");
+    assert_eq!(seen[0].query_param("beta"), Some("true"));
+    let _: Value = resp.json().await.unwrap();
+
+    // count_tokens is a passthrough endpoint: same credential swap.
+    stack.mock.clear_requests();
+    let (req, _) = stack.request(reqwest::Method::POST, "/v1/messages/count_tokens");
+    let resp = req
+        .header("x-api-key", &key.raw)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count me"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, reply) = read_json(resp).await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply, json!({"input_tokens": stack.mock.usage().input_tokens}));
+    let seen = stack.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/messages/count_tokens");
+    assert_eq!(seen[0].header_values("x-api-key"), vec![provider_key.as_str()]);
+}
