@@ -27,6 +27,14 @@ async fn seed_prices_and_admin_overrides() {
     for model in ["gpt-5", "gemini-2.5-pro", "claude-haiku-4-5", "o4-mini"] {
         assert!(find(&list, model).is_some(), "{model}");
     }
+    // The model Claude Code sends by default is priced, cache tiers included.
+    let opus = find(&list, "claude-opus-4-8").unwrap();
+    assert_eq!(opus["source"], "seed");
+    assert_eq!(opus["input_per_mtok"], "5");
+    assert_eq!(opus["output_per_mtok"], "25");
+    assert_eq!(opus["cache_write_5m_per_mtok"], "6.25");
+    assert_eq!(opus["cache_write_1h_per_mtok"], "10");
+    assert_eq!(opus["cache_read_per_mtok"], "0.50");
 
     // An admin edit wins over the seed, also after re-migrating.
     let id = sonnet["id"].as_i64().unwrap();
