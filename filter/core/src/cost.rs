@@ -47,8 +47,9 @@ impl PriceTable {
         PriceTable { exact, by_prefix }
     }
 
-    /// Exact (case-insensitive) match first, else the longest known model
-    /// name followed by `-` (a dated or suffixed variant).
+    /// Exact (case-insensitive) match first, else a known model followed
+    /// only by a date (`-20250929`, `-2024-08-06`). Any other suffix (`-pro`,
+    /// `-mini`) is a different model with its own price, never a fallback.
     pub fn lookup(&self, model: &str) -> Option<&Price> {
         let model = model.to_ascii_lowercase();
         if let Some(p) = self.exact.get(&model) {
@@ -56,8 +57,20 @@ impl PriceTable {
         }
         self.by_prefix
             .iter()
-            .find(|(name, _)| model.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-')))
+            .find(|(name, _)| model.strip_prefix(name.as_str()).is_some_and(is_date_suffix))
             .map(|(_, p)| p)
+    }
+}
+
+fn is_date_suffix(rest: &str) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    match rest.strip_prefix('-') {
+        Some(date) if digits(date, 8) => true,
+        Some(date) => {
+            let parts: Vec<&str> = date.split('-').collect();
+            matches!(parts.as_slice(), [y, m, d] if digits(y, 4) && digits(m, 2) && digits(d, 2))
+        }
+        None => false,
     }
 }
 
@@ -130,5 +143,16 @@ mod tests {
         assert_eq!(table.lookup("claude-sonnet-4-20250514").unwrap().input, d("9"));
         assert!(table.lookup("claude-sonnet-45").is_none());
         assert!(table.lookup("gpt-5").is_none());
+    }
+
+    #[test]
+    fn only_a_date_suffix_falls_back() {
+        let mut gpt = sonnet();
+        gpt.model = "gpt-4o".into();
+        let table = PriceTable::compile(&[gpt]);
+        assert!(table.lookup("gpt-4o-2024-08-06").is_some());
+        assert!(table.lookup("gpt-4o-mini").is_none());
+        assert!(table.lookup("gpt-4o-pro").is_none());
+        assert!(table.lookup("gpt-4o-2024-08").is_none());
     }
 }

@@ -102,3 +102,17 @@ pub fn fresh_log_dir(name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// The real Claude Code CLI: `HUBGATE_CLAUDE_BIN`, else the copy `tests/run`
+/// installs from npm into `.hubgate/npm`.
+pub fn claude() -> Result<PathBuf> {
+    let path = env_path("HUBGATE_CLAUDE_BIN").unwrap_or_else(|| from_root(".hubgate/npm/node_modules/.bin/claude"));
+    if !path.is_file() {
+        bail!(
+            "the Claude Code CLI is missing at {}: tests/run installs it \
+             (npm install --prefix .hubgate/npm @anthropic-ai/claude-code), or set HUBGATE_CLAUDE_BIN",
+            path.display()
+        );
+    }
+    Ok(path)
+}
