@@ -18,26 +18,41 @@ fn add_depth(delta: i64) {
 }
 
 pub fn enqueue(vm: &Vm, event: &RequestEvent) {
-    let (depth, _) = host::shared_get(DEPTH_KEY);
-    if read_u64(depth.as_deref()) >= vm.config.event_queue_max {
+    // Reserve a place first; the reservation is the bound.
+    let max = vm.config.event_queue_max;
+    let reserved = host::shared_update(DEPTH_KEY, |cur| {
+        let depth = read_u64(cur);
+        if depth >= max {
+            (false, depth.to_le_bytes().to_vec())
+        } else {
+            (true, (depth + 1).to_le_bytes().to_vec())
+        }
+    });
+    // `None`: the counter stayed contended; keep the event (the bound is
+    // approximate then) rather than lose it.
+    if reserved == Some(false) {
         vm.metrics.inc("hubgate_events_dropped_total");
         log::warn!("event queue full, dropped event {}", event.event_id);
         return;
     }
+    let release = || {
+        if reserved == Some(true) {
+            add_depth(-1);
+        }
+    };
     let bytes = match serde_json::to_vec(event) {
         Ok(b) => b,
         Err(e) => {
+            release();
             vm.metrics.inc("hubgate_events_dropped_total");
             log::error!("cannot encode event: {e}");
             return;
         }
     };
-    match hostcalls::enqueue_shared_queue(vm.queue_id, Some(&bytes)) {
-        Ok(()) => add_depth(1),
-        Err(e) => {
-            vm.metrics.inc("hubgate_events_dropped_total");
-            log::error!("cannot enqueue event: {e:?}");
-        }
+    if let Err(e) = hostcalls::enqueue_shared_queue(vm.queue_id, Some(&bytes)) {
+        release();
+        vm.metrics.inc("hubgate_events_dropped_total");
+        log::error!("cannot enqueue event: {e:?}");
     }
 }
 

@@ -183,7 +183,7 @@ impl Http {
         }
         match self.decide() {
             Ok(plan) => {
-                apply(&plan, &self.path);
+                apply(&plan, &self.headers);
                 self.plan = Some(plan);
                 self.decided = true;
                 Action::Continue
@@ -320,12 +320,14 @@ impl Http {
 }
 
 /// Sends the request to the chosen provider: its authority and path, its
-/// credential instead of the client's.
-fn apply(plan: &UpstreamPlan, _client_path: &str) {
-    for name in &plan.remove_headers {
-        host::set_request_header(name, None);
+/// credential instead of the client's. Only headers the client actually sent
+/// are removed (each hostcall costs).
+fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
+    for name in plan.remove_headers.iter().chain([&UPSTREAM_TLS_HEADER]) {
+        if client_headers.get(name).is_some() {
+            host::set_request_header(name, None);
+        }
     }
-    host::set_request_header(UPSTREAM_TLS_HEADER, None);
     for (name, value) in &plan.set_headers {
         host::set_request_header(name, Some(value));
     }
@@ -399,9 +401,6 @@ impl HttpContext for Http {
             self.request_id = vm.next_event_id();
         }
         let now = self.started_ms;
-        if let Some(reply) = self.locked_out(now) {
-            return self.send(reply);
-        }
         let raw = match extract_key(&self.headers, &self.path) {
             Ok(raw) => raw,
             Err(reply) => return self.send(reply),

@@ -149,6 +149,50 @@ async fn drive(client: &reqwest::Client, target: &Target, body: Arc<Vec<u8>>, co
     total
 }
 
+/// CPU time (user + system) a process has used, in microseconds.
+fn cpu_us(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (ticks(11) + ticks(12)) * 1_000_000 / hz
+}
+
+/// CPU time of every `postgres` process (server and backends), microseconds.
+fn postgres_cpu_us() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(cpu_us)
+        .sum()
+}
+
+/// CPU used by each process of interest while one case ran.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    envoy: u64,
+    control_plane: u64,
+    postgres: u64,
+}
+
+impl Cpu {
+    fn read(envoy_pid: u32, cp_pid: u32) -> Cpu {
+        Cpu { envoy: cpu_us(envoy_pid), control_plane: cpu_us(cp_pid), postgres: postgres_cpu_us() }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            envoy: self.envoy.saturating_sub(before.envoy),
+            control_plane: self.control_plane.saturating_sub(before.control_plane),
+            postgres: self.postgres.saturating_sub(before.postgres),
+        }
+    }
+}
+
 fn client(concurrency: usize) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(concurrency).build()?)
 }
@@ -230,7 +274,13 @@ async fn main() -> Result<()> {
                     hubgate_requests += warm.ok + warm.errors;
                 }
             }
+            let envoy_pid = if is_hubgate { stack.envoy.child.pid() } else { plain.child.pid() };
+            let cp_pid = stack.control_plane.child.pid();
+            let before = Cpu::read(envoy_pid, cp_pid);
             let out = drive(&http, target, body.clone(), s.concurrency, s.secs).await;
+            // Let the last event batch reach the control plane before reading.
+            tokio::time::sleep(Duration::from_millis(if is_hubgate { 1500 } else { 0 })).await;
+            let cpu = Cpu::read(envoy_pid, cp_pid).since(before);
             if is_hubgate {
                 hubgate_requests += out.ok + out.errors;
             }
@@ -241,7 +291,7 @@ async fn main() -> Result<()> {
                     out.first_error.as_deref().unwrap_or("")
                 );
             }
-            results.push(out);
+            results.push((out, cpu));
         }
         rows.push((label, body.len(), results));
     }
@@ -256,7 +306,7 @@ async fn main() -> Result<()> {
         "body", "bytes", "RPS plain", "RPS hubgate", "ratio", "p50 plain", "p50 hubg.", "p99 plain", "p99 hubg.", "+p50 ms", "+p99 ms", "errors"
     );
     for (label, bytes, results) in &rows {
-        let (p, h) = (&results[0], &results[1]);
+        let (p, h) = (&results[0].0, &results[1].0);
         println!(
             "{:<8} {:>8} {:>11.0} {:>11.0} {:>7.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.2} {:>9.2} {:>8}",
             label,
@@ -274,6 +324,27 @@ async fn main() -> Result<()> {
         );
     }
     println!("(ratio = RPS hubgate / RPS plain; +p50/+p99 = latency hubgate adds over plain Envoy)");
+    println!();
+    println!("CPU per request, microseconds (from /proc; independent of what else loads the machine):");
+    println!(
+        "{:<8} {:>12} {:>14} {:>12} {:>16} {:>14}",
+        "body", "envoy plain", "envoy+hubgate", "added", "control plane", "postgres"
+    );
+    for (label, _, results) in &rows {
+        let ((p, pc), (h, hc)) = (&results[0], &results[1]);
+        let per = |us: u64, n: u64| us as f64 / n.max(1) as f64;
+        let plain_us = per(pc.envoy, p.ok);
+        let hub_us = per(hc.envoy, h.ok);
+        println!(
+            "{:<8} {:>12.1} {:>14.1} {:>12.1} {:>16.1} {:>14.1}",
+            label,
+            plain_us,
+            hub_us,
+            hub_us - plain_us,
+            per(hc.control_plane, h.ok),
+            per(hc.postgres, h.ok),
+        );
+    }
     println!("mock upstream served {} requests in total", stack.mock.request_count());
     report_audit(&stack, hubgate_requests).await?;
     drop(plain);
