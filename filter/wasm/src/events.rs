@@ -1,6 +1,7 @@
 //! The usage-event queue: HTTP contexts enqueue one event per request into a
-//! shared queue; root contexts drain it in batches. A shared depth counter
-//! bounds it; events beyond the bound are dropped and counted.
+//! shared queue; root contexts drain it in batches. A shared counter of
+//! undelivered events (queued or in a batch not yet accepted) bounds it;
+//! events beyond the bound are dropped and counted.
 
 use hubgate_wire::RequestEvent;
 use proxy_wasm::hostcalls;
@@ -9,6 +10,11 @@ use crate::host;
 use crate::vm::{read_u64, Vm};
 
 const DEPTH_KEY: &str = "hubgate.events.depth";
+
+/// Called once the control plane accepted `count` events.
+pub fn delivered(count: usize) {
+    add_depth(-(count as i64));
+}
 
 fn add_depth(delta: i64) {
     let _ = host::shared_update(DEPTH_KEY, |cur| {
@@ -80,7 +86,6 @@ pub fn take_batch(vm: &Vm, max: usize) -> Option<(Vec<u8>, usize)> {
     if count == 0 {
         return None;
     }
-    add_depth(-(count as i64));
     body.extend_from_slice(b"]}");
     Some((body, count))
 }

@@ -147,6 +147,7 @@ impl Context for Root {
                     }
                     self.flush_failing = false;
                     self.unsent = None;
+                    events::delivered(count);
                     vm.metrics.add("hubgate_events_sent_total", count as i64);
                     // Keep draining while the queue has more.
                     self.flush_events(&vm);

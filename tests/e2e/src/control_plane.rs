@@ -32,8 +32,20 @@ fn base_command(bin: &Path, database_url: &str) -> Command {
 
 /// `hubgate-cp serve --listen 127.0.0.1:0`; waits for `HUBGATE_CP_LISTENING=`.
 pub async fn start(bin: &Path, database_url: &str, internal_token: &str, log: &Path) -> Result<ControlPlane> {
+    start_on(bin, database_url, internal_token, log, "127.0.0.1:0").await
+}
+
+/// Like `start`, on a given address (to bring a stopped control plane back
+/// where Envoy expects it).
+pub async fn start_on(
+    bin: &Path,
+    database_url: &str,
+    internal_token: &str,
+    log: &Path,
+    listen: &str,
+) -> Result<ControlPlane> {
     let mut cmd = base_command(bin, database_url);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]).env("HUBGATE_INTERNAL_TOKEN", internal_token);
+    cmd.args(["serve", "--listen", listen]).env("HUBGATE_INTERNAL_TOKEN", internal_token);
     let (child, value) =
         Child::spawn_with_marker("control plane", cmd, log, "HUBGATE_CP_LISTENING=", Duration::from_secs(90)).await?;
     let addr: SocketAddr =

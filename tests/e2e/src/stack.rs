@@ -169,6 +169,30 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Stops the control plane (Envoy keeps running on what it cached).
+    pub fn stop_control_plane(&mut self) {
+        self.control_plane.child.kill();
+    }
+
+    /// Starts the control plane again on the address Envoy knows.
+    pub async fn restart_control_plane(&mut self) -> Result<()> {
+        let log = self.log_dir.join("control-plane-restarted.log");
+        let listen = self.control_plane.addr.to_string();
+        self.control_plane =
+            control_plane::start_on(&paths::control_plane()?, &self.db.url, &self.internal_token, &log, &listen).await?;
+        Ok(())
+    }
+
+    /// One of the filter's counters from Envoy's admin stats (0 when unset).
+    pub async fn filter_counter(&self, name: &str) -> Result<u64> {
+        let url = format!("{}/stats?filter=^wasmcustom\\.{name}$", self.envoy.admin_url());
+        let text = self.http.get(url).send().await?.text().await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
+            .unwrap_or(0))
+    }
+
     /// The connection URL of this stack's own database.
     pub fn database_url(&self) -> &str {
         &self.db.url
