@@ -13,6 +13,7 @@ HUBGATE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HUBGATE_STATE="$HUBGATE_ROOT/.hubgate"
 HUBGATE_OUT="$HUBGATE_ROOT/target/hubgate"
 HUBGATE_ENVOY_VERSION=1.40.0
+HUBGATE_CLAUDE_CODE_VERSION=${HUBGATE_CLAUDE_CODE_VERSION:-2.1.197}
 HUBGATE_PG_DEFAULT_URL=postgres://postgres@127.0.0.1:5432/postgres
 
 # Native builds use rustup's cargo even where Debian's /usr/bin/cargo (the
@@ -139,6 +140,25 @@ ensure_envoy() {
     version=$("$link" --version 2>&1) || die "$link --version failed: $version"
     [[ $version == */"$HUBGATE_ENVOY_VERSION"/* ]] || die "$link is not Envoy $HUBGATE_ENVOY_VERSION: $version"
     export HUBGATE_ENVOY_BIN="$link"
+}
+
+# The real Claude Code CLI, for the end-to-end test that drives it: npm
+# package pinned to HUBGATE_CLAUDE_CODE_VERSION, in .hubgate/npm.
+ensure_claude_code() {
+    local prefix="$HUBGATE_STATE/npm" bin pkg
+    bin="$prefix/node_modules/.bin/claude"
+    pkg="$prefix/node_modules/@anthropic-ai/claude-code/package.json"
+    if [[ -x $bin && -f $pkg ]] && grep -q "\"version\": *\"$HUBGATE_CLAUDE_CODE_VERSION\"" "$pkg"; then
+        export HUBGATE_CLAUDE_BIN="$bin"
+        return 0
+    fi
+    log "installing Claude Code $HUBGATE_CLAUDE_CODE_VERSION (npm) into .hubgate/npm"
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    mkdir -p "$prefix"
+    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
+        "@anthropic-ai/claude-code@$HUBGATE_CLAUDE_CODE_VERSION" >&2
+    [[ -x $bin ]] || die "npm installed @anthropic-ai/claude-code but $bin is missing"
+    export HUBGATE_CLAUDE_BIN="$bin"
 }
 
 # Writes template to out with every {{KEY}} replaced by VALUE, for each

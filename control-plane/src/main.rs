@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, requires = "demo_provider_key")]
         demo_provider_url: Option<String>,
         /// Credential of the `demo` claude provider.
-        #[arg(long, requires = "demo_provider_url", hide_env_values = true)]
+        #[arg(long, env = "HUBGATE_DEMO_PROVIDER_KEY", requires = "demo_provider_url", hide_env_values = true)]
         demo_provider_key: Option<String>,
     },
 }
@@ -57,6 +57,7 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
