@@ -224,13 +224,15 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, running the background jobs alongside.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let jobs = background::spawn(self.state.clone(), &self.config);
+        let jobs = self.config.background_jobs.then(|| background::spawn(self.state.clone(), &self.config));
         let app = router(self.state);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP");
-        jobs.abort();
+        if let Some(jobs) = jobs {
+            jobs.abort();
+        }
         result
     }
 }

@@ -16,6 +16,9 @@ pub struct Config {
     pub expiry_sweep_interval: Duration,
     /// How often client GA versions are recomputed from the audit log.
     pub client_version_interval: Duration,
+    /// Run the expiry sweep and GA-version jobs (tests that drive them by
+    /// hand turn them off).
+    pub background_jobs: bool,
 }
 
 impl Config {
@@ -27,6 +30,7 @@ impl Config {
             db_max_connections: 10,
             expiry_sweep_interval: Duration::from_secs(30),
             client_version_interval: Duration::from_secs(300),
+            background_jobs: true,
         }
     }
 }

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::common::{event, ingest, spawn, TestApp};
+use crate::common::{event, ingest, spawn, spawn_with, TestApp};
 
 async fn resolve(app: &TestApp, raw: &str) -> KeyResolveResponse {
     let (status, body) = app
@@ -268,7 +268,8 @@ async fn event_ingestion_is_idempotent() {
 
 #[tokio::test]
 async fn client_ga_versions_come_from_recent_traffic() {
-    let app = spawn().await;
+    // The job is driven by hand here; the background one would race it.
+    let app = spawn_with(|c| c.background_jobs = false).await;
     let mut events = Vec::new();
     for (i, (user, ua)) in [
         (1, "claude-cli/2.0.5 (external, cli)"),
