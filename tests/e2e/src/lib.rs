@@ -33,6 +33,9 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 use serde_json::{json, Value};
 
+/// Debian's CA bundle, what the deployed gateway trusts for providers.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 pub fn random_token(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }

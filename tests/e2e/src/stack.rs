@@ -33,6 +33,8 @@ pub struct StackOptions {
     pub record_requests: bool,
     pub envoy_log_level: String,
     pub mock_usage: AnthropicUsage,
+    /// CA bundle provider certificates must chain to.
+    pub upstream_ca: String,
 }
 
 impl StackOptions {
@@ -46,6 +48,7 @@ impl StackOptions {
             record_requests: true,
             envoy_log_level: "info".to_string(),
             mock_usage: AnthropicUsage::default(),
+            upstream_ca: crate::SYSTEM_CA_BUNDLE.to_string(),
         }
     }
 
@@ -57,6 +60,12 @@ impl StackOptions {
     /// Sets one field of the plugin configuration (e.g. `max_body_bytes`).
     pub fn plugin(mut self, field: &str, value: Value) -> Self {
         self.plugin_config.insert(field.to_string(), value);
+        self
+    }
+
+    /// Trust only this CA (PEM file) for provider certificates.
+    pub fn upstream_ca(mut self, pem_file: &str) -> Self {
+        self.upstream_ca = pem_file.to_string();
         self
     }
 
@@ -117,9 +126,11 @@ impl Stack {
         plugin.insert("poll_interval_ms".into(), json!(options.poll_interval_ms));
         plugin.extend(options.plugin_config.clone());
         let vars = [
+            ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
             ("CP_HOST", control_plane.addr.ip().to_string()),
             ("CP_PORT", control_plane.addr.port().to_string()),
             ("WASM_PATH", wasm.display().to_string()),
+            ("UPSTREAM_CA", options.upstream_ca.clone()),
             ("PLUGIN_CONFIG", Value::Object(plugin).to_string()),
         ];
         let envoy = envoy::start(

@@ -11,12 +11,14 @@ fn every_envoy_config_passes_validate() {
     let wasm = paths::wasm().expect("the built filter is required");
     let out_dir = paths::fresh_log_dir("envoy_configs").unwrap();
     let vars = [
+        ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
         ("ADMIN_PORT", "9901".to_string()),
         ("UPSTREAM_PORT", "8080".to_string()),
         ("CP_HOST", "127.0.0.1".to_string()),
         ("CP_PORT", "8081".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
+        ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
         ("PLUGIN_CONFIG", json!({"internal_token": "validate-only", "poll_interval_ms": 300}).to_string()),
     ];
     let mut entries: Vec<_> = std::fs::read_dir(paths::workspace_root().join("envoy"))
@@ -62,11 +64,13 @@ fn validate_rejects_an_unknown_plugin_config_field() {
     let out_dir = paths::fresh_log_dir("envoy_configs_negative").unwrap();
     let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
     let vars = [
+        ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
         ("ADMIN_PORT", "9901".to_string()),
         ("CP_HOST", "127.0.0.1".to_string()),
         ("CP_PORT", "8081".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
+        ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
         ("PLUGIN_CONFIG", json!({"internal_token": "t", "pol_interval_ms": 300}).to_string()),
     ];
     let out = out_dir.join("hubgate-bad-plugin-config.yaml");
@@ -75,20 +79,29 @@ fn validate_rejects_an_unknown_plugin_config_field() {
     assert!(err.to_string().contains("hubgate"), "{err:#}");
 }
 
-/// The compose deployment's Envoy config (`deploy/compose/envoy.yaml.tmpl`)
-/// validates too, with the container's .wasm path pointed at the built one.
+/// The compose deployment renders the same template with its own values
+/// (see `deploy/compose/compose.yaml`); that rendering validates too.
 #[test]
 fn compose_envoy_config_passes_validate() {
     let envoy = paths::envoy().expect("Envoy is required");
     let wasm = paths::wasm().expect("the built filter is required");
-    let template = paths::workspace_root().join("deploy/compose/envoy.yaml.tmpl");
-    let text = std::fs::read_to_string(&template).unwrap_or_else(|e| panic!("{}: {e}", template.display()));
-    let container_wasm = "/etc/hubgate/hubgate_filter.wasm";
-    assert!(text.contains(container_wasm), "the compose config no longer loads {container_wasm}");
-    let rendered = render(&text, &[("INTERNAL_TOKEN", "validate-only".to_string())])
-        .unwrap()
-        .replace(container_wasm, &wasm.display().to_string());
+    let compose = std::fs::read_to_string(paths::workspace_root().join("deploy/compose/compose.yaml")).unwrap();
+    assert!(compose.contains("../../envoy/hubgate.yaml.tmpl:/etc/hubgate/hubgate.yaml.tmpl"), "{compose}");
+    let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
+    let vars = [
+        ("LISTEN_ADDRESS", "0.0.0.0".to_string()),
+        ("LISTEN_PORT", "10000".to_string()),
+        ("ADMIN_PORT", "9901".to_string()),
+        ("CP_HOST", "control-plane".to_string()),
+        ("CP_PORT", "8081".to_string()),
+        ("WASM_PATH", wasm.display().to_string()),
+        ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
+        ("PLUGIN_CONFIG", json!({"control_plane_authority": "control-plane", "internal_token": "t"}).to_string()),
+    ];
+    for (name, _) in &vars {
+        assert!(compose.contains(&format!("{{{{{name}}}}}")), "compose.yaml does not fill {{{{{name}}}}}");
+    }
     let out = paths::fresh_log_dir("envoy_configs_compose").unwrap().join("compose-envoy.yaml");
-    std::fs::write(&out, rendered).unwrap();
+    std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
     validate(&envoy, &out).unwrap();
 }
