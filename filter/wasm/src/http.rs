@@ -376,6 +376,10 @@ impl Context for Http {
             }
             None => return,
         }
+        // Already answered (e.g. 413 while the key was being resolved).
+        if self.decided {
+            return;
+        }
         let was_held = self.held;
         if self.advance() == Action::Continue && was_held {
             host::resume_request();
