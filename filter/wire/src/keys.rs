@@ -24,15 +24,15 @@ fn hex_digit(n: u8) -> char {
 /// Display form of a key: `sk-…abcd`. Never reveals more than the prefix
 /// before the first `-` and the last four characters.
 pub fn mask_key(raw: &str) -> String {
-    let chars: Vec<char> = raw.chars().collect();
-    if chars.len() < 12 {
+    let count = raw.chars().count();
+    if count < 12 {
         return "…".to_string();
     }
-    let prefix: String = match raw.find('-') {
-        Some(i) if i <= 6 => raw[..=i].to_string(),
-        _ => String::new(),
+    let prefix = match raw.find('-') {
+        Some(i) if i <= 6 => raw.get(..=i).unwrap_or_default(),
+        _ => "",
     };
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let tail: String = raw.chars().skip(count - 4).collect();
     format!("{prefix}…{tail}")
 }
 
@@ -101,5 +101,7 @@ mod tests {
         assert_eq!(mask_key("sk-0123456789abcdefWXYZ"), "sk-…WXYZ");
         assert_eq!(mask_key("0123456789abcdefWXYZ"), "…WXYZ");
         assert_eq!(mask_key("short"), "…");
+        // Multi-byte characters never split (no panic) and never show more.
+        assert_eq!(mask_key("ключ-0123456789abcdéß"), "…cdéß");
     }
 }
