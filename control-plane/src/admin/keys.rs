@@ -13,11 +13,12 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgConnection, Postgres};
 
+use super::crud::{self, Delete, Resource};
 use super::{limits, users, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
-use crate::errors::{ApiError, ApiResult};
-use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::errors::ApiResult;
+use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
 /// A new raw key: `sk-` and 48 random alphanumerics from a CSPRNG.
@@ -131,6 +132,13 @@ const COLUMNS: &str =
     limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
     limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at";
 
+const KEYS: Resource = Resource {
+    table: "keys",
+    columns: COLUMNS,
+    delete: Delete::Soft("enabled = false"),
+    keys_changed: true,
+};
+
 /// Writable columns in [`bind_input`] order ($1..$12).
 const WRITABLE: &str = "name, enabled, expires_at, can_login_web_ui, limit_total_usd, limit_5h_usd, \
     limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, provider_group";
@@ -195,6 +203,20 @@ pub async fn insert(
     Ok(key)
 }
 
+/// Writes every writable field of key `id`; bumps the policy.
+async fn replace(conn: &mut PgConnection, id: i64, input: &KeyInput) -> ApiResult<Key> {
+    let sql = format!(
+        "UPDATE keys SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
+         WHERE id = $13 RETURNING {COLUMNS}"
+    );
+    let key = bind_input(sqlx::query_as(&sql), input)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, true).await?;
+    Ok(key)
+}
+
 pub async fn create(
     State(state): State<AppState>,
     Id(user_id): Id,
@@ -229,18 +251,8 @@ pub async fn list(State(state): State<AppState>, Id(user_id): Id) -> ApiResult<J
     ))
 }
 
-async fn find<'e, E: sqlx::PgExecutor<'e>>(db: E, id: i64, for_update: bool) -> ApiResult<Key> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {COLUMNS} FROM keys WHERE id = $1 AND deleted_at IS NULL{lock}");
-    sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
-}
-
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Key>> {
-    Ok(Json(find(&state.pool, id, false).await?))
+    Ok(Json(crud::find(&state.pool, &KEYS, id, false).await?))
 }
 
 pub async fn update(
@@ -248,38 +260,14 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<Key>> {
-    let mut tx = state.pool.begin().await?;
-    let current = find(&mut *tx, id, true).await?;
-    let input: KeyInput = merge_patch(&KeyInput::from(&current), patch)?;
-    input.validate()?;
-    let sql = format!(
-        "UPDATE keys SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
-         WHERE id = $13 RETURNING {COLUMNS}"
-    );
-    let key = bind_input(sqlx::query_as(&sql), &input)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    bump_policy(&mut tx, true).await?;
-    tx.commit().await?;
+    let key = crud::update(&state.pool, &KEYS, id, patch, KeyInput::validate, replace).await?;
     tracing::info!(key_id = id, enabled = key.enabled, "key updated");
     Ok(Json(key))
 }
 
 /// Soft delete: the key stops resolving at once (key epoch bump); audit rows stay.
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query(
-        "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
-    bump_policy(&mut tx, true).await?;
-    tx.commit().await?;
+    crud::delete(&state.pool, &KEYS, id).await?;
     tracing::info!(key_id = id, "key deleted");
     Ok(StatusCode::NO_CONTENT)
 }

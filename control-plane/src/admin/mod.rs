@@ -9,6 +9,7 @@ use crate::app::Routes;
 use crate::errors::ApiError;
 use crate::validate::{self, Check};
 
+mod crud;
 pub mod keys;
 pub mod prices;
 pub mod providers;

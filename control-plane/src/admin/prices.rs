@@ -7,12 +7,16 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, Postgres};
 
+use super::crud::{self, Delete, Resource};
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
-use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
 /// Body of `POST /api/v1/model-prices` (and the seed file's rows).
@@ -60,6 +64,14 @@ pub struct ModelPrice {
 const COLUMNS: &str = "id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
     cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at";
 
+/// A deleted price leaves an `admin` tombstone, so re-seeding does not bring it back.
+const PRICES: Resource = Resource {
+    table: "model_prices",
+    columns: COLUMNS,
+    delete: Delete::Soft("source = 'admin'"),
+    keys_changed: false,
+};
+
 impl From<&ModelPrice> for PriceInput {
     fn from(p: &ModelPrice) -> Self {
         PriceInput {
@@ -71,6 +83,34 @@ impl From<&ModelPrice> for PriceInput {
             cache_read_per_mtok: p.cache_read_per_mtok,
         }
     }
+}
+
+fn bind_input<'q>(
+    q: QueryAs<'q, Postgres, ModelPrice, PgArguments>,
+    p: &'q PriceInput,
+) -> QueryAs<'q, Postgres, ModelPrice, PgArguments> {
+    q.bind(&p.model)
+        .bind(p.input_per_mtok)
+        .bind(p.output_per_mtok)
+        .bind(p.cache_write_5m_per_mtok)
+        .bind(p.cache_write_1h_per_mtok)
+        .bind(p.cache_read_per_mtok)
+}
+
+/// Writes every writable field of price `id`; bumps the policy.
+async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiResult<ModelPrice> {
+    let sql = format!(
+        "UPDATE model_prices SET model = $1, input_per_mtok = $2, output_per_mtok = $3, \
+           cache_write_5m_per_mtok = $4, cache_write_1h_per_mtok = $5, cache_read_per_mtok = $6, \
+           source = 'admin', updated_at = now() \
+         WHERE id = $7 RETURNING {COLUMNS}"
+    );
+    let price = bind_input(sqlx::query_as(&sql), input)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, false).await?;
+    Ok(price)
 }
 
 pub async fn create(
@@ -93,16 +133,9 @@ pub async fn create(
          WHERE model_prices.deleted_at IS NOT NULL \
          RETURNING {COLUMNS}"
     );
-    let price: Option<ModelPrice> = sqlx::query_as(&sql)
-        .bind(&input.model)
-        .bind(input.input_per_mtok)
-        .bind(input.output_per_mtok)
-        .bind(input.cache_write_5m_per_mtok)
-        .bind(input.cache_write_1h_per_mtok)
-        .bind(input.cache_read_per_mtok)
+    let price = bind_input(sqlx::query_as(&sql), &input)
         .fetch_optional(&mut *tx)
-        .await?;
-    let price = price
+        .await?
         .ok_or_else(|| ApiError::conflict("model", "a price for this model already exists"))?;
     bump_policy(&mut tx, false).await?;
     tx.commit().await?;
@@ -111,27 +144,11 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ModelPrice>>> {
-    let sql = format!("SELECT {COLUMNS} FROM model_prices WHERE deleted_at IS NULL ORDER BY model");
-    Ok(Json(sqlx::query_as(&sql).fetch_all(&state.pool).await?))
-}
-
-async fn find<'e, E: sqlx::PgExecutor<'e>>(
-    db: E,
-    id: i64,
-    for_update: bool,
-) -> ApiResult<ModelPrice> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql =
-        format!("SELECT {COLUMNS} FROM model_prices WHERE id = $1 AND deleted_at IS NULL{lock}");
-    sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    Ok(Json(crud::list(&state.pool, &PRICES, "model").await?))
 }
 
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ModelPrice>> {
-    Ok(Json(find(&state.pool, id, false).await?))
+    Ok(Json(crud::find(&state.pool, &PRICES, id, false).await?))
 }
 
 pub async fn update(
@@ -139,47 +156,21 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<ModelPrice>> {
-    let mut tx = state.pool.begin().await?;
-    let current = find(&mut *tx, id, true).await?;
-    let input: PriceInput = merge_patch(&PriceInput::from(&current), patch)?;
-    input.validate()?;
-    let sql = format!(
-        "UPDATE model_prices SET model = $1, input_per_mtok = $2, output_per_mtok = $3, \
-           cache_write_5m_per_mtok = $4, cache_write_1h_per_mtok = $5, cache_read_per_mtok = $6, \
-           source = 'admin', updated_at = now() \
-         WHERE id = $7 RETURNING {COLUMNS}"
-    );
-    let price: ModelPrice = sqlx::query_as(&sql)
-        .bind(&input.model)
-        .bind(input.input_per_mtok)
-        .bind(input.output_per_mtok)
-        .bind(input.cache_write_5m_per_mtok)
-        .bind(input.cache_write_1h_per_mtok)
-        .bind(input.cache_read_per_mtok)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    bump_policy(&mut tx, false).await?;
-    tx.commit().await?;
+    let price = crud::update(
+        &state.pool,
+        &PRICES,
+        id,
+        patch,
+        PriceInput::validate,
+        replace,
+    )
+    .await?;
     tracing::info!(model = %price.model, "model price updated");
     Ok(Json(price))
 }
 
-/// Leaves an `admin` tombstone, so re-seeding does not bring the price back.
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query(
-        "UPDATE model_prices SET deleted_at = now(), source = 'admin', updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
-    bump_policy(&mut tx, false).await?;
-    tx.commit().await?;
+    crud::delete(&state.pool, &PRICES, id).await?;
     tracing::info!(price_id = id, "model price deleted");
     Ok(StatusCode::NO_CONTENT)
 }

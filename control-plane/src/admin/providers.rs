@@ -13,11 +13,12 @@ use sqlx::query::QueryAs;
 use sqlx::types::Json as DbJson;
 use sqlx::{PgConnection, Postgres};
 
+use super::crud::{self, Delete, Resource};
 use super::{limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
-use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
 pub const TYPES: &[&str] = &["claude", "codex", "openai-compatible", "gemini"];
@@ -227,6 +228,13 @@ pub const COLUMNS: &str = "id, name, type, base_url, credential, enabled, weight
     limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
     circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, created_at, updated_at";
 
+const PROVIDERS: Resource = Resource {
+    table: "providers",
+    columns: COLUMNS,
+    delete: Delete::Soft("enabled = false"),
+    keys_changed: false,
+};
+
 /// Writable columns in [`bind_input`] order ($1..$24).
 const WRITABLE: &str = "name, type, base_url, credential, enabled, weight, priority, cost_multiplier, group_tags, \
     allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
@@ -336,24 +344,13 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>>> {
-    let sql = format!("SELECT {COLUMNS} FROM providers WHERE deleted_at IS NULL ORDER BY id");
-    let rows: Vec<Provider> = sqlx::query_as(&sql).fetch_all(&state.pool).await?;
+    let rows: Vec<Provider> = crud::list(&state.pool, &PROVIDERS, "id").await?;
     Ok(Json(rows.into_iter().map(Provider::masked).collect()))
 }
 
-pub async fn find<'e, E: sqlx::PgExecutor<'e>>(
-    db: E,
-    id: i64,
-    for_update: bool,
-) -> ApiResult<Provider> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {COLUMNS} FROM providers WHERE id = $1 AND deleted_at IS NULL{lock}");
-    let row: Option<Provider> = sqlx::query_as(&sql).bind(id).fetch_optional(db).await?;
-    row.map(Provider::masked).ok_or(ApiError::NotFound)
-}
-
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Provider>> {
-    Ok(Json(find(&state.pool, id, false).await?))
+    let row: Provider = crud::find(&state.pool, &PROVIDERS, id, false).await?;
+    Ok(Json(row.masked()))
 }
 
 pub async fn update(
@@ -361,30 +358,21 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<Provider>> {
-    let mut tx = state.pool.begin().await?;
-    let current = find(&mut *tx, id, true).await?;
-    let input: ProviderInput = merge_patch(&ProviderInput::from(&current), patch)?;
-    input.validate()?;
-    let provider = replace(&mut tx, id, &input).await?;
-    tx.commit().await?;
+    let provider = crud::update(
+        &state.pool,
+        &PROVIDERS,
+        id,
+        patch,
+        ProviderInput::validate,
+        replace,
+    )
+    .await?;
     tracing::info!(provider_id = id, "provider updated");
     Ok(Json(provider))
 }
 
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query(
-        "UPDATE providers SET deleted_at = now(), enabled = false, updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
-    bump_policy(&mut tx, false).await?;
-    tx.commit().await?;
+    crud::delete(&state.pool, &PROVIDERS, id).await?;
     tracing::info!(provider_id = id, "provider deleted");
     Ok(StatusCode::NO_CONTENT)
 }

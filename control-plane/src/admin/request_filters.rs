@@ -7,12 +7,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json as DbJson;
+use sqlx::PgConnection;
 
+use super::crud::{self, Delete, Resource};
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
-use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +143,13 @@ const WRITABLE: &str =
     "name, description, scope, action, match_type, target, replacement, priority, enabled, \
     binding, provider_ids, group_tags";
 
+const FILTERS: Resource = Resource {
+    table: "request_filters",
+    columns: COLUMNS,
+    delete: Delete::Hard,
+    keys_changed: false,
+};
+
 impl From<&RequestFilter> for FilterInput {
     fn from(f: &RequestFilter) -> Self {
         FilterInput {
@@ -161,7 +170,7 @@ impl From<&RequestFilter> for FilterInput {
 }
 
 async fn write(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut PgConnection,
     id: Option<i64>,
     f: &FilterInput,
 ) -> ApiResult<RequestFilter> {
@@ -207,26 +216,13 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<RequestFilter>>> {
-    let sql = format!("SELECT {COLUMNS} FROM request_filters ORDER BY priority, id");
-    Ok(Json(sqlx::query_as(&sql).fetch_all(&state.pool).await?))
-}
-
-async fn find<'e, E: sqlx::PgExecutor<'e>>(
-    db: E,
-    id: i64,
-    for_update: bool,
-) -> ApiResult<RequestFilter> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {COLUMNS} FROM request_filters WHERE id = $1{lock}");
-    sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    Ok(Json(
+        crud::list(&state.pool, &FILTERS, "priority, id").await?,
+    ))
 }
 
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<RequestFilter>> {
-    Ok(Json(find(&state.pool, id, false).await?))
+    Ok(Json(crud::find(&state.pool, &FILTERS, id, false).await?))
 }
 
 pub async fn update(
@@ -234,25 +230,21 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<RequestFilter>> {
-    let mut tx = state.pool.begin().await?;
-    let current = find(&mut *tx, id, true).await?;
-    let input: FilterInput = merge_patch(&FilterInput::from(&current), patch)?;
-    input.validate()?;
-    let filter = write(&mut tx, Some(id), &input).await?;
-    tx.commit().await?;
+    let replace =
+        async |conn: &mut PgConnection, id, input: &FilterInput| write(conn, Some(id), input).await;
+    let filter = crud::update(
+        &state.pool,
+        &FILTERS,
+        id,
+        patch,
+        FilterInput::validate,
+        replace,
+    )
+    .await?;
     Ok(Json(filter))
 }
 
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM request_filters WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
-    bump_policy(&mut tx, false).await?;
-    tx.commit().await?;
+    crud::delete(&state.pool, &FILTERS, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

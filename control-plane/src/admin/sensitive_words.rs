@@ -5,12 +5,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 
+use super::crud::{self, Delete, Resource};
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
-use crate::errors::{ApiError, ApiResult};
-use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::errors::ApiResult;
+use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +62,41 @@ pub struct SensitiveWord {
 
 const COLUMNS: &str = "id, word, match_type, description, enabled, created_at, updated_at";
 
+const WORDS: Resource = Resource {
+    table: "sensitive_words",
+    columns: COLUMNS,
+    delete: Delete::Hard,
+    keys_changed: false,
+};
+
+impl From<&SensitiveWord> for WordInput {
+    fn from(w: &SensitiveWord) -> Self {
+        WordInput {
+            word: w.word.clone(),
+            match_type: w.match_type.clone(),
+            description: w.description.clone(),
+            enabled: w.enabled,
+        }
+    }
+}
+
+/// Writes every writable field of word `id`; bumps the policy.
+async fn replace(conn: &mut PgConnection, id: i64, input: &WordInput) -> ApiResult<SensitiveWord> {
+    let word = sqlx::query_as(&format!(
+        "UPDATE sensitive_words SET word = $1, match_type = $2, description = $3, enabled = $4, updated_at = now() \
+         WHERE id = $5 RETURNING {COLUMNS}"
+    ))
+    .bind(&input.word)
+    .bind(&input.match_type)
+    .bind(&input.description)
+    .bind(input.enabled)
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    bump_policy(conn, false).await?;
+    Ok(word)
+}
+
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<WordInput>,
@@ -83,26 +120,11 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SensitiveWord>>> {
-    let sql = format!("SELECT {COLUMNS} FROM sensitive_words ORDER BY id");
-    Ok(Json(sqlx::query_as(&sql).fetch_all(&state.pool).await?))
-}
-
-async fn find<'e, E: sqlx::PgExecutor<'e>>(
-    db: E,
-    id: i64,
-    for_update: bool,
-) -> ApiResult<SensitiveWord> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {COLUMNS} FROM sensitive_words WHERE id = $1{lock}");
-    sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+    Ok(Json(crud::list(&state.pool, &WORDS, "id").await?))
 }
 
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<SensitiveWord>> {
-    Ok(Json(find(&state.pool, id, false).await?))
+    Ok(Json(crud::find(&state.pool, &WORDS, id, false).await?))
 }
 
 pub async fn update(
@@ -110,42 +132,11 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<SensitiveWord>> {
-    let mut tx = state.pool.begin().await?;
-    let current = find(&mut *tx, id, true).await?;
-    let base = WordInput {
-        word: current.word,
-        match_type: current.match_type,
-        description: current.description,
-        enabled: current.enabled,
-    };
-    let input: WordInput = merge_patch(&base, patch)?;
-    input.validate()?;
-    let word: SensitiveWord = sqlx::query_as(&format!(
-        "UPDATE sensitive_words SET word = $1, match_type = $2, description = $3, enabled = $4, updated_at = now() \
-         WHERE id = $5 RETURNING {COLUMNS}"
-    ))
-    .bind(&input.word)
-    .bind(&input.match_type)
-    .bind(&input.description)
-    .bind(input.enabled)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    bump_policy(&mut tx, false).await?;
-    tx.commit().await?;
+    let word = crud::update(&state.pool, &WORDS, id, patch, WordInput::validate, replace).await?;
     Ok(Json(word))
 }
 
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM sensitive_words WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
-    bump_policy(&mut tx, false).await?;
-    tx.commit().await?;
+    crud::delete(&state.pool, &WORDS, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,13 +8,14 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
-use sqlx::Postgres;
+use sqlx::{PgConnection, PgExecutor, Postgres};
 
+use super::crud::{self, Delete, Resource};
 use super::{limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
-use crate::extract::{merge_patch, JsonBody, JsonObject};
+use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
 /// Body of `POST /api/v1/users`; PATCH takes any subset of these fields.
@@ -140,6 +141,13 @@ const COLUMNS: &str = "id, name, description, role, enabled, expires_at, allowed
     limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
     cost_reset_at, created_at, updated_at";
 
+const USERS: Resource = Resource {
+    table: "users",
+    columns: COLUMNS,
+    delete: Delete::Soft("enabled = false"),
+    keys_changed: true,
+};
+
 /// The writable columns, in the order [`bind_input`] binds them ($1..$19).
 const WRITABLE: &str = "name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
     allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
@@ -197,7 +205,7 @@ fn bind_input<'q>(
 }
 
 /// Inserts a user (used by the API and by `bootstrap`); bumps the policy.
-pub async fn insert(conn: &mut sqlx::PgConnection, input: &UserInput) -> Result<User, ApiError> {
+pub async fn insert(conn: &mut PgConnection, input: &UserInput) -> Result<User, ApiError> {
     let sql = format!(
         "INSERT INTO users ({WRITABLE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
          $15, $16, $17, $18, $19) RETURNING {COLUMNS}"
@@ -221,24 +229,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// Writes every writable field of user `id`; bumps the policy.
+async fn replace(conn: &mut PgConnection, id: i64, input: &UserInput) -> ApiResult<User> {
+    let sql = format!(
+        "UPDATE users SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $14, $15, $16, $17, $18, $19, now()) WHERE id = $20 RETURNING {COLUMNS}"
+    );
+    let user = bind_input(sqlx::query_as(&sql), input)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    bump_policy(conn, true).await?;
+    Ok(user)
+}
+
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE deleted_at IS NULL ORDER BY id");
-    Ok(Json(sqlx::query_as(&sql).fetch_all(&state.pool).await?))
+    Ok(Json(crud::list(&state.pool, &USERS, "id").await?))
 }
 
 /// A live (not deleted) user, or 404.
-pub async fn find<'e, E: sqlx::PgExecutor<'e>>(
-    db: E,
-    id: i64,
-    for_update: bool,
-) -> ApiResult<User> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL{lock}");
-    sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or(ApiError::NotFound)
+pub async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<User> {
+    crud::find(db, &USERS, id, for_update).await
 }
 
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<User>> {
@@ -250,20 +261,7 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<User>> {
-    let mut tx = state.pool.begin().await?;
-    let current = find(&mut *tx, id, true).await?;
-    let input: UserInput = merge_patch(&UserInput::from(&current), patch)?;
-    input.validate()?;
-    let sql = format!(
-        "UPDATE users SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15, $16, $17, $18, $19, now()) WHERE id = $20 RETURNING {COLUMNS}"
-    );
-    let user = bind_input(sqlx::query_as(&sql), &input)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    bump_policy(&mut tx, true).await?;
-    tx.commit().await?;
+    let user = crud::update(&state.pool, &USERS, id, patch, UserInput::validate, replace).await?;
     tracing::info!(user_id = id, "user updated");
     Ok(Json(user))
 }
@@ -271,16 +269,7 @@ pub async fn update(
 /// Soft delete: the user and all their keys stop resolving; audit rows stay.
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     let mut tx = state.pool.begin().await?;
-    let deleted = sqlx::query(
-        "UPDATE users SET deleted_at = now(), enabled = false, updated_at = now() \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(ApiError::NotFound);
-    }
+    crud::delete_row(&mut tx, &USERS, id).await?;
     sqlx::query("UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() WHERE user_id = $1 AND deleted_at IS NULL")
         .bind(id)
         .execute(&mut *tx)

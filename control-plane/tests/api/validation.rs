@@ -19,6 +19,17 @@ fn many(n: usize, item: &str) -> Vec<String> {
     (0..n).map(|i| format!("{item}{i}")).collect()
 }
 
+/// A write the API must refuse with a 422 naming the field: method, path, body, field.
+type Case = (Method, String, Value, &'static str);
+
+fn post(path: &str, body: Value, field: &'static str) -> Case {
+    (Method::POST, path.to_string(), body, field)
+}
+
+fn patch(path: &str, body: Value, field: &'static str) -> Case {
+    (Method::PATCH, path.to_string(), body, field)
+}
+
 #[tokio::test]
 async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
     let app = spawn().await;
@@ -28,303 +39,81 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
     let kid = key["id"].as_i64().unwrap();
     let provider = app.create_provider("p1", "provider-credential-1234").await;
     let pid = provider["id"].as_i64().unwrap();
-    let users = "/api/v1/users".to_string();
-    let user_path = format!("/api/v1/users/{uid}");
-    let keys = format!("/api/v1/users/{uid}/keys");
-    let key_path = format!("/api/v1/keys/{kid}");
-    let providers = "/api/v1/providers".to_string();
-    let provider_path = format!("/api/v1/providers/{pid}");
+    let users = "/api/v1/users";
+    let user_path = &format!("/api/v1/users/{uid}");
+    let keys = &format!("/api/v1/users/{uid}/keys");
+    let key_path = &format!("/api/v1/keys/{kid}");
+    let providers = "/api/v1/providers";
+    let provider_path = &format!("/api/v1/providers/{pid}");
+    let prices = "/api/v1/model-prices";
+    let settings = "/api/v1/settings";
     let good_provider = json!({ "name": "p2", "type": "claude", "base_url": "https://api.anthropic.com", "api_key": "secret-1234567890" });
-    let with = |base: &Value, key: &str, value: Value| {
-        let mut b = base.clone();
+    let provider_with = |key: &str, value: Value| {
+        let mut b = good_provider.clone();
         b[key] = value;
         b
     };
+    let redirect = |r: Value| provider_with("model_redirects", json!([r]));
     let long = "x".repeat(65);
 
-    let cases: Vec<(Method, String, Value, &str)> = vec![
+    // One rejected write a line.
+    #[rustfmt::skip]
+    let cases = [
         // names
-        (Method::POST, users.clone(), json!({ "name": "" }), "name"),
-        (Method::POST, users.clone(), json!({ "name": long }), "name"),
-        (Method::POST, users.clone(), json!({}), "name"),
-        (
-            Method::PATCH,
-            user_path.clone(),
-            json!({ "name": "  " }),
-            "name",
-        ),
+        post(users, json!({ "name": "" }), "name"),
+        post(users, json!({ "name": long }), "name"),
+        post(users, json!({}), "name"),
+        patch(user_path, json!({ "name": "  " }), "name"),
         // client lists
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "allowed_clients": many(51, "c") }),
-            "allowed_clients",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "blocked_clients": ["ok", long] }),
-            "blocked_clients[1]",
-        ),
+        post(users, json!({ "name": "u", "allowed_clients": many(51, "c") }), "allowed_clients"),
+        post(users, json!({ "name": "u", "blocked_clients": ["ok", long] }), "blocked_clients[1]"),
         // model lists
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "allowed_models": ["a", "b", "c", "bad model"] }),
-            "allowed_models[3]",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "allowed_models": many(51, "m") }),
-            "allowed_models",
-        ),
-        (
-            Method::PATCH,
-            user_path.clone(),
-            json!({ "allowed_models": ["x".repeat(65)] }),
-            "allowed_models[0]",
-        ),
+        post(users, json!({ "name": "u", "allowed_models": ["a", "b", "c", "bad model"] }), "allowed_models[3]"),
+        post(users, json!({ "name": "u", "allowed_models": many(51, "m") }), "allowed_models"),
+        patch(user_path, json!({ "allowed_models": ["x".repeat(65)] }), "allowed_models[0]"),
         // limits and rpm
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "limit_daily_usd": -1 }),
-            "limit_daily_usd",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "limit_total_usd": "-0.01" }),
-            "limit_total_usd",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "limit_monthly_usd": "lots" }),
-            "limit_monthly_usd",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "limit_concurrent_sessions": -2 }),
-            "limit_concurrent_sessions",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "rpm": 0 }),
-            "rpm",
-        ),
-        (
-            Method::PATCH,
-            key_path.clone(),
-            json!({ "limit_weekly_usd": -5 }),
-            "limit_weekly_usd",
-        ),
-        (
-            Method::POST,
-            keys.clone(),
-            json!({ "name": "k2", "limit_5h_usd": -1 }),
-            "limit_5h_usd",
-        ),
-        (
-            Method::POST,
-            keys.clone(),
-            json!({ "name": "k2", "limit_5h_mode": "sliding" }),
-            "limit_5h_mode",
-        ),
+        post(users, json!({ "name": "u", "limit_daily_usd": -1 }), "limit_daily_usd"),
+        post(users, json!({ "name": "u", "limit_total_usd": "-0.01" }), "limit_total_usd"),
+        post(users, json!({ "name": "u", "limit_monthly_usd": "lots" }), "limit_monthly_usd"),
+        post(users, json!({ "name": "u", "limit_concurrent_sessions": -2 }), "limit_concurrent_sessions"),
+        post(users, json!({ "name": "u", "rpm": 0 }), "rpm"),
+        patch(key_path, json!({ "limit_weekly_usd": -5 }), "limit_weekly_usd"),
+        post(keys, json!({ "name": "k2", "limit_5h_usd": -1 }), "limit_5h_usd"),
+        post(keys, json!({ "name": "k2", "limit_5h_mode": "sliding" }), "limit_5h_mode"),
         // daily reset
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "daily_reset_time": "24:00" }),
-            "daily_reset_time",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "daily_reset_time": "9:00" }),
-            "daily_reset_time",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "daily_reset_mode": "weekly" }),
-            "daily_reset_mode",
-        ),
+        post(users, json!({ "name": "u", "daily_reset_time": "24:00" }), "daily_reset_time"),
+        post(users, json!({ "name": "u", "daily_reset_time": "9:00" }), "daily_reset_time"),
+        post(users, json!({ "name": "u", "daily_reset_mode": "weekly" }), "daily_reset_mode"),
         // roles, expiry, types, unknown fields
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "role": "root" }),
-            "role",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "expires_at": "tomorrow" }),
-            "expires_at",
-        ),
-        (
-            Method::PATCH,
-            key_path.clone(),
-            json!({ "expires_at": "2030-01-01" }),
-            "expires_at",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "enabled": "yes" }),
-            "enabled",
-        ),
-        (
-            Method::POST,
-            users.clone(),
-            json!({ "name": "u", "favourite_colour": "blue" }),
-            "favourite_colour",
-        ),
-        (Method::PATCH, user_path.clone(), json!({ "id": 5 }), "id"),
-        (
-            Method::PATCH,
-            key_path.clone(),
-            json!({ "key_hash": "abc" }),
-            "key_hash",
-        ),
+        post(users, json!({ "name": "u", "role": "root" }), "role"),
+        post(users, json!({ "name": "u", "expires_at": "tomorrow" }), "expires_at"),
+        patch(key_path, json!({ "expires_at": "2030-01-01" }), "expires_at"),
+        post(users, json!({ "name": "u", "enabled": "yes" }), "enabled"),
+        post(users, json!({ "name": "u", "favourite_colour": "blue" }), "favourite_colour"),
+        patch(user_path, json!({ "id": 5 }), "id"),
+        patch(key_path, json!({ "key_hash": "abc" }), "key_hash"),
         // providers
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "type", json!("openai")),
-            "type",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "base_url", json!("ftp://example.com")),
-            "base_url",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "base_url", json!("https://")),
-            "base_url",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "base_url", json!("api.anthropic.com")),
-            "base_url",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "weight", json!(0)),
-            "weight",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "cost_multiplier", json!(-0.5)),
-            "cost_multiplier",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "api_key", json!("")),
-            "api_key",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            json!({ "name": "p3", "type": "claude", "base_url": "https://a.example" }),
-            "api_key",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(&good_provider, "group_tags", json!(["ok", ""])),
-            "group_tags[1]",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(
-                &good_provider,
-                "model_redirects",
-                json!([{ "match_type": "regex", "pattern": "(unclosed", "target": "m" }]),
-            ),
-            "model_redirects[0].pattern",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(
-                &good_provider,
-                "model_redirects",
-                json!([{ "match_type": "regex", "pattern": "\\w{500}{500}", "target": "m" }]),
-            ),
-            "model_redirects[0].pattern",
-        ),
-        (
-            Method::POST,
-            providers.clone(),
-            with(
-                &good_provider,
-                "model_redirects",
-                json!([{ "match_type": "glob", "pattern": "a", "target": "m" }]),
-            ),
-            "model_redirects[0].match_type",
-        ),
-        (
-            Method::PATCH,
-            provider_path.clone(),
-            json!({ "model_redirects": [{ "match_type": "exact", "pattern": "a", "target": "bad target" }] }),
-            "model_redirects[0].target",
-        ),
-        (
-            Method::PATCH,
-            provider_path.clone(),
-            json!({ "circuit_failure_threshold": 0 }),
-            "circuit_failure_threshold",
-        ),
-        (
-            Method::PATCH,
-            provider_path.clone(),
-            json!({ "api_key_masked": "x" }),
-            "api_key_masked",
-        ),
+        post(providers, provider_with("type", json!("openai")), "type"),
+        post(providers, provider_with("base_url", json!("ftp://example.com")), "base_url"),
+        post(providers, provider_with("base_url", json!("https://")), "base_url"),
+        post(providers, provider_with("base_url", json!("api.anthropic.com")), "base_url"),
+        post(providers, provider_with("weight", json!(0)), "weight"),
+        post(providers, provider_with("cost_multiplier", json!(-0.5)), "cost_multiplier"),
+        post(providers, provider_with("api_key", json!("")), "api_key"),
+        post(providers, json!({ "name": "p3", "type": "claude", "base_url": "https://a.example" }), "api_key"),
+        post(providers, provider_with("group_tags", json!(["ok", ""])), "group_tags[1]"),
+        post(providers, redirect(json!({ "match_type": "regex", "pattern": "(unclosed", "target": "m" })), "model_redirects[0].pattern"),
+        post(providers, redirect(json!({ "match_type": "regex", "pattern": "\\w{500}{500}", "target": "m" })), "model_redirects[0].pattern"),
+        post(providers, redirect(json!({ "match_type": "glob", "pattern": "a", "target": "m" })), "model_redirects[0].match_type"),
+        patch(provider_path, json!({ "model_redirects": [{ "match_type": "exact", "pattern": "a", "target": "bad target" }] }), "model_redirects[0].target"),
+        patch(provider_path, json!({ "circuit_failure_threshold": 0 }), "circuit_failure_threshold"),
+        patch(provider_path, json!({ "api_key_masked": "x" }), "api_key_masked"),
         // prices and settings
-        (
-            Method::POST,
-            "/api/v1/model-prices".into(),
-            json!({ "model": "m1", "input_per_mtok": -1, "output_per_mtok": 1 }),
-            "input_per_mtok",
-        ),
-        (
-            Method::POST,
-            "/api/v1/model-prices".into(),
-            json!({ "model": "bad model", "input_per_mtok": 1, "output_per_mtok": 1 }),
-            "model",
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/settings".into(),
-            json!({ "timezone": "Mars/Olympus" }),
-            "timezone",
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/settings".into(),
-            json!({ "unknown_path": "teapot" }),
-            "unknown_path",
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/settings".into(),
-            json!({ "ga_threshold": 0 }),
-            "ga_threshold",
-        ),
+        post(prices, json!({ "model": "m1", "input_per_mtok": -1, "output_per_mtok": 1 }), "input_per_mtok"),
+        post(prices, json!({ "model": "bad model", "input_per_mtok": 1, "output_per_mtok": 1 }), "model"),
+        patch(settings, json!({ "timezone": "Mars/Olympus" }), "timezone"),
+        patch(settings, json!({ "unknown_path": "teapot" }), "unknown_path"),
+        patch(settings, json!({ "ga_threshold": 0 }), "ga_threshold"),
     ];
 
     let before = state(&app).await;
