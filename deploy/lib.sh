@@ -378,6 +378,15 @@ service_pid() {
     return 0
 }
 
+# Whether the process start_service recorded for $1 is still alive. Unlike
+# service_pid this does not compare the program name, which is still
+# setsid's (or bash's) for a moment right after start.
+service_running() {
+    local pid=""
+    [[ -f $HUBGATE_RUN/$1.pid ]] && read -r pid <"$HUBGATE_RUN/$1.pid"
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # Starts "$@" in the background in its own session, logging to
 # $HUBGATE_RUN/$name.log, and records its pid. The first word must be the
 # absolute path of the program.
@@ -413,7 +422,7 @@ wait_http() {
     local name=$1 url=$2 timeout=${3:-60} i
     for ((i = 0; i < timeout * 5; i++)); do
         curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
-        if [[ -z $(service_pid "$name") ]]; then
+        if ! service_running "$name"; then
             tail -n 30 "$HUBGATE_RUN/$name.log" >&2 || true
             die "$name exited during startup; log: $HUBGATE_RUN/$name.log"
         fi
