@@ -1,14 +1,15 @@
 //! What kind of API call a request is, from its path alone.
 
 /// The client's API dialect, which shapes local error replies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dialect {
+    #[default]
     Anthropic,
     OpenAi,
     Gemini,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Endpoint {
     /// `POST /v1/messages`
     AnthropicMessages,
@@ -21,6 +22,7 @@ pub enum Endpoint {
     /// `/v1beta/models/{model}:generateContent` and friends.
     Gemini { stream: bool, conversation: bool },
     /// Anything else (e.g. `GET /v1/models`).
+    #[default]
     Other,
 }
 

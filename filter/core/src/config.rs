@@ -48,6 +48,14 @@ impl Default for PluginConfig {
 }
 
 impl PluginConfig {
+    pub fn lockout_policy(&self) -> crate::guards::lockout::LockoutPolicy {
+        crate::guards::lockout::LockoutPolicy {
+            max_failures: self.lockout_max_failures,
+            window_ms: i64::try_from(self.lockout_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            lockout_ms: i64::try_from(self.lockout_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        }
+    }
+
     /// Parses and validates; the error names the offending field.
     pub fn parse(bytes: &[u8]) -> Result<PluginConfig, String> {
         let mut de = serde_json::Deserializer::from_slice(bytes);

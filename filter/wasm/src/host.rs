@@ -94,31 +94,7 @@ pub fn shared_update<T>(key: &str, mut update: impl FnMut(Option<&[u8]>) -> (T, 
     None
 }
 
-pub struct Callout<'a> {
-    pub cluster: &'a str,
-    pub authority: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub token: &'a str,
-    pub extra_headers: Vec<(&'a str, String)>,
-    pub body: Option<&'a [u8]>,
-    pub timeout_ms: u64,
-}
-
 /// Starts an HTTP callout; the answer arrives in `on_http_call_response`.
-pub fn dispatch(c: Callout<'_>) -> Result<u32, Status> {
-    let bearer = format!("Bearer {}", c.token);
-    let mut headers: Vec<(&str, &str)> = vec![
-        (":method", c.method),
-        (":path", c.path),
-        (":authority", c.authority),
-        ("authorization", bearer.as_str()),
-    ];
-    if c.body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    for (k, v) in &c.extra_headers {
-        headers.push((k, v.as_str()));
-    }
-    hostcalls::dispatch_http_call(c.cluster, headers, c.body, vec![], Duration::from_millis(c.timeout_ms))
+pub fn dispatch(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, body, vec![], Duration::from_millis(timeout_ms))
 }

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use hubgate_core::api::{Dialect, Endpoint};
 use hubgate_core::billing::settle;
 use hubgate_core::guards::auth::{self, check_key, control_plane_unavailable, extract_key, invalid_key};
-use hubgate_core::guards::lockout::LockoutPolicy;
 use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::guards::session::session_id;
 use hubgate_core::headers::Headers;
@@ -22,7 +21,7 @@ use proxy_wasm::types::{Action, BufferType};
 use rust_decimal::Decimal;
 
 use crate::events;
-use crate::host::{self, Callout};
+use crate::host;
 use crate::keys::{CachedKey, Lookup};
 use crate::lockout;
 use crate::vm::Vm;
@@ -32,6 +31,7 @@ enum Call {
     Snapshot,
 }
 
+#[derive(Default)]
 pub struct Http {
     vm: Option<Rc<Vm>>,
     started_ms: i64,
@@ -63,34 +63,8 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(_context_id: u32, vm: Option<Rc<Vm>>) -> Http {
-        Http {
-            vm,
-            started_ms: 0,
-            request_id: String::new(),
-            method: String::new(),
-            path: String::new(),
-            endpoint: Endpoint::Other,
-            dialect: Dialect::Anthropic,
-            headers: Headers::default(),
-            client_ip: None,
-            key_hash: None,
-            key_masked: None,
-            key_entry: None,
-            snapshot: None,
-            calls: HashMap::new(),
-            body: Vec::new(),
-            body_done: false,
-            held: false,
-            decided: false,
-            info: RequestInfo::default(),
-            session_id: None,
-            plan: None,
-            reply: None,
-            status: None,
-            ttfb_ms: None,
-            meter: None,
-        }
+    pub fn new(vm: Option<Rc<Vm>>) -> Http {
+        Http { vm, ..Http::default() }
     }
 
     fn send(&mut self, reply: LocalReply) -> Action {
@@ -102,14 +76,6 @@ impl Http {
         self.decided = true;
         self.reply = Some(reply);
         Action::Pause
-    }
-
-    fn lockout_policy(vm: &Vm) -> LockoutPolicy {
-        LockoutPolicy {
-            max_failures: vm.config.lockout_max_failures,
-            window_ms: vm.config.lockout_window_secs as i64 * 1000,
-            lockout_ms: vm.config.lockout_secs as i64 * 1000,
-        }
     }
 
     fn locked_out(&self, now: i64) -> Option<LocalReply> {
@@ -127,48 +93,15 @@ impl Http {
     }
 
     fn start_key_resolve(&mut self, vm: &Vm, hash: &str) {
-        let body = match serde_json::to_vec(&KeyResolveRequest { key_hash: hash.to_string() }) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        match host::dispatch(Callout {
-            cluster: &vm.config.control_plane_cluster,
-            authority: &vm.config.control_plane_authority,
-            method: "POST",
-            path: hubgate_wire::KEY_RESOLVE_PATH,
-            token: &vm.config.internal_token,
-            extra_headers: vec![],
-            body: Some(&body),
-            timeout_ms: vm.config.callout_timeout_ms,
-        }) {
-            Ok(token) => {
-                self.calls.insert(token, Call::Key);
-            }
-            Err(e) => {
-                vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("cannot resolve key: {e:?}");
-            }
+        let Ok(body) = serde_json::to_vec(&KeyResolveRequest { key_hash: hash.to_string() }) else { return };
+        if let Some(token) = vm.call_control_plane("POST", hubgate_wire::KEY_RESOLVE_PATH, None, Some(&body)) {
+            self.calls.insert(token, Call::Key);
         }
     }
 
     fn start_snapshot_fetch(&mut self, vm: &Vm) {
-        match host::dispatch(Callout {
-            cluster: &vm.config.control_plane_cluster,
-            authority: &vm.config.control_plane_authority,
-            method: "GET",
-            path: hubgate_wire::SNAPSHOT_PATH,
-            token: &vm.config.internal_token,
-            extra_headers: vec![],
-            body: None,
-            timeout_ms: vm.config.callout_timeout_ms,
-        }) {
-            Ok(token) => {
-                self.calls.insert(token, Call::Snapshot);
-            }
-            Err(e) => {
-                vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("cannot fetch the snapshot: {e:?}");
-            }
+        if let Some(token) = vm.call_control_plane("GET", hubgate_wire::SNAPSHOT_PATH, None, None) {
+            self.calls.insert(token, Call::Snapshot);
         }
     }
 
@@ -212,7 +145,7 @@ impl Http {
         // Guard 1: auth.
         let entry = self.key_entry.as_ref().ok_or_else(control_plane_unavailable)?;
         let Some(key) = entry.key.clone() else {
-            let policy = Self::lockout_policy(&vm);
+            let policy = vm.config.lockout_policy();
             if let Some(ip) = &self.client_ip {
                 lockout::record_failure("ip", ip, now, &policy);
             }

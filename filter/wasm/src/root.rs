@@ -10,7 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use crate::events;
-use crate::host::{self, Callout};
+use crate::host;
 use crate::http::Http;
 use crate::vm::{read_u64, Vm};
 
@@ -57,24 +57,10 @@ impl Root {
             return;
         }
         let version = vm.snapshot_version().map(|v| v.to_string()).unwrap_or_default();
-        match host::dispatch(Callout {
-            cluster: &vm.config.control_plane_cluster,
-            authority: &vm.config.control_plane_authority,
-            method: "GET",
-            path: hubgate_wire::SNAPSHOT_PATH,
-            token: &vm.config.internal_token,
-            extra_headers: vec![(hubgate_wire::SNAPSHOT_VERSION_HEADER, version)],
-            body: None,
-            timeout_ms: vm.config.callout_timeout_ms,
-        }) {
-            Ok(token) => {
-                self.calls.insert(token, Call::Snapshot);
-                self.polling = true;
-            }
-            Err(e) => {
-                vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("cannot poll the snapshot: {e:?}");
-            }
+        let header = Some((hubgate_wire::SNAPSHOT_VERSION_HEADER, version.as_str()));
+        if let Some(token) = vm.call_control_plane("GET", hubgate_wire::SNAPSHOT_PATH, header, None) {
+            self.calls.insert(token, Call::Snapshot);
+            self.polling = true;
         }
     }
 
@@ -88,24 +74,12 @@ impl Root {
         let Some((body, count)) = &self.unsent else {
             return;
         };
-        match host::dispatch(Callout {
-            cluster: &vm.config.control_plane_cluster,
-            authority: &vm.config.control_plane_authority,
-            method: "POST",
-            path: hubgate_wire::EVENTS_PATH,
-            token: &vm.config.internal_token,
-            extra_headers: vec![],
-            body: Some(body),
-            timeout_ms: vm.config.callout_timeout_ms,
-        }) {
-            Ok(token) => {
+        match vm.call_control_plane("POST", hubgate_wire::EVENTS_PATH, None, Some(body)) {
+            Some(token) => {
                 self.calls.insert(token, Call::Events { count: *count });
                 self.flushing = true;
             }
-            Err(e) => {
-                vm.metrics.inc("hubgate_callout_failures_total");
-                log::warn!("cannot send events ({count} waiting): {e:?}");
-            }
+            None => log::debug!("{count} events wait for the control plane"),
         }
     }
 }
@@ -190,8 +164,8 @@ impl RootContext for Root {
         self.flush_events(&vm);
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(context_id, self.vm.clone())))
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(self.vm.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -102,6 +102,38 @@ impl Vm {
         Ok(v.version)
     }
 
+    /// Starts a call to the control plane's internal API; the answer arrives
+    /// in the caller's `on_http_call_response`. A call that cannot start is
+    /// counted and logged, and `None` is returned.
+    pub fn call_control_plane(
+        &self,
+        method: &str,
+        path: &str,
+        extra_header: Option<(&str, &str)>,
+        body: Option<&[u8]>,
+    ) -> Option<u32> {
+        let c = &self.config;
+        let bearer = format!("Bearer {}", c.internal_token);
+        let mut headers = vec![
+            (":method", method),
+            (":path", path),
+            (":authority", c.control_plane_authority.as_str()),
+            ("authorization", bearer.as_str()),
+        ];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        headers.extend(extra_header);
+        match host::dispatch(&c.control_plane_cluster, headers, body, c.callout_timeout_ms) {
+            Ok(token) => Some(token),
+            Err(e) => {
+                self.metrics.inc("hubgate_callout_failures_total");
+                log::warn!("cannot call the control plane ({method} {path}): {e:?}");
+                None
+            }
+        }
+    }
+
     pub fn snapshot_version(&self) -> Option<u64> {
         let (v, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
         v.map(|b| read_u64(Some(&b)))
