@@ -47,6 +47,19 @@ pub fn buffer(kind: BufferType, size: usize) -> Bytes {
     hostcalls::get_buffer(kind, 0, size).ok().flatten().unwrap_or_default()
 }
 
+pub fn set_response_header(name: &str, value: Option<&str>) {
+    if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value) {
+        log::warn!("cannot set response header {name}: {e:?}");
+    }
+}
+
+/// Replaces the first `size` bytes of the (buffered) response body.
+pub fn replace_response_body(size: usize, body: &[u8]) {
+    if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body) {
+        log::warn!("cannot replace the response body: {e:?}");
+    }
+}
+
 pub fn call_response_status() -> Option<u16> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()

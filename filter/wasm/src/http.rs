@@ -57,6 +57,9 @@ pub struct Http {
     session_id: Option<String>,
     plan: Option<UpstreamPlan>,
     reply: Option<LocalReply>,
+    /// Envoy answered for an unreachable provider; the client gets this
+    /// instead, in its dialect.
+    upstream_error: Option<LocalReply>,
     status: Option<u16>,
     ttfb_ms: Option<u64>,
     meter: Option<ResponseMeter>,
@@ -241,7 +244,7 @@ impl Http {
             stream: self.info.stream || self.endpoint == Endpoint::Gemini { stream: true, conversation: true },
             blocked_by: self.reply.as_ref().map(|r| r.code.to_string()),
             blocked_reason: None,
-            error: match (&self.reply, status) {
+            error: match (self.reply.as_ref().or(self.upstream_error.as_ref()), status) {
                 (Some(r), _) => Some(r.message.clone()),
                 (None, 0) => Some("no response (client disconnected)".to_string()),
                 (None, s) if !(200..300).contains(&s) => Some(format!("upstream status {s}")),
@@ -399,18 +402,38 @@ impl HttpContext for Http {
         self.advance()
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         if self.reply.is_some() || self.plan.is_none() {
             return Action::Continue;
         }
         self.status = host::response_header(":status").and_then(|s| s.parse().ok());
         self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
+        let status = self.status.unwrap_or(0);
+        if status >= 400 && !end_of_stream {
+            let details = host::property(&["response", "code_details"]).unwrap_or_default();
+            if !details.is_empty() && details != "via_upstream" {
+                let reply = provider::upstream_failed(status, &details);
+                for (name, value) in reply.response_headers(&self.request_id) {
+                    host::set_response_header(&name, Some(&value));
+                }
+                host::set_response_header("content-length", None);
+                self.upstream_error = Some(reply);
+                return Action::Continue;
+            }
+        }
         let content_type = host::response_header("content-type").unwrap_or_default();
         self.meter = Some(ResponseMeter::new(self.endpoint, &content_type));
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(reply) = &self.upstream_error {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            host::replace_response_body(body_size, &reply.body(self.dialect, &self.request_id));
+            return Action::Continue;
+        }
         if let Some(meter) = &mut self.meter {
             // Each call sees only the new chunk: nothing is held back.
             let chunk = host::buffer(BufferType::HttpResponseBody, body_size);

@@ -95,6 +95,14 @@ pub fn select<'a>(
     top.first().copied().ok_or_else(|| LocalReply::new(503, "no_provider_available", "No provider is available."))
 }
 
+/// Replaces a reply Envoy made itself when the provider could not be
+/// reached (connect failure, reset, timeout), so the client still gets its
+/// own dialect and a stable code. `details` is Envoy's response code detail.
+pub fn upstream_failed(status: u16, details: &str) -> LocalReply {
+    let code = if status == 504 { "upstream_timeout" } else { "upstream_unavailable" };
+    LocalReply::new(status, code, format!("The provider could not be reached ({details})."))
+}
+
 /// How to send the request to `provider`. `path` is the client's path with
 /// any `?key=` already removed.
 pub fn plan(provider: &CompiledProvider, path: &str) -> UpstreamPlan {
@@ -192,6 +200,14 @@ mod tests {
             .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, None, seed).unwrap().provider.id)
             .collect();
         assert_eq!(ids, vec![1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn upstream_failures_have_stable_codes() {
+        let r = upstream_failed(503, "upstream_reset_before_response_started{connection_failure}");
+        assert_eq!((r.status, r.code), (503, "upstream_unavailable"));
+        assert!(r.message.contains("connection_failure"));
+        assert_eq!(upstream_failed(504, "response_timeout").code, "upstream_timeout");
     }
 
     #[test]
