@@ -114,7 +114,7 @@ pub struct Limits {
     pub limit_concurrent_sessions: Option<u32>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct Provider {
     pub id: i64,
     pub name: String,
@@ -135,6 +135,29 @@ pub struct Provider {
     pub limits: Limits,
     pub circuit: CircuitSettings,
     pub timeouts: ProviderTimeouts,
+}
+
+/// Debug output never shows the credential (snapshots get logged).
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("provider_type", &self.provider_type)
+            .field("base_url", &self.base_url)
+            .field("credential", &"…")
+            .field("enabled", &self.enabled)
+            .field("weight", &self.weight)
+            .field("priority", &self.priority)
+            .field("cost_multiplier", &self.cost_multiplier)
+            .field("group_tags", &self.group_tags)
+            .field("allowed_models", &self.allowed_models)
+            .field("model_redirects", &self.model_redirects)
+            .field("limits", &self.limits)
+            .field("circuit", &self.circuit)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +303,30 @@ mod tests {
         assert!(json.contains("\"cache_read_per_mtok\":\"0.30\""), "{json}");
         let back: PolicySnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn provider_debug_hides_the_credential() {
+        let p = Provider {
+            id: 1,
+            name: "p".into(),
+            provider_type: ProviderType::Claude,
+            base_url: "https://api.example.com".into(),
+            credential: "sk-ant-secret-value".into(),
+            enabled: true,
+            weight: 1,
+            priority: 0,
+            cost_multiplier: Decimal::ONE,
+            group_tags: vec![],
+            allowed_models: vec![],
+            model_redirects: vec![],
+            limits: Limits::default(),
+            circuit: CircuitSettings::default(),
+            timeouts: ProviderTimeouts::default(),
+        };
+        let shown = format!("{:?}", PolicySnapshot { providers: vec![p], ..Default::default() });
+        assert!(!shown.contains("sk-ant-secret-value"), "{shown}");
+        assert!(shown.contains("api.example.com"), "{shown}");
     }
 
     #[test]

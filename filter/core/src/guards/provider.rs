@@ -12,7 +12,7 @@ use crate::snapshot::{CompiledProvider, CompiledSnapshot};
 /// Header the route table matches to send a request to the TLS cluster.
 pub const UPSTREAM_TLS_HEADER: &str = "x-hubgate-upstream-tls";
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct UpstreamPlan {
     pub provider_id: i64,
     pub provider_type: ProviderType,
@@ -24,6 +24,23 @@ pub struct UpstreamPlan {
     pub remove_headers: Vec<&'static str>,
     /// Headers to set (provider credential).
     pub set_headers: Vec<(&'static str, String)>,
+}
+
+/// Debug output names the credential headers but never shows their values.
+impl std::fmt::Debug for UpstreamPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set: Vec<&str> = self.set_headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("UpstreamPlan")
+            .field("provider_id", &self.provider_id)
+            .field("provider_type", &self.provider_type)
+            .field("cost_multiplier", &self.cost_multiplier)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("tls", &self.tls)
+            .field("remove_headers", &self.remove_headers)
+            .field("set_headers", &set)
+            .finish()
+    }
 }
 
 /// The API format a provider must speak for this endpoint.
@@ -221,6 +238,7 @@ mod tests {
         assert!(claude_plan.tls);
         assert_eq!(claude_plan.set_headers, vec![("x-api-key", "cred-1".to_string())]);
         assert!(claude_plan.remove_headers.contains(&"authorization"));
+        assert!(!format!("{claude_plan:?}").contains("cred-1"), "Debug must not show the credential");
 
         let mut g = provider(2, ProviderType::OpenaiCompatible, 0, 1, &[]);
         g.credential = "sk-up".into();
