@@ -57,19 +57,20 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
     Jobs(vec![sweep, versions])
 }
 
-/// Marks expired but still enabled users and keys disabled (SPEC §2.1).
+/// Marks expired but still enabled users and keys disabled (SPEC §2.1),
+/// with `disabled_reason = 'expired'` (see `admin::after_patch`).
 /// Returns how many rows changed; bumps version and key epoch if any did.
 pub async fn disable_expired(pool: &PgPool) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
     let users = sqlx::query(
-        "UPDATE users SET enabled = false, updated_at = now() \
+        "UPDATE users SET enabled = false, disabled_reason = 'expired', updated_at = now() \
          WHERE enabled AND expires_at <= now() AND deleted_at IS NULL",
     )
     .execute(&mut *tx)
     .await?
     .rows_affected();
     let keys = sqlx::query(
-        "UPDATE keys SET enabled = false, updated_at = now() \
+        "UPDATE keys SET enabled = false, disabled_reason = 'expired', updated_at = now() \
          WHERE enabled AND expires_at <= now() AND deleted_at IS NULL",
     )
     .execute(&mut *tx)

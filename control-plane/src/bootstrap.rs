@@ -7,11 +7,11 @@ use sqlx::PgPool;
 use crate::admin::keys::{self, KeyInput};
 use crate::admin::providers::{self, ProviderInput};
 use crate::admin::users::{self, UserInput};
-use crate::db::bump_policy;
 
 pub const MIN_SECRET_CHARS: usize = 8;
 
-#[derive(Clone, Debug)]
+// Debug is written by hand: it shows the secrets masked.
+#[derive(Clone)]
 pub struct BootstrapArgs {
     pub admin_token: String,
     /// Owner of the demo key.
@@ -27,11 +27,26 @@ pub struct DemoProvider {
     pub api_key: String,
 }
 
+impl std::fmt::Debug for BootstrapArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapArgs")
+            .field("admin_token", &hubgate_wire::mask_key(&self.admin_token))
+            .field("demo_user", &self.demo_user)
+            .field(
+                "demo_key",
+                &self.demo_key.as_deref().map(hubgate_wire::mask_key),
+            )
+            .field("demo_provider", &self.demo_provider)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for DemoProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoProvider")
             .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+            .field("api_key", &hubgate_wire::mask_key(&self.api_key))
+            .finish()
     }
 }
 
@@ -103,29 +118,28 @@ pub async fn run(pool: &PgPool, args: &BootstrapArgs) -> anyhow::Result<bool> {
             }
         };
         let hash = hubgate_wire::hash_key(raw);
-        let key: Option<(i64, i64, bool, bool)> = sqlx::query_as(
-            "SELECT id, user_id, enabled, deleted_at IS NOT NULL FROM keys WHERE key_hash = $1",
+        let key: Option<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT id, user_id, deleted_at IS NOT NULL FROM keys WHERE key_hash = $1",
         )
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?;
+        // An existing key is left as it is: never moved from another user,
+        // never re-enabled or revived after an admin disabled or deleted it.
         match key {
             None => {
                 keys::insert(&mut tx, user_id, &KeyInput::named(DEMO_KEY_NAME), raw).await?;
                 changed = true;
             }
-            Some((_, owner, true, false)) if owner == user_id => {}
-            Some((id, _, _, _)) => {
-                sqlx::query(
-                    "UPDATE keys SET user_id = $2, enabled = true, deleted_at = NULL, updated_at = now() WHERE id = $1",
-                )
-                .bind(id)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-                bump_policy(&mut tx, true).await?;
-                changed = true;
+            Some((id, owner, _)) if owner != user_id => bail!(
+                "--demo-key is already key {id} of user {owner}, not of --demo-user {:?} \
+                 (user {user_id}); choose another demo key",
+                demo_user.name
+            ),
+            Some((id, _, true)) => {
+                bail!("--demo-key is key {id}, which an admin deleted; choose another demo key")
             }
+            Some(_) => {}
         }
     }
 

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
 
-#[derive(Clone, Debug)]
+/// Shortest internal token `serve` accepts.
+pub const MIN_INTERNAL_TOKEN_CHARS: usize = 16;
+
+// Debug is written by hand: it must not show the token or the password.
+#[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     /// Bearer token the filter presents on the internal API.
@@ -33,4 +37,64 @@ impl Config {
             background_jobs: true,
         }
     }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("internal_token", &"…")
+            .field("listen", &self.listen)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("expiry_sweep_interval", &self.expiry_sweep_interval)
+            .field("client_version_interval", &self.client_version_interval)
+            .field("background_jobs", &self.background_jobs)
+            .finish()
+    }
+}
+
+/// The internal token is the only thing guarding the filter's API (keys,
+/// provider credentials): refuse short or oddly shaped ones at startup.
+pub fn check_internal_token(token: &str) -> anyhow::Result<()> {
+    let len = token.chars().count();
+    if len < MIN_INTERNAL_TOKEN_CHARS {
+        anyhow::bail!(
+            "HUBGATE_INTERNAL_TOKEN must be at least {MIN_INTERNAL_TOKEN_CHARS} characters (got {len})"
+        );
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        anyhow::bail!("HUBGATE_INTERNAL_TOKEN must not contain whitespace or control characters");
+    }
+    Ok(())
+}
+
+/// A database URL with the password (`user:password@` or a `password=`
+/// query parameter) replaced by `…`.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host_and_path)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:…@{host_and_path}"),
+                None => format!("{scheme}://{userinfo}@{host_and_path}"),
+            },
+            None => format!("{scheme}://{rest}"),
+        },
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=…"),
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }

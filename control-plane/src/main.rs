@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hubgate_control_plane::bootstrap::{self, BootstrapArgs, DemoProvider};
-use hubgate_control_plane::config::DEFAULT_LISTEN;
+use hubgate_control_plane::config::{check_internal_token, DEFAULT_LISTEN};
 use hubgate_control_plane::{db, Application, Config};
 
 #[derive(Parser)]
@@ -90,9 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             internal_token,
             db_max_connections,
         } => {
-            if internal_token.trim().is_empty() {
-                anyhow::bail!("HUBGATE_INTERNAL_TOKEN must not be empty");
-            }
+            check_internal_token(&internal_token)?;
             let mut config = Config::new(database_url, internal_token, listen);
             config.db_max_connections = db_max_connections;
             let app = Application::build(config).await?;
@@ -128,8 +126,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&pool).await?;
             let changed = bootstrap::run(&pool, &args).await?;
             tracing::info!(changed, "bootstrap done");
-            print_line(&format!("HUBGATE_ADMIN_TOKEN={}", args.admin_token))?;
+            // Masked: this output ends up in job and CI logs. Whoever ran
+            // bootstrap already holds the secrets.
+            let token = hubgate_wire::mask_key(&args.admin_token);
+            print_line(&format!("HUBGATE_ADMIN_TOKEN={token}"))?;
             if let Some(key) = &args.demo_key {
+                let key = hubgate_wire::mask_key(key);
                 print_line(&format!("HUBGATE_DEMO_KEY={key}"))?;
             }
             Ok(())

@@ -5,6 +5,8 @@
 use axum::Json;
 use serde_json::{json, Map, Value};
 
+use crate::admin::providers::{MAX_PRIORITY, MAX_WEIGHT};
+
 pub async fn serve() -> Json<Value> {
     Json(document())
 }
@@ -574,7 +576,7 @@ fn limit_props() -> Vec<(&'static str, Value)> {
 }
 
 fn name_schema() -> Value {
-    json!({ "type": "string", "minLength": 1, "maxLength": 64 })
+    json!({ "type": "string", "minLength": 1, "maxLength": 64, "description": "No control characters, no leading or trailing whitespace" })
 }
 
 fn models_schema() -> Value {
@@ -635,11 +637,11 @@ fn provider_props() -> Vec<(&'static str, Value)> {
         ("enabled", t("boolean")),
         (
             "weight",
-            json!({ "type": "integer", "minimum": 1, "default": 1 }),
+            json!({ "type": "integer", "minimum": 1, "maximum": MAX_WEIGHT, "default": 1 }),
         ),
         (
             "priority",
-            json!({ "type": "integer", "default": 0, "description": "Lower wins" }),
+            json!({ "type": "integer", "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY, "default": 0, "description": "Lower wins" }),
         ),
         ("cost_multiplier", decimal_in()),
         ("group_tags", patterns_schema()),

@@ -20,9 +20,18 @@ fn fail(field: &str, message: impl Into<String>) -> Check {
     Err(ApiError::validation(field, message))
 }
 
-/// 1..=64 characters, not blank, no control characters.
+/// 1..=64 characters, not blank, no control characters, no leading or
+/// trailing whitespace (`" u3 "` and `"u3"` would be two different names).
 pub fn name(field: &str, value: &str) -> Check {
-    text(field, value, MAX_NAME_CHARS)
+    text(field, value, MAX_NAME_CHARS)?;
+    trimmed(field, value)
+}
+
+fn trimmed(field: &str, value: &str) -> Check {
+    if value.trim() != value {
+        return fail(field, "must not start or end with whitespace");
+    }
+    Ok(())
 }
 
 /// Non-blank text of at most `max` characters without control characters.
@@ -43,12 +52,35 @@ pub fn text(field: &str, value: &str, max: usize) -> Check {
     Ok(())
 }
 
-/// Free text (descriptions): may be empty.
+/// Free text (descriptions): may be empty, may hold line breaks and tabs,
+/// but not NUL (Postgres text cannot store it).
 pub fn optional_text(field: &str, value: &str, max: usize) -> Check {
     if value.chars().count() > max {
         return fail(field, format!("must be at most {max} characters"));
     }
+    no_nul(field, value)
+}
+
+pub fn no_nul(field: &str, value: &str) -> Check {
+    if value.contains('\0') {
+        return fail(field, "must not contain NUL characters");
+    }
     Ok(())
+}
+
+/// Every string (object keys included) in a JSON value is free of NUL,
+/// which Postgres jsonb cannot store.
+pub fn json_without_nul(field: &str, value: &serde_json::Value) -> Check {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => no_nul(field, s),
+        Value::Array(items) => items.iter().try_for_each(|v| json_without_nul(field, v)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            no_nul(field, k)?;
+            json_without_nul(field, v)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
 }
 
 pub fn one_of(field: &str, value: &str, allowed: &[&str]) -> Check {
@@ -70,11 +102,20 @@ fn list_len(field: &str, items: &[impl AsRef<str>]) -> Check {
 }
 
 /// Client patterns (`allowed_clients`, `blocked_clients`) and group tags:
-/// ≤ 50 items, each 1..=64 characters.
+/// ≤ 50 items, each 1..=64 characters, trimmed.
 pub fn patterns(field: &str, items: &[String]) -> Check {
     list_len(field, items)?;
     for (i, item) in items.iter().enumerate() {
-        text(&format!("{field}[{i}]"), item, MAX_PATTERN_CHARS)?;
+        let field = format!("{field}[{i}]");
+        text(&field, item, MAX_PATTERN_CHARS)?;
+        trimmed(&field, item)?;
+    }
+    Ok(())
+}
+
+pub fn between(field: &str, value: i32, min: i32, max: i32) -> Check {
+    if !(min..=max).contains(&value) {
+        return fail(field, format!("must be between {min} and {max}"));
     }
     Ok(())
 }
@@ -180,6 +221,12 @@ pub fn regex(field: &str, pattern: &str) -> Check {
         return fail(
             field,
             format!("must be at most {MAX_REGEX_CHARS} characters"),
+        );
+    }
+    if pattern.chars().any(char::is_control) {
+        return fail(
+            field,
+            "must not contain control characters (write them as escapes, e.g. \\n)",
         );
     }
     if let Err(e) = regex::RegexBuilder::new(pattern)

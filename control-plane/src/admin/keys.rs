@@ -14,7 +14,7 @@ use sqlx::query::QueryAs;
 use sqlx::{PgConnection, Postgres};
 
 use super::crud::{self, Delete, Resource};
-use super::{limits, users, Id, LimitFields};
+use super::{after_patch, limits, users, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::ApiResult;
@@ -120,11 +120,21 @@ pub struct Key {
 }
 
 /// The creation answer: the key plus the raw `key`, shown this once only.
-#[derive(Debug, Serialize)]
+// Debug is written by hand: it must not show the raw key.
+#[derive(Serialize)]
 pub struct KeyCreated {
     #[serde(flatten)]
     pub meta: Key,
     pub key: String,
+}
+
+impl std::fmt::Debug for KeyCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCreated")
+            .field("meta", &self.meta)
+            .field("key", &hubgate_wire::mask_key(&self.key))
+            .finish()
+    }
 }
 
 const COLUMNS: &str =
@@ -203,13 +213,32 @@ pub async fn insert(
     Ok(key)
 }
 
-/// Writes every writable field of key `id`; bumps the policy.
-async fn replace(conn: &mut PgConnection, id: i64, input: &KeyInput) -> ApiResult<Key> {
-    let sql = format!(
-        "UPDATE keys SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) \
-         WHERE id = $13 RETURNING {COLUMNS}"
+/// Writes every writable field of key `id` (see [`after_patch`] for
+/// `enabled`); bumps the policy.
+async fn replace(
+    conn: &mut PgConnection,
+    id: i64,
+    input: &KeyInput,
+    enabled_in_patch: bool,
+) -> ApiResult<Key> {
+    let (reason,): (Option<String>,) =
+        sqlx::query_as("SELECT disabled_reason FROM keys WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut input = input.clone();
+    let reason = after_patch(
+        reason,
+        enabled_in_patch,
+        &mut input.enabled,
+        input.expires_at,
     );
-    let key = bind_input(sqlx::query_as(&sql), input)
+    let sql = format!(
+        "UPDATE keys SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         $11, $12, $13, now()) WHERE id = $14 RETURNING {COLUMNS}"
+    );
+    let key = bind_input(sqlx::query_as(&sql), &input)
+        .bind(reason)
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
@@ -260,7 +289,11 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<Key>> {
-    let key = crud::update(&state.pool, &KEYS, id, patch, KeyInput::validate, replace).await?;
+    let enabled_in_patch = patch.contains_key("enabled");
+    let write = async |conn: &mut PgConnection, id, input: &KeyInput| {
+        replace(conn, id, input, enabled_in_patch).await
+    };
+    let key = crud::update(&state.pool, &KEYS, id, patch, KeyInput::validate, write).await?;
     tracing::info!(key_id = id, enabled = key.enabled, "key updated");
     Ok(Json(key))
 }

@@ -3,6 +3,7 @@
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::app::Routes;
@@ -98,4 +99,25 @@ pub fn limits(l: &LimitFields<'_>) -> Check {
     validate::usd("limit_monthly_usd", l.monthly)?;
     validate::at_least("limit_concurrent_sessions", l.concurrent_sessions, 0)?;
     Ok(())
+}
+
+/// Applies a PATCH to a user's or key's expiry-sweep disable
+/// (`disabled_reason = 'expired'`, set by
+/// [`crate::background::disable_expired`]): when `expires_at` is now in the
+/// future or cleared, the row is enabled again, unless the PATCH sets
+/// `enabled` itself. Returns the `disabled_reason` to store.
+pub(crate) fn after_patch(
+    reason: Option<String>,
+    enabled_in_patch: bool,
+    enabled: &mut bool,
+    expires_at: Option<DateTime<Utc>>,
+) -> Option<String> {
+    if enabled_in_patch || *enabled {
+        return None;
+    }
+    if reason.as_deref() == Some("expired") && expires_at.is_none_or(|t| t > Utc::now()) {
+        *enabled = true;
+        return None;
+    }
+    reason
 }

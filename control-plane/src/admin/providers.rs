@@ -23,6 +23,9 @@ use crate::validate::{self, Check};
 
 pub const TYPES: &[&str] = &["claude", "codex", "openai-compatible", "gemini"];
 const MAX_REDIRECTS: usize = 100;
+pub const MAX_WEIGHT: i32 = 10_000;
+/// `priority` lies in -MAX_PRIORITY..=MAX_PRIORITY (lower wins).
+pub const MAX_PRIORITY: i32 = 1000;
 
 /// Body of `POST /api/v1/providers`; PATCH takes any subset.
 // No Debug: it holds the credential.
@@ -130,7 +133,8 @@ impl ProviderInput {
         validate::one_of("type", &self.provider_type, TYPES)?;
         validate::base_url("base_url", &self.base_url)?;
         validate::text("api_key", &self.api_key, 4096)?;
-        validate::at_least("weight", Some(self.weight), 1)?;
+        validate::between("weight", self.weight, 1, MAX_WEIGHT)?;
+        validate::between("priority", self.priority, -MAX_PRIORITY, MAX_PRIORITY)?;
         if self.cost_multiplier.is_sign_negative() && !self.cost_multiplier.is_zero() {
             return Err(ApiError::validation("cost_multiplier", "must be ≥ 0"));
         }

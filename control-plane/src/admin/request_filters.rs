@@ -99,6 +99,7 @@ impl FilterInput {
                 if needs_text && !v.is_string() {
                     return fail("replacement", "must be a string");
                 }
+                validate::json_without_nul("replacement", v)?;
             }
         }
         validate::one_of("binding", &self.binding, &["global", "providers", "groups"])?;

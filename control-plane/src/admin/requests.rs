@@ -13,6 +13,7 @@ use sqlx::{Postgres, QueryBuilder};
 
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
+use crate::validate;
 
 pub const MAX_PAGE_SIZE: i64 = 500;
 const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -99,6 +100,7 @@ impl Filters {
             ..Filters::default()
         };
         for (name, value) in pairs {
+            validate::no_nul(&name, &value)?;
             match name.as_str() {
                 "user_id" => f.user_id = Some(parse(&name, &value)?),
                 "key_id" => f.key_id = Some(parse(&name, &value)?),

@@ -11,7 +11,7 @@ use sqlx::query::QueryAs;
 use sqlx::{PgConnection, PgExecutor, Postgres};
 
 use super::crud::{self, Delete, Resource};
-use super::{limits, Id, LimitFields};
+use super::{after_patch, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
@@ -229,13 +229,32 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-/// Writes every writable field of user `id`; bumps the policy.
-async fn replace(conn: &mut PgConnection, id: i64, input: &UserInput) -> ApiResult<User> {
-    let sql = format!(
-        "UPDATE users SET ({WRITABLE}, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15, $16, $17, $18, $19, now()) WHERE id = $20 RETURNING {COLUMNS}"
+/// Writes every writable field of user `id` (see [`after_patch`] for
+/// `enabled`); bumps the policy.
+async fn replace(
+    conn: &mut PgConnection,
+    id: i64,
+    input: &UserInput,
+    enabled_in_patch: bool,
+) -> ApiResult<User> {
+    let (reason,): (Option<String>,) =
+        sqlx::query_as("SELECT disabled_reason FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut input = input.clone();
+    let reason = after_patch(
+        reason,
+        enabled_in_patch,
+        &mut input.enabled,
+        input.expires_at,
     );
-    let user = bind_input(sqlx::query_as(&sql), input)
+    let sql = format!(
+        "UPDATE users SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, now()) WHERE id = $21 RETURNING {COLUMNS}"
+    );
+    let user = bind_input(sqlx::query_as(&sql), &input)
+        .bind(reason)
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
@@ -261,7 +280,11 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<User>> {
-    let user = crud::update(&state.pool, &USERS, id, patch, UserInput::validate, replace).await?;
+    let enabled_in_patch = patch.contains_key("enabled");
+    let write = async |conn: &mut PgConnection, id, input: &UserInput| {
+        replace(conn, id, input, enabled_in_patch).await
+    };
+    let user = crud::update(&state.pool, &USERS, id, patch, UserInput::validate, write).await?;
     tracing::info!(user_id = id, "user updated");
     Ok(Json(user))
 }

@@ -23,6 +23,8 @@ use crate::errors::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 
 pub const MAX_BATCH: usize = 1000;
+/// Earliest plausible `started_at`: 2020-01-01T00:00:00Z.
+const EARLIEST_STARTED_AT: i64 = 1_577_836_800;
 
 pub async fn ingest(
     State(state): State<AppState>,
@@ -40,7 +42,12 @@ pub async fn ingest(
             duplicates: 0,
         }));
     }
-    let rows: Vec<Row> = batch.events.into_iter().map(Row::from_event).collect();
+    let received_at = Utc::now();
+    let rows: Vec<Row> = batch
+        .events
+        .into_iter()
+        .map(|e| Row::from_event(e, received_at))
+        .collect();
     let mut tx = state.pool.begin().await?;
     let stored = insert(&mut tx, &rows).await?;
     update_rollup(&mut tx, &stored).await?;
@@ -68,6 +75,7 @@ struct Row {
     event_id: String,
     request_id: String,
     started_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
     user_id: Option<i64>,
     key_id: Option<i64>,
     key_masked: Option<String>,
@@ -126,21 +134,39 @@ fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A negative amount would lower the usage rollup; it becomes 0.
+fn not_negative(value: Decimal, flags: &mut Vec<String>) -> Decimal {
+    if value.is_sign_negative() && !value.is_zero() {
+        if !flags.iter().any(|f| f == "invalid_cost") {
+            flags.push("invalid_cost".to_string());
+        }
+        Decimal::ZERO
+    } else {
+        value
+    }
+}
+
 impl Row {
-    fn from_event(e: RequestEvent) -> Row {
+    fn from_event(e: RequestEvent, received_at: DateTime<Utc>) -> Row {
         let mut flags: Vec<String> = e.flags.into_iter().map(clean).collect();
-        // Postgres timestamps stop at year 294276; keep well inside.
+        // Before hubgate existed or over a day ahead (clock skew is far
+        // smaller) is a broken clock; such a time would also land the
+        // usage in a quota window it does not belong to.
+        let latest = received_at + TimeDelta::days(1);
         let started_at = match DateTime::<Utc>::from_timestamp_millis(e.started_at_ms) {
-            Some(t) if (1970..=9999).contains(&chrono::Datelike::year(&t)) => t,
+            Some(t) if t.timestamp() >= EARLIEST_STARTED_AT && t <= latest => t,
             _ => {
                 flags.push("invalid_started_at".to_string());
-                Utc::now()
+                received_at
             }
         };
+        let cost_usd = not_negative(e.cost_usd, &mut flags);
+        let cost_multiplier = not_negative(e.cost_multiplier, &mut flags);
         Row {
             event_id: clean(e.event_id),
             request_id: clean(e.request_id),
             started_at,
+            received_at,
             user_id: e.user_id,
             key_id: e.key_id,
             key_masked: clean_opt(e.key_masked),
@@ -157,8 +183,8 @@ impl Row {
             cache_creation_5m_tokens: big(e.usage.cache_creation_5m_tokens),
             cache_creation_1h_tokens: big(e.usage.cache_creation_1h_tokens),
             cache_read_tokens: big(e.usage.cache_read_tokens),
-            cost_usd: e.cost_usd,
-            cost_multiplier: e.cost_multiplier,
+            cost_usd,
+            cost_multiplier,
             session_id: clean_opt(e.session_id),
             user_agent: clean_opt(e.user_agent),
             client_ip: clean_opt(e.client_ip),
@@ -186,7 +212,7 @@ struct Stored {
 
 async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sqlx::Error> {
     let mut qb = QueryBuilder::<Postgres>::new(
-        "INSERT INTO message_request (event_id, request_id, started_at, user_id, key_id, key_masked, provider_id, \
+        "INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, provider_id, \
            method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
            output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
            cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) ",
@@ -195,6 +221,7 @@ async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sq
         b.push_bind(&r.event_id)
             .push_bind(&r.request_id)
             .push_bind(r.started_at)
+            .push_bind(r.received_at)
             .push_bind(r.user_id)
             .push_bind(r.key_id)
             .push_bind(&r.key_masked)

@@ -58,10 +58,19 @@ async fn bootstrap_is_idempotent() {
     ];
     let (ok, stdout, stderr) = run(&db, &args);
     assert!(ok, "{stderr}");
+    // Masked: this output lands in job and CI logs.
     assert_eq!(
         stdout,
-        "HUBGATE_ADMIN_TOKEN=admin-token-abcdefgh\nHUBGATE_DEMO_KEY=sk-demo-0123456789abcdefghij\n"
+        "HUBGATE_ADMIN_TOKEN=admin-…efgh\nHUBGATE_DEMO_KEY=sk-…ghij\n"
     );
+    for secret in [
+        "admin-token-abcdefgh",
+        "sk-demo-0123456789abcdefghij",
+        "mock-provider-key-123456",
+    ] {
+        assert!(!stdout.contains(secret), "{stdout}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
 
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let first = snapshot_of_state(&pool).await;
@@ -104,7 +113,7 @@ async fn bootstrap_is_idempotent() {
         &["bootstrap", "--admin-token", "second-admin-token-xyz"],
     );
     assert!(ok, "{stderr}");
-    assert_eq!(stdout, "HUBGATE_ADMIN_TOKEN=second-admin-token-xyz\n");
+    assert_eq!(stdout, "HUBGATE_ADMIN_TOKEN=second-…-xyz\n");
 
     // Bad input fails without writing.
     let (ok, _, _) = run(&db, &["bootstrap", "--admin-token", "short"]);
@@ -121,6 +130,47 @@ async fn bootstrap_is_idempotent() {
     );
     assert!(!ok, "url without key is refused");
     pool.close().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_weak_internal_token() {
+    let db = TestDb::create().await;
+    for token in ["tiny-tok", "fifteen-chars-x", "sixteen chars ok"] {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--internal-token",
+                token,
+            ])
+            .env("DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        // A token it wrongly accepts would leave it serving: stop it then.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("serve accepted internal token {token:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{token:?}");
+        assert!(
+            stderr.contains("HUBGATE_INTERNAL_TOKEN must"),
+            "{token:?}: {stderr}"
+        );
+        assert!(!stderr.contains(token), "the token is not echoed: {stderr}");
+    }
 }
 
 #[tokio::test]
@@ -185,4 +235,84 @@ async fn migrate_and_serve() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn bootstrap_never_takes_over_or_revives_a_key() {
+    use hubgate_control_plane::bootstrap::{self, BootstrapArgs};
+
+    let app = crate::common::spawn().await;
+    let args = |demo_key: &str| BootstrapArgs {
+        admin_token: crate::common::ADMIN_TOKEN.to_string(),
+        demo_user: "demo".to_string(),
+        demo_key: Some(demo_key.to_string()),
+        demo_provider: None,
+    };
+    let key_row = |id: i64| {
+        let pool = app.pool.clone();
+        async move {
+            let row: (i64, bool, bool) = sqlx::query_as(
+                "SELECT user_id, enabled, deleted_at IS NOT NULL FROM keys WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            row
+        }
+    };
+
+    // Another user's key is not moved to the demo user.
+    let alice = app.create_user("alice").await;
+    let alice_id = alice["id"].as_i64().unwrap();
+    let (key, raw) = app
+        .create_key(alice_id, serde_json::json!({ "name": "k" }))
+        .await;
+    let key_id = key["id"].as_i64().unwrap();
+    let before = app.policy().await;
+    let err = bootstrap::run(&app.pool, &args(&raw)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("choose another demo key"),
+        "{err:#}"
+    );
+    assert!(!err.to_string().contains(&raw), "{err:#}");
+    assert_eq!(key_row(key_id).await, (alice_id, true, false));
+    assert_eq!(app.policy().await, before);
+    assert_eq!(
+        app.count("users WHERE name = 'demo'").await,
+        0,
+        "nothing written"
+    );
+
+    // The demo user's own key: an admin's disable stands.
+    let demo_key = "sk-demo-0123456789abcdefghij";
+    assert!(bootstrap::run(&app.pool, &args(demo_key)).await.unwrap());
+    let (demo_key_id,): (i64,) = sqlx::query_as("SELECT id FROM keys WHERE key_hash = $1")
+        .bind(hubgate_wire::hash_key(demo_key))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let (status, _) = app
+        .patch(
+            &format!("/api/v1/keys/{demo_key_id}"),
+            serde_json::json!({ "enabled": false }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let (demo_user_id, _, _) = key_row(demo_key_id).await;
+    assert!(
+        !bootstrap::run(&app.pool, &args(demo_key)).await.unwrap(),
+        "nothing changed"
+    );
+    assert_eq!(key_row(demo_key_id).await, (demo_user_id, false, false));
+
+    // A deleted key is not brought back.
+    app.delete(&format!("/api/v1/keys/{demo_key_id}")).await;
+    let before = app.policy().await;
+    let err = bootstrap::run(&app.pool, &args(demo_key))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("deleted"), "{err:#}");
+    assert_eq!(key_row(demo_key_id).await, (demo_user_id, false, true));
+    assert_eq!(app.policy().await, before);
 }

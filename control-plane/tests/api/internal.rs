@@ -318,3 +318,79 @@ async fn client_ga_versions_come_from_recent_traffic() {
     let (status, _) = app.snapshot(Some(after.version)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
 }
+
+#[tokio::test]
+async fn odd_costs_and_times_are_repaired_and_flagged() {
+    let app = spawn().await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let day_ms = 24 * 3600 * 1000;
+    let mut events: Vec<_> = (0..8).map(|i| event(&format!("odd-{i}"))).collect();
+    for e in &mut events {
+        e.user_id = Some(7);
+    }
+    events[0].cost_usd = Decimal::new(-5, 0);
+    events[0].flags = vec!["usage_estimated".into()];
+    events[1].cost_multiplier = Decimal::new(-1, 0);
+    events[1].cost_usd = Decimal::new(-1, 3);
+    events[2].started_at_ms = now_ms + 2 * day_ms;
+    events[3].started_at_ms = 1_577_836_800_000 - 1; // 2019-12-31T23:59:59.999Z
+    events[4].started_at_ms = i64::MIN;
+    events[5].started_at_ms = now_ms - 30 * day_ms; // old but sane: kept
+    events[6].started_at_ms = now_ms + 3_600_000; // clock skew: kept
+                                                  // events[7]: an ordinary event.
+    ingest(&app, &events).await;
+
+    type Stored = (
+        String,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+        Decimal,
+        Decimal,
+        Vec<String>,
+    );
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT event_id, started_at, received_at, cost_usd, cost_multiplier, flags \
+         FROM message_request ORDER BY event_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let row = |id: &str| rows.iter().find(|r| r.0 == id).unwrap().clone();
+
+    let (_, _, _, cost, multiplier, flags) = row("odd-0");
+    assert_eq!((cost, multiplier), (Decimal::ZERO, Decimal::ONE));
+    assert_eq!(flags, vec!["usage_estimated", "invalid_cost"]);
+    let (_, _, _, cost, multiplier, flags) = row("odd-1");
+    assert_eq!((cost, multiplier), (Decimal::ZERO, Decimal::ZERO));
+    assert_eq!(flags, vec!["invalid_cost"], "flagged once");
+    for id in ["odd-2", "odd-3", "odd-4"] {
+        let (_, started, received, _, _, flags) = row(id);
+        assert_eq!(started, received, "{id}");
+        assert_eq!(flags, vec!["invalid_started_at"], "{id}");
+    }
+    for (id, ms) in [
+        ("odd-5", events[5].started_at_ms),
+        ("odd-6", events[6].started_at_ms),
+    ] {
+        let (_, started, _, _, _, flags) = row(id);
+        assert_eq!(started.timestamp_millis(), ms, "{id}");
+        assert!(flags.is_empty(), "{id}: {flags:?}");
+    }
+
+    // Negative costs do not lower the rollup: six events of 0.006, two of 0.
+    let (cost,): (Decimal,) = sqlx::query_as(
+        "SELECT sum(cost_usd) FROM usage_rollup WHERE entity_type = 'user' AND entity_id = 7",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(cost, Decimal::new(36, 3));
+    // A repaired started_at lands in the hour the event was received.
+    let (far_future,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM usage_rollup WHERE bucket_start > now() + interval '2 hours'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(far_future, 0);
+}

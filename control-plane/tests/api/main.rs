@@ -16,5 +16,6 @@ mod prices;
 mod providers;
 mod requests;
 mod resources;
+mod secrets;
 mod users;
 mod validation;

@@ -124,3 +124,75 @@ async fn every_admin_write_bumps_the_version_and_user_writes_the_key_epoch() {
         "settings do not touch the key epoch"
     );
 }
+
+#[tokio::test]
+async fn moving_expiry_into_the_future_re_enables_what_the_sweep_disabled() {
+    // The sweep is driven by hand here; the background one would race it.
+    let app = crate::common::spawn_with(|c| c.background_jobs = false).await;
+    let past = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339();
+    let future = "2999-01-01T00:00:00Z";
+    let create =
+        |name: &str, enabled: bool| json!({ "name": name, "enabled": enabled, "expires_at": past });
+    let mut ids = std::collections::HashMap::new();
+    for (name, enabled) in [
+        ("swept", true),
+        ("admin-off", false),
+        ("swept-then-admin", true),
+        ("swept-still-past", true),
+    ] {
+        let (status, user) = app.post("/api/v1/users", create(name, enabled)).await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        ids.insert(name, user["id"].as_i64().unwrap());
+    }
+    let owner = ids["admin-off"];
+    let (key, _) = app
+        .create_key(owner, json!({ "name": "k", "expires_at": past }))
+        .await;
+    let key_path = format!("/api/v1/keys/{}", key["id"]);
+
+    let disabled = hubgate_control_plane::background::disable_expired(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(disabled, 4, "three users and the key");
+
+    let patch = async |name: &str, body: serde_json::Value| {
+        let (status, user) = app
+            .patch(&format!("/api/v1/users/{}", ids[name]), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        user["enabled"].as_bool().unwrap()
+    };
+    // Disabled by the sweep: a new expiry in the future enables again.
+    assert!(patch("swept", json!({ "expires_at": future })).await);
+    let (_, epoch_before) = app.policy().await;
+    let (status, key) = app.patch(&key_path, json!({ "expires_at": null })).await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(
+        key["enabled"], true,
+        "a cleared expiry enables the key again"
+    );
+    assert!(app.policy().await.1 > epoch_before);
+    // Disabled by an admin: stays disabled.
+    assert!(!patch("admin-off", json!({ "expires_at": future })).await);
+    // The admin decides in the same PATCH, and that decision stands later.
+    assert!(
+        !patch(
+            "swept-then-admin",
+            json!({ "expires_at": future, "enabled": false })
+        )
+        .await
+    );
+    assert!(!patch("swept-then-admin", json!({ "expires_at": null })).await);
+    // Still expired: stays disabled until the expiry moves ahead.
+    assert!(!patch("swept-still-past", json!({ "rpm": 5 })).await);
+    assert!(!patch("swept-still-past", json!({ "expires_at": past })).await);
+    assert!(patch("swept-still-past", json!({ "expires_at": future })).await);
+
+    // The sweep finds nothing more to do.
+    assert_eq!(
+        hubgate_control_plane::background::disable_expired(&app.pool)
+            .await
+            .unwrap(),
+        0
+    );
+}

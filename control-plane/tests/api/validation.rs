@@ -11,8 +11,10 @@ async fn state(app: &TestApp) -> Value {
     let (_, prices) = app.get("/api/v1/model-prices").await;
     let (_, settings) = app.get("/api/v1/settings").await;
     let keys = app.count("keys").await;
+    let words = app.count("sensitive_words").await;
+    let filters = app.count("request_filters").await;
     json!({ "version": version, "epoch": epoch, "users": users, "providers": providers,
-            "prices": prices, "settings": settings, "keys": keys })
+            "prices": prices, "settings": settings, "keys": keys, "words": words, "filters": filters })
 }
 
 fn many(n: usize, item: &str) -> Vec<String> {
@@ -55,6 +57,18 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
     };
     let redirect = |r: Value| provider_with("model_redirects", json!([r]));
     let long = "x".repeat(65);
+    let words = "/api/v1/sensitive-words";
+    let filters = "/api/v1/request-filters";
+    let good_filter = json!({ "name": "f", "scope": "body", "action": "json_path", "target": "$.metadata", "replacement": {} });
+    let filter_with = |key: &str, value: Value| {
+        let mut b = good_filter.clone();
+        b[key] = value;
+        b
+    };
+    let text_replace = |match_type: &str, target: &str| {
+        json!({ "name": "f", "scope": "body", "action": "text_replace", "match_type": match_type,
+                "target": target, "replacement": "x" })
+    };
 
     // One rejected write a line.
     #[rustfmt::skip]
@@ -64,6 +78,33 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
         post(users, json!({ "name": long }), "name"),
         post(users, json!({}), "name"),
         patch(user_path, json!({ "name": "  " }), "name"),
+        // names are trimmed: " u3 " and "u3" would be two users
+        post(users, json!({ "name": " u3 " }), "name"),
+        post(users, json!({ "name": "u3\t" }), "name"),
+        patch(user_path, json!({ "name": "valid " }), "name"),
+        post(users, json!({ "name": "u", "provider_group": " g" }), "provider_group"),
+        post(keys, json!({ "name": " k2" }), "name"),
+        patch(key_path, json!({ "provider_group": "g " }), "provider_group"),
+        post(providers, provider_with("name", json!("p2 ")), "name"),
+        post(providers, provider_with("group_tags", json!(["ok", " a"])), "group_tags[1]"),
+        post(users, json!({ "name": "u", "allowed_clients": ["claude-cli "] }), "allowed_clients[0]"),
+        post(prices, json!({ "model": " m1", "input_per_mtok": 1, "output_per_mtok": 1 }), "model"),
+        post(filters, filter_with("name", json!(" f")), "name"),
+        // NUL (Postgres cannot store it) and, outside free text, control characters
+        post(users, json!({ "name": "u", "description": "a\u{0}b" }), "description"),
+        patch(user_path, json!({ "description": "\u{0}" }), "description"),
+        post(users, json!({ "name": "u\u{0}" }), "name"),
+        post(words, json!({ "word": "bad\u{0}" }), "word"),
+        post(words, json!({ "word": "bad\u{0}", "match_type": "regex" }), "word"),
+        post(words, json!({ "word": "a\tb", "match_type": "regex" }), "word"),
+        post(words, json!({ "word": "fine", "description": "\u{0}" }), "description"),
+        post(filters, filter_with("description", json!("x\u{0}")), "description"),
+        post(filters, filter_with("replacement", json!({ "a": ["ok", "b\u{0}"] })), "replacement"),
+        post(filters, filter_with("replacement", json!({ "k\u{0}": 1 })), "replacement"),
+        post(filters, text_replace("regex", "a\u{0}"), "target"),
+        post(filters, text_replace("contains", "a\u{0}"), "target"),
+        post(providers, redirect(json!({ "match_type": "regex", "pattern": "^a\u{0}", "target": "m" })), "model_redirects[0].pattern"),
+        post(providers, redirect(json!({ "match_type": "prefix", "pattern": "a\u{0}", "target": "m" })), "model_redirects[0].pattern"),
         // client lists
         post(users, json!({ "name": "u", "allowed_clients": many(51, "c") }), "allowed_clients"),
         post(users, json!({ "name": "u", "blocked_clients": ["ok", long] }), "blocked_clients[1]"),
@@ -98,6 +139,10 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
         post(providers, provider_with("base_url", json!("https://")), "base_url"),
         post(providers, provider_with("base_url", json!("api.anthropic.com")), "base_url"),
         post(providers, provider_with("weight", json!(0)), "weight"),
+        post(providers, provider_with("weight", json!(10_001)), "weight"),
+        patch(provider_path, json!({ "weight": 2_000_000_000 }), "weight"),
+        post(providers, provider_with("priority", json!(1001)), "priority"),
+        patch(provider_path, json!({ "priority": -1001 }), "priority"),
         post(providers, provider_with("cost_multiplier", json!(-0.5)), "cost_multiplier"),
         post(providers, provider_with("api_key", json!("")), "api_key"),
         post(providers, json!({ "name": "p3", "type": "claude", "base_url": "https://a.example" }), "api_key"),
@@ -133,6 +178,47 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
         before,
         "a rejected write changed something"
     );
+}
+
+#[tokio::test]
+async fn edge_values_are_accepted() {
+    let app = spawn().await;
+    let provider = json!({ "name": "p", "type": "claude", "base_url": "https://api.anthropic.com",
+                           "api_key": "secret-1234567890", "weight": 10_000, "priority": -1000 });
+    let (status, body) = app.post("/api/v1/providers", provider).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/providers/{}", body["id"]),
+            json!({ "priority": 1000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Free text may hold line breaks and tabs; names may hold inner spaces.
+    let (status, body) = app
+        .post(
+            "/api/v1/users",
+            json!({ "name": "Ann Lee", "description": "line 1\n\tline 2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let filter = json!({ "name": "f", "scope": "body", "action": "text_replace", "match_type": "regex",
+                         "target": "a\\nb", "replacement": "two\nlines" });
+    let (status, body) = app.post("/api/v1/request-filters", filter).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn nul_in_an_audit_log_query_is_422() {
+    let app = spawn().await;
+    for (query, field) in [
+        ("session_id=a%00b", "session_id"),
+        ("blocked_by=%00", "blocked_by"),
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/requests?{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_error(&body, "validation_failed", Some(field));
+    }
 }
 
 #[tokio::test]
