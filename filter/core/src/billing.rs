@@ -33,6 +33,10 @@ pub fn settle(
     if !billable || !success {
         return Settlement { usage, cost_usd: Decimal::ZERO, flags };
     }
+    if metered.unsupported {
+        flags.push("usage_unsupported".to_string());
+        return Settlement { usage, cost_usd: Decimal::ZERO, flags };
+    }
     if metered.usage.is_none() {
         usage = Usage {
             input_tokens: request_bytes.div_ceil(4),
@@ -41,8 +45,12 @@ pub fn settle(
         };
         flags.push("usage_estimated".to_string());
     }
-    let cost_usd = match price {
-        Some(price) => cost(&usage, price, multiplier),
+    let cost_usd = match price.map(|p| cost(&usage, p, multiplier)) {
+        Some(Some(c)) => c,
+        Some(None) => {
+            flags.push("cost_overflow".to_string());
+            Decimal::ZERO
+        }
         None => {
             flags.push("price_missing".to_string());
             Decimal::ZERO
@@ -66,7 +74,7 @@ mod tests {
     }
 
     fn metered(usage: Option<Usage>, incomplete: bool) -> Metered {
-        Metered { usage, model: None, incomplete, response_bytes: 400 }
+        Metered { usage, model: None, incomplete, response_bytes: 400, unsupported: false }
     }
 
     #[test]
@@ -99,6 +107,22 @@ mod tests {
         let s = settle(200, true, &metered(Some(u), true), 10, Some(&price()), Decimal::ONE);
         assert_eq!(s.flags, vec!["stream_incomplete"]);
         assert_eq!(s.cost_usd, Decimal::new(315, 6));
+    }
+
+    #[test]
+    fn unsupported_formats_are_flagged_not_guessed() {
+        let m = Metered { response_bytes: 4000, unsupported: true, ..Metered::default() };
+        let s = settle(200, true, &m, 4000, Some(&price()), Decimal::ONE);
+        assert_eq!(s.flags, vec!["usage_unsupported"]);
+        assert_eq!(s.cost_usd, Decimal::ZERO);
+    }
+
+    #[test]
+    fn absurd_numbers_do_not_panic() {
+        let u = Usage { input_tokens: u64::MAX, output_tokens: u64::MAX, ..Default::default() };
+        let huge = Price { input: Decimal::MAX, ..price() };
+        let s = settle(200, true, &metered(Some(u), false), 10, Some(&huge), Decimal::MAX);
+        assert_eq!(s.flags, vec!["cost_overflow"]);
     }
 
     #[test]

@@ -21,11 +21,16 @@ impl Price {
         Price {
             input: p.input_per_mtok,
             output: p.output_per_mtok,
-            cache_write_5m: p.cache_write_5m_per_mtok.unwrap_or(p.input_per_mtok * Decimal::new(125, 2)),
-            cache_write_1h: p.cache_write_1h_per_mtok.unwrap_or(p.input_per_mtok * Decimal::TWO),
-            cache_read: p.cache_read_per_mtok.unwrap_or(p.input_per_mtok * Decimal::new(1, 1)),
+            cache_write_5m: p.cache_write_5m_per_mtok.unwrap_or_else(|| times(p.input_per_mtok, Decimal::new(125, 2))),
+            cache_write_1h: p.cache_write_1h_per_mtok.unwrap_or_else(|| times(p.input_per_mtok, Decimal::TWO)),
+            cache_read: p.cache_read_per_mtok.unwrap_or_else(|| times(p.input_per_mtok, Decimal::new(1, 1))),
         }
     }
+}
+
+/// `a × b`, saturating instead of panicking on overflow.
+fn times(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_mul(b).unwrap_or(Decimal::MAX)
 }
 
 /// Model prices compiled once per snapshot.
@@ -74,14 +79,22 @@ fn is_date_suffix(rest: &str) -> bool {
     }
 }
 
-/// Cost in USD of `usage` at `price`, times the provider's multiplier.
-pub fn cost(usage: &Usage, price: &Price, multiplier: Decimal) -> Decimal {
-    let per_mtok = Decimal::from(usage.input_tokens) * price.input
-        + Decimal::from(usage.output_tokens) * price.output
-        + Decimal::from(usage.cache_creation_5m_tokens) * price.cache_write_5m
-        + Decimal::from(usage.cache_creation_1h_tokens) * price.cache_write_1h
-        + Decimal::from(usage.cache_read_tokens) * price.cache_read;
-    (per_mtok / Decimal::from(1_000_000u32) * multiplier).normalize()
+/// Cost in USD of `usage` at `price`, times the provider's multiplier;
+/// `None` if the numbers overflow (decimal arithmetic would otherwise panic).
+pub fn cost(usage: &Usage, price: &Price, multiplier: Decimal) -> Option<Decimal> {
+    let parts = [
+        (usage.input_tokens, price.input),
+        (usage.output_tokens, price.output),
+        (usage.cache_creation_5m_tokens, price.cache_write_5m),
+        (usage.cache_creation_1h_tokens, price.cache_write_1h),
+        (usage.cache_read_tokens, price.cache_read),
+    ];
+    let mut per_mtok = Decimal::ZERO;
+    for (tokens, price) in parts {
+        per_mtok = per_mtok.checked_add(Decimal::from(tokens).checked_mul(price)?)?;
+    }
+    let usd = per_mtok.checked_div(Decimal::from(1_000_000u32))?.checked_mul(multiplier)?;
+    Some(usd.normalize())
 }
 
 #[cfg(test)]
@@ -115,9 +128,9 @@ mod tests {
         };
         // 1200*3 + 345*15 + 100*3.75 + 200*6 + 4000*0.3 = 3600+5175+375+1200+1200 = 11550 per MTok
         let price = Price::from_model_price(&sonnet());
-        assert_eq!(cost(&usage, &price, Decimal::ONE), d("0.01155"));
-        assert_eq!(cost(&usage, &price, d("1.5")), d("0.017325"));
-        assert_eq!(cost(&Usage::default(), &price, d("1.5")), Decimal::ZERO);
+        assert_eq!(cost(&usage, &price, Decimal::ONE), Some(d("0.01155")));
+        assert_eq!(cost(&usage, &price, d("1.5")), Some(d("0.017325")));
+        assert_eq!(cost(&Usage::default(), &price, d("1.5")), Some(Decimal::ZERO));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod billing;
+pub mod clip;
 pub mod config;
 pub mod cost;
 pub mod guards;

@@ -1,5 +1,7 @@
-//! Panic-free wrappers over proxy-wasm hostcalls. The SDK's trait helpers
-//! unwrap host errors; a panic would kill the VM and every later request.
+//! Wrappers over proxy-wasm hostcalls that turn host errors into values. The
+//! SDK's trait helpers unwrap them, and its string readers unwrap UTF-8; a
+//! panic would kill the VM and every later request on its worker. (The raw
+//! hostcalls still panic on statuses the ABI does not define.)
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -22,12 +24,25 @@ pub fn now_ns() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
+/// All request headers. Values are read as bytes: the SDK's string variant
+/// unwraps UTF-8 and a client sending a Latin-1 header would panic the VM.
 pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
+fn map_value(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    map_value(MapType::HttpResponseHeaders, name)
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
@@ -61,10 +76,7 @@ pub fn replace_response_body(size: usize, body: &[u8]) {
 }
 
 pub fn call_response_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse().ok())
+    map_value(MapType::HttpCallResponseHeaders, ":status").and_then(|s| s.parse().ok())
 }
 
 pub fn send_reply(status: u16, headers: &[(String, String)], body: &[u8]) {

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use hubgate_core::api::{Dialect, Endpoint};
 use hubgate_core::billing::settle;
+use hubgate_core::clip::{clip, MAX_ERROR, MAX_MODEL, MAX_PATH, MAX_REQUEST_ID, MAX_USER_AGENT};
 use hubgate_core::guards::auth::{self, check_key, control_plane_unavailable, extract_key, invalid_key};
 use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::guards::session::session_id;
@@ -23,11 +24,13 @@ use rust_decimal::Decimal;
 use crate::events;
 use crate::host;
 use crate::keys::{CachedKey, Lookup};
-use crate::lockout;
 use crate::vm::Vm;
 
 enum Call {
+    /// The request waits for this answer.
     Key,
+    /// Refreshes a key already in use; the request does not wait.
+    KeyRefresh,
     Snapshot,
 }
 
@@ -49,6 +52,8 @@ pub struct Http {
     snapshot: Option<Rc<CompiledSnapshot>>,
     calls: HashMap<u32, Call>,
     body: Vec<u8>,
+    /// Size of the buffered body at its last callback.
+    body_size: usize,
     body_done: bool,
     /// The request was held (Pause) and must be resumed once decided.
     held: bool,
@@ -81,10 +86,8 @@ impl Http {
         Action::Pause
     }
 
-    fn locked_out(&self, now: i64) -> Option<LocalReply> {
-        let by_ip = self.client_ip.as_deref().and_then(|ip| lockout::locked_for_secs("ip", ip, now));
-        let by_key = self.key_hash.as_deref().and_then(|h| lockout::locked_for_secs("key", h, now));
-        let secs = by_ip.into_iter().chain(by_key).max()?;
+    fn locked_out(&self, vm: &Vm, now: i64) -> Option<LocalReply> {
+        let secs = vm.lockout.locked_for_secs(self.client_ip.as_deref(), self.key_hash.as_deref(), now)?;
         Some(
             LocalReply::new(
                 429,
@@ -95,10 +98,10 @@ impl Http {
         )
     }
 
-    fn start_key_resolve(&mut self, vm: &Vm, hash: &str) {
+    fn start_key_resolve(&mut self, vm: &Vm, hash: &str, call: Call) {
         let Ok(body) = serde_json::to_vec(&KeyResolveRequest { key_hash: hash.to_string() }) else { return };
         if let Some(token) = vm.call_control_plane("POST", hubgate_wire::KEY_RESOLVE_PATH, None, Some(&body)) {
-            self.calls.insert(token, Call::Key);
+            self.calls.insert(token, call);
         }
     }
 
@@ -113,7 +116,8 @@ impl Http {
         if self.decided {
             return Action::Continue;
         }
-        if !self.calls.is_empty() || !self.body_done {
+        let waiting = self.calls.values().any(|c| !matches!(c, Call::KeyRefresh));
+        if waiting || !self.body_done {
             self.held = true;
             return Action::Pause;
         }
@@ -149,18 +153,15 @@ impl Http {
         let entry = self.key_entry.as_ref().ok_or_else(control_plane_unavailable)?;
         let Some(key) = entry.key.clone() else {
             let policy = vm.config.lockout_policy();
-            if let Some(ip) = &self.client_ip {
-                lockout::record_failure("ip", ip, now, &policy);
-            }
-            if let Some(hash) = &self.key_hash {
-                lockout::record_failure("key", hash, now, &policy);
-            }
+            vm.lockout.record_failure(self.client_ip.as_deref(), self.key_hash.as_deref(), now, &policy);
             return Err(invalid_key());
         };
         check_key(&key, now)?;
 
         if self.endpoint == Endpoint::Other && snapshot.settings.unknown_path == UnknownPathAction::NotFound {
-            return Err(LocalReply::new(404, "not_found", format!("Unknown path `{}`.", self.path)));
+            // Never echo the query: it may carry `?key=`.
+            let path = hubgate_core::api::path_without_query(&self.path);
+            return Err(LocalReply::new(404, "not_found", format!("Unknown path `{}`.", clip(path, MAX_PATH))));
         }
         if self.endpoint != Endpoint::Other {
             self.info = inspect(self.endpoint, &self.path, &self.body)?;
@@ -169,7 +170,7 @@ impl Http {
 
         // Guard 10: provider selection.
         let seed = fnv(self.request_id.as_bytes()) ^ (host::now_ns() as u64);
-        let chosen = provider::select(&snapshot, &key, self.endpoint, self.info.model.as_deref(), seed)?;
+        let chosen = provider::select(&snapshot, &key, self.endpoint, self.dialect, self.info.model.as_deref(), seed)?;
         let path = auth::without_query_param(&self.path, "key");
         Ok(provider::plan(chosen, &path))
     }
@@ -179,21 +180,27 @@ impl Http {
             Some(200) => serde_json::from_slice::<KeyResolveResponse>(body).map_err(|e| e.to_string()),
             other => Err(format!("status {other:?}")),
         };
+        let Some(hash) = self.key_hash.clone() else { return };
         match answer {
             Ok(resp) => {
                 let entry = CachedKey { fetched_ms: host::now_ms(), epoch: resp.key_epoch, key: resp.key };
-                if let Some(hash) = &self.key_hash {
-                    vm.keys.store(hash, entry.clone());
+                vm.keys.store(&hash, entry.clone());
+                if !self.decided {
+                    self.key_entry = Some(entry);
                 }
-                self.key_entry = Some(entry);
             }
             Err(e) => {
                 vm.metrics.inc("hubgate_callout_failures_total");
-                if self.key_entry.is_some() {
-                    vm.metrics.inc("hubgate_fail_static_total");
-                    log::warn!("key resolve failed ({e}); using the cached entry");
-                } else {
-                    log::warn!("key resolve failed: {e}");
+                match &self.key_entry {
+                    Some(entry) => {
+                        vm.metrics.inc("hubgate_fail_static_total");
+                        log::warn!("key resolve failed ({e}); serving the cached entry");
+                        // Don't ask again on every request while it is down.
+                        let c = &vm.config;
+                        let epoch = self.snapshot.as_ref().map(|s| s.key_epoch);
+                        vm.keys.hold(&hash, entry, host::now_ms(), epoch, c.key_cache_ttl_ms, c.negative_key_cache_ttl_ms);
+                    }
+                    None => log::warn!("key resolve failed: {e}"),
                 }
             }
         }
@@ -222,16 +229,16 @@ impl Http {
         let key = self.key_entry.as_ref().and_then(|e| e.key.as_ref());
         RequestEvent {
             event_id: vm.next_event_id(),
-            request_id: self.request_id.clone(),
+            request_id: clip(&self.request_id, MAX_REQUEST_ID),
             started_at_ms: self.started_ms,
             user_id: key.map(|k| k.user.id),
             key_id: key.map(|k| k.id),
             key_masked: key.map(|k| k.masked.clone()).or_else(|| self.key_masked.clone()),
             provider_id: self.plan.as_ref().map(|p| p.provider_id),
-            method: self.method.clone(),
-            endpoint: hubgate_core::api::path_without_query(&self.path).to_string(),
-            original_model: self.info.model.clone(),
-            upstream_model: self.plan.as_ref().and(upstream_model),
+            method: clip(&self.method, 16),
+            endpoint: clip(hubgate_core::api::path_without_query(&self.path), MAX_PATH),
+            original_model: self.info.model.as_deref().map(|m| clip(m, MAX_MODEL)),
+            upstream_model: self.plan.as_ref().and(upstream_model).map(|m| clip(&m, MAX_MODEL)),
             status,
             duration_ms: (now - self.started_ms).max(0) as u64,
             ttfb_ms: self.ttfb_ms,
@@ -239,13 +246,13 @@ impl Http {
             cost_usd: settlement.cost_usd,
             cost_multiplier: multiplier,
             session_id: self.session_id.clone(),
-            user_agent: self.headers.get("user-agent").map(str::to_string),
+            user_agent: self.headers.get("user-agent").map(|ua| clip(ua, MAX_USER_AGENT)),
             client_ip: self.client_ip.clone(),
             stream: self.info.stream || self.endpoint == Endpoint::Gemini { stream: true, conversation: true },
             blocked_by: self.reply.as_ref().map(|r| r.code.to_string()),
             blocked_reason: None,
             error: match (self.reply.as_ref().or(self.upstream_error.as_ref()), status) {
-                (Some(r), _) => Some(r.message.clone()),
+                (Some(r), _) => Some(clip(&r.message, MAX_ERROR)),
                 (None, 0) => Some("no response (client disconnected)".to_string()),
                 (None, s) if !(200..300).contains(&s) => Some(format!("upstream status {s}")),
                 _ => None,
@@ -266,6 +273,10 @@ fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
     }
     for (name, value) in &plan.set_headers {
         host::set_request_header(name, Some(value));
+    }
+    // Usage is read from the response body: it must come uncompressed.
+    if client_headers.get("accept-encoding").is_some() {
+        host::set_request_header("accept-encoding", Some("identity"));
     }
     host::set_request_header(":authority", Some(&plan.authority));
     host::set_request_header(":path", Some(&plan.path));
@@ -298,7 +309,7 @@ impl Context for Http {
         let status = host::call_response_status();
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
         match self.calls.remove(&token) {
-            Some(Call::Key) => self.on_key_resolved(&vm, status, &body),
+            Some(Call::Key | Call::KeyRefresh) => self.on_key_resolved(&vm, status, &body),
             Some(Call::Snapshot) => {
                 if status == Some(200) {
                     if let Err(e) = vm.store_snapshot(&body) {
@@ -348,7 +359,7 @@ impl HttpContext for Http {
         let hash = hash_key(&raw);
         self.key_masked = Some(mask_key(&raw));
         self.key_hash = Some(hash.clone());
-        if let Some(reply) = self.locked_out(now) {
+        if let Some(reply) = self.locked_out(&vm, now) {
             return self.send(reply);
         }
         let too_big = self
@@ -367,11 +378,20 @@ impl HttpContext for Http {
         let epoch = self.snapshot.as_ref().map(|s| s.key_epoch);
         match vm.keys.lookup(&hash, now, epoch, vm.config.key_cache_ttl_ms, vm.config.negative_key_cache_ttl_ms) {
             Lookup::Fresh(entry) => self.key_entry = Some(entry),
-            Lookup::Stale(entry) => {
+            Lookup::Expired(entry) => {
+                // One refresh per key and VM at a time: the next requests use
+                // the entry as fresh for a few seconds. (A refresh is dropped
+                // if this request ends first; another starts after that.)
+                let c = &vm.config;
+                vm.keys.hold(&hash, &entry, now, epoch, c.key_cache_ttl_ms, c.negative_key_cache_ttl_ms);
                 self.key_entry = Some(entry);
-                self.start_key_resolve(&vm, &hash);
+                self.start_key_resolve(&vm, &hash, Call::KeyRefresh);
             }
-            Lookup::Missing => self.start_key_resolve(&vm, &hash),
+            Lookup::Outdated(entry) => {
+                self.key_entry = Some(entry);
+                self.start_key_resolve(&vm, &hash, Call::Key);
+            }
+            Lookup::Missing => self.start_key_resolve(&vm, &hash, Call::Key),
         }
         self.body_done = end_of_stream;
         self.advance()
@@ -385,6 +405,7 @@ impl HttpContext for Http {
         if body_size > max {
             return self.send(body_too_large(max));
         }
+        self.body_size = body_size;
         if !end_of_stream {
             // Envoy keeps buffering the body until end of stream.
             self.held = true;
@@ -396,7 +417,12 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if self.decided {
+            return Action::Continue;
+        }
+        // The body ended without end_of_stream; it is still buffered.
         if !self.body_done {
+            self.body = host::buffer(BufferType::HttpRequestBody, self.body_size);
             self.body_done = true;
         }
         self.advance()

@@ -1,6 +1,6 @@
 //! Key cache: resolved keys in shared data (all workers of this Envoy), with
-//! a per-VM copy in front. Unknown keys are remembered only per VM, so
-//! random keys cannot grow shared memory.
+//! a per-VM copy in front. Unknown keys are remembered only per VM (unless
+//! they were known before), so random keys cannot grow shared memory.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,9 +24,11 @@ pub struct CachedKey {
 
 pub enum Lookup {
     Fresh(CachedKey),
-    /// Too old or from an older epoch: refresh it, but use it if the control
-    /// plane cannot be reached (fail-static).
-    Stale(CachedKey),
+    /// Older than its TTL, no change known: use it, refresh in the background.
+    Expired(CachedKey),
+    /// Read before the last user/key change (older key epoch): wait for a
+    /// fresh answer, but use this if the control plane cannot be reached.
+    Outdated(CachedKey),
     Missing,
 }
 
@@ -41,31 +43,49 @@ fn shared_key(hash: &str) -> String {
 
 impl KeyCache {
     pub fn lookup(&self, hash: &str, now_ms: i64, epoch: Option<u64>, ttl_ms: u64, negative_ttl_ms: u64) -> Lookup {
-        let is_fresh = |e: &CachedKey| {
+        let current = |e: &CachedKey| epoch.is_none_or(|epoch| e.epoch >= epoch);
+        let young = |e: &CachedKey| {
             let ttl = if e.key.is_some() { ttl_ms } else { negative_ttl_ms };
-            now_ms - e.fetched_ms < ttl as i64 && epoch.is_none_or(|current| e.epoch >= current)
+            now_ms - e.fetched_ms < ttl as i64
         };
         let local = self.local.borrow().get(hash).cloned();
-        if let Some(entry) = local.as_ref().filter(|e| is_fresh(e)) {
+        if let Some(entry) = local.as_ref().filter(|e| current(e) && young(e)) {
             return Lookup::Fresh(entry.clone());
         }
         let shared: Option<CachedKey> = host::shared_get(&shared_key(hash))
             .0
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        match (shared, local) {
-            (Some(s), _) if is_fresh(&s) => {
-                self.remember_locally(hash, s.clone());
-                Lookup::Fresh(s)
+        let newest = match (shared, local) {
+            (Some(s), Some(l)) => Some(if s.fetched_ms >= l.fetched_ms { s } else { l }),
+            (s, l) => s.or(l),
+        };
+        match newest {
+            Some(e) if current(&e) && young(&e) => {
+                self.remember_locally(hash, e.clone());
+                Lookup::Fresh(e)
             }
-            (Some(s), Some(l)) => Lookup::Stale(if s.fetched_ms >= l.fetched_ms { s } else { l }),
-            (Some(s), None) => Lookup::Stale(s),
-            (None, Some(l)) => Lookup::Stale(l),
-            (None, None) => Lookup::Missing,
+            Some(e) if current(&e) => Lookup::Expired(e),
+            Some(e) => Lookup::Outdated(e),
+            None => Lookup::Missing,
         }
     }
 
+    /// The control plane could not answer: keep serving `entry` from this
+    /// VM for `window_ms` without asking again (fail-static).
+    pub fn hold(&self, hash: &str, entry: &CachedKey, now_ms: i64, epoch: Option<u64>, ttl_ms: u64, window_ms: u64) {
+        let held = CachedKey {
+            fetched_ms: now_ms - ttl_ms as i64 + window_ms as i64,
+            epoch: epoch.unwrap_or(entry.epoch).max(entry.epoch),
+            key: entry.key.clone(),
+        };
+        self.remember_locally(hash, held);
+    }
+
     pub fn store(&self, hash: &str, entry: CachedKey) {
-        if entry.key.is_some() {
+        // An unknown key is shared only to overwrite a known one (a deleted
+        // key must not live on in other workers); random keys stay local.
+        let share = entry.key.is_some() || host::shared_get(&shared_key(hash)).0.is_some();
+        if share {
             match serde_json::to_vec(&entry) {
                 Ok(bytes) => {
                     if let Err(e) = host::shared_set(&shared_key(hash), &bytes, None) {

@@ -26,10 +26,10 @@ pub struct Root {
     vm: Option<Rc<Vm>>,
     calls: HashMap<u32, Call>,
     polling: bool,
-    /// A batch that was taken off the queue but not yet accepted; it is
-    /// resent as is (same event ids), so delivery is at-least-once and the
+    /// Events taken off the queue but not yet accepted; they are resent as
+    /// they are (same event ids), so delivery is at-least-once and the
     /// control plane deduplicates.
-    unsent: Option<(Vec<u8>, usize)>,
+    unsent: Vec<Vec<u8>>,
     flushing: bool,
     /// Failures are logged when they start and when they end, not per tick.
     poll_failing: bool,
@@ -68,15 +68,17 @@ impl Root {
         if self.flushing {
             return;
         }
-        if self.unsent.is_none() {
-            self.unsent = events::take_batch(vm, vm.config.event_batch_max);
+        if self.unsent.is_empty() {
+            self.unsent = events::take(vm, vm.config.event_batch_max);
         }
-        let Some((body, count)) = &self.unsent else {
+        if self.unsent.is_empty() {
             return;
-        };
-        match vm.call_control_plane("POST", hubgate_wire::EVENTS_PATH, None, Some(body)) {
+        }
+        let count = self.unsent.len();
+        let body = events::batch_body(&self.unsent);
+        match vm.call_control_plane("POST", hubgate_wire::EVENTS_PATH, None, Some(&body)) {
             Some(token) => {
-                self.calls.insert(token, Call::Events { count: *count });
+                self.calls.insert(token, Call::Events { count });
                 self.flushing = true;
             }
             None => log::debug!("{count} events wait for the control plane"),
@@ -85,6 +87,18 @@ impl Root {
 }
 
 impl Context for Root {
+    /// The plugin is going away (config change, shutdown): events it holds
+    /// go back on the shared queue for the next root context.
+    fn on_done(&mut self) -> bool {
+        if let Some(vm) = &self.vm {
+            if !self.unsent.is_empty() {
+                events::put_back(vm, &self.unsent);
+                self.unsent.clear();
+            }
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let Some(vm) = self.vm.clone() else { return };
         let status = host::call_response_status();
@@ -120,10 +134,18 @@ impl Context for Root {
                         log::info!("event delivery recovered");
                     }
                     self.flush_failing = false;
-                    self.unsent = None;
+                    self.unsent.clear();
                     events::delivered(count);
                     vm.metrics.add("hubgate_events_sent_total", count as i64);
                     // Keep draining while the queue has more.
+                    self.flush_events(&vm);
+                } else if matches!(status, Some(400 | 413 | 422)) {
+                    // The control plane will never take this batch: retrying
+                    // would block delivery for good. Drop it, loudly.
+                    self.unsent.clear();
+                    events::delivered(count);
+                    vm.metrics.add("hubgate_events_dropped_total", count as i64);
+                    log::error!("control plane refused an event batch (status {status:?}); {count} events dropped");
                     self.flush_events(&vm);
                 } else {
                     vm.metrics.inc("hubgate_callout_failures_total");

@@ -26,6 +26,7 @@ pub struct Vm {
     pub queue_id: u32,
     pub metrics: Metrics,
     pub keys: crate::keys::KeyCache,
+    pub lockout: crate::lockout::Lockout,
 }
 
 impl Vm {
@@ -40,11 +41,15 @@ impl Vm {
         Vm {
             config,
             snapshot: RefCell::new(None),
-            id_prefix: format!("{nonce}-{index}"),
+            // The index alone could repeat if two VMs start at the same
+            // instant (a first CAS write is unconditional); the start time
+            // makes that harmless.
+            id_prefix: format!("{nonce}-{index}-{:x}", host::now_ns() % 0xffff_ffff),
             event_seq: Cell::new(0),
             queue_id,
             metrics: Metrics::default(),
             keys: crate::keys::KeyCache::default(),
+            lockout: crate::lockout::Lockout::default(),
         }
     }
 
@@ -68,8 +73,9 @@ impl Vm {
     }
 
     fn load_shared_snapshot(&self) -> Option<Rc<CompiledSnapshot>> {
-        let (bytes, _) = host::shared_get(SNAPSHOT_KEY);
-        let parsed: PolicySnapshot = match serde_json::from_slice(&bytes?) {
+        let (stored, _) = host::shared_get(SNAPSHOT_KEY);
+        let stored = stored?;
+        let parsed: PolicySnapshot = match serde_json::from_slice(stored.get(8..).unwrap_or_default()) {
             Ok(s) => s,
             Err(e) => {
                 log::error!("stored snapshot is unreadable: {e}");
@@ -85,20 +91,32 @@ impl Vm {
         Some(compiled)
     }
 
-    /// Stores a snapshot fetched from the control plane for every VM.
+    /// Stores a snapshot fetched from the control plane for every VM. The
+    /// body is stored with its version in one value (CAS, never older than
+    /// what is there); the small version key is raised after it.
     pub fn store_snapshot(&self, body: &[u8]) -> Result<u64, String> {
         #[derive(serde::Deserialize)]
         struct VersionOnly {
             version: u64,
         }
         let v: VersionOnly = serde_json::from_slice(body).map_err(|e| format!("snapshot is not valid: {e}"))?;
-        let (current, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
-        if current.is_some_and(|c| read_u64(Some(&c)) >= v.version) {
-            return Ok(v.version);
+        let mut value = Vec::with_capacity(body.len() + 8);
+        value.extend_from_slice(&v.version.to_le_bytes());
+        value.extend_from_slice(body);
+        let stored = host::shared_update(SNAPSHOT_KEY, |cur| {
+            if cur.is_some_and(|c| read_u64(Some(c)) >= v.version) {
+                ((), cur.unwrap_or_default().to_vec())
+            } else {
+                ((), value.clone())
+            }
+        });
+        if stored.is_none() {
+            return Err("cannot store the snapshot (shared data busy)".to_string());
         }
-        host::shared_set(SNAPSHOT_KEY, body, None).map_err(|e| format!("cannot store snapshot: {e:?}"))?;
-        host::shared_set(SNAPSHOT_VERSION_KEY, &v.version.to_le_bytes(), None)
-            .map_err(|e| format!("cannot store snapshot version: {e:?}"))?;
+        host::shared_update(SNAPSHOT_VERSION_KEY, |cur| {
+            let newest = read_u64(cur).max(v.version);
+            ((), newest.to_le_bytes().to_vec())
+        });
         Ok(v.version)
     }
 

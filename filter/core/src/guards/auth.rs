@@ -14,10 +14,12 @@ pub const CREDENTIAL_HEADERS: [&str; 3] = ["x-api-key", "authorization", "x-goog
 /// Finds the client's key. Headers win over the `?key=` query parameter;
 /// headers carrying different keys are refused.
 pub fn extract_key(headers: &Headers, path: &str) -> Result<String, LocalReply> {
-    let bearer = headers.non_empty("authorization").and_then(bearer_token);
-    let from_headers = [headers.non_empty("x-api-key"), bearer, headers.non_empty("x-goog-api-key")];
+    let values = |name: &'static str| headers.all(name).map(str::trim).filter(|v| !v.is_empty());
+    let from_headers = values("x-api-key")
+        .chain(values("authorization").filter_map(bearer_token))
+        .chain(values("x-goog-api-key"));
     let mut found: Option<&str> = None;
-    for key in from_headers.into_iter().flatten() {
+    for key in from_headers {
         match found {
             Some(existing) if existing != key => return Err(conflicting()),
             _ => found = Some(key),
@@ -176,6 +178,12 @@ mod tests {
         assert_eq!(extract_key(&same, "/").unwrap(), "k1");
         let diff = headers(&[("x-api-key", "k1"), ("x-goog-api-key", "k2")]);
         assert_eq!(extract_key(&diff, "/").unwrap_err().code, "conflicting_credentials");
+    }
+
+    #[test]
+    fn a_repeated_header_with_another_key_conflicts() {
+        let h = headers(&[("x-api-key", "k1"), ("x-api-key", "k2")]);
+        assert_eq!(extract_key(&h, "/").unwrap_err().code, "conflicting_credentials");
     }
 
     #[test]

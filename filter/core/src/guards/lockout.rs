@@ -2,6 +2,21 @@
 //! credentials from one client IP, or for one key, within a window locks
 //! that IP or key out for a while. Counted per Envoy process.
 
+/// The lockout unit of a client address: the IPv4 address, or the /64 of an
+/// IPv6 address (one host usually holds a whole /64).
+pub fn client_group(ip: &str) -> String {
+    match ip.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => ip.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
     pub max_failures: u32,
@@ -33,7 +48,7 @@ impl FailureWindow {
         }
         self.failures = self.failures.saturating_add(1);
         if self.failures >= policy.max_failures {
-            self.locked_until_ms = now_ms + policy.lockout_ms;
+            self.locked_until_ms = now_ms.saturating_add(policy.lockout_ms);
             self.failures = 0;
         }
     }
@@ -83,6 +98,14 @@ mod tests {
         w.record_failure(300_000, &POLICY);
         assert_eq!(w.failures, 1);
         assert_eq!(w.locked_for_secs(300_000), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_64() {
+        assert_eq!(client_group("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(client_group("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_eq!(client_group("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(client_group("127.0.0.1"), "127.0.0.1");
     }
 
     #[test]

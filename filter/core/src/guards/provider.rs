@@ -4,7 +4,7 @@
 use hubgate_wire::{ProviderType, ResolvedKey};
 use rust_decimal::Decimal;
 
-use crate::api::Endpoint;
+use crate::api::{Dialect, Endpoint};
 use crate::guards::auth::CREDENTIAL_HEADERS;
 use crate::reply::LocalReply;
 use crate::snapshot::{CompiledProvider, CompiledSnapshot};
@@ -43,13 +43,19 @@ impl std::fmt::Debug for UpstreamPlan {
     }
 }
 
-/// The API format a provider must speak for this endpoint.
-fn provider_type_for(endpoint: Endpoint) -> Option<ProviderType> {
+/// The API format a provider must speak for this endpoint; an unknown path
+/// goes to a provider of the client's dialect.
+fn provider_type_for(endpoint: Endpoint, dialect: Dialect) -> ProviderType {
     match endpoint {
-        Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens | Endpoint::Other => Some(ProviderType::Claude),
-        Endpoint::OpenAiChat => Some(ProviderType::OpenaiCompatible),
-        Endpoint::OpenAiResponses => Some(ProviderType::Codex),
-        Endpoint::Gemini { .. } => Some(ProviderType::Gemini),
+        Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => ProviderType::Claude,
+        Endpoint::OpenAiChat => ProviderType::OpenaiCompatible,
+        Endpoint::OpenAiResponses => ProviderType::Codex,
+        Endpoint::Gemini { .. } => ProviderType::Gemini,
+        Endpoint::Other => match dialect {
+            Dialect::Anthropic => ProviderType::Claude,
+            Dialect::OpenAi => ProviderType::OpenaiCompatible,
+            Dialect::Gemini => ProviderType::Gemini,
+        },
     }
 }
 
@@ -79,10 +85,11 @@ pub fn select<'a>(
     snapshot: &'a CompiledSnapshot,
     key: &ResolvedKey,
     endpoint: Endpoint,
+    dialect: Dialect,
     model: Option<&str>,
     seed: u64,
 ) -> Result<&'a CompiledProvider, LocalReply> {
-    let wanted = provider_type_for(endpoint);
+    let wanted = Some(provider_type_for(endpoint, dialect));
     let group = provider_group(key);
     let eligible: Vec<&CompiledProvider> = snapshot
         .providers
@@ -194,17 +201,26 @@ mod tests {
             provider(3, ProviderType::Claude, 5, 1, &[]),
             provider(4, ProviderType::Claude, 1, 1, &[]),
         ]);
-        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Some("m"), 7).unwrap();
+        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("m"), 7).unwrap();
         assert_eq!(p.provider.id, 4);
     }
 
     #[test]
     fn groups_and_none_available() {
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &["team-a"])]);
-        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, None, 0).unwrap_err();
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).unwrap_err();
         assert_eq!((r.status, r.code), (503, "no_provider_available"));
-        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, None, 0).is_ok());
-        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, None, 0).is_ok());
+        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).is_ok());
+        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).is_ok());
+    }
+
+    #[test]
+    fn unknown_paths_go_to_a_provider_of_the_client_dialect() {
+        let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &[]), provider(2, ProviderType::Gemini, 0, 1, &[])]);
+        let pick = |d| select(&snap, &key(None), Endpoint::Other, d, None, 0).map(|p| p.provider.id).ok();
+        assert_eq!(pick(Dialect::Gemini), Some(2));
+        assert_eq!(pick(Dialect::Anthropic), Some(1));
+        assert_eq!(pick(Dialect::OpenAi), None);
     }
 
     #[test]
@@ -214,7 +230,7 @@ mod tests {
             provider(2, ProviderType::Claude, 0, 3, &[]),
         ]);
         let ids: Vec<i64> = (0..4)
-            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, None, seed).unwrap().provider.id)
+            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, seed).unwrap().provider.id)
             .collect();
         assert_eq!(ids, vec![1, 2, 2, 2]);
     }

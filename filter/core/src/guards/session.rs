@@ -10,12 +10,14 @@ struct ClaudeUserId {
     session_id: Option<String>,
 }
 
-/// The first session id found, in the SPEC's order.
+/// The first session id found, in the SPEC's order. Ids are client input
+/// that ends up in storage and indexes: anything outside
+/// `[A-Za-z0-9_.:-]{1,256}` is ignored.
 pub fn session_id(headers: &Headers, info: &RequestInfo) -> Option<String> {
-    if let Some(id) = info.metadata_user_id.as_deref().and_then(from_claude_user_id) {
+    if let Some(id) = info.metadata_user_id.as_deref().and_then(from_claude_user_id).filter(|id| is_valid_id(id)) {
         return Some(id);
     }
-    if let Some(id) = headers.non_empty("x-claude-code-session-id") {
+    if let Some(id) = headers.non_empty("x-claude-code-session-id").filter(|id| is_valid_id(id)) {
         return Some(id.to_string());
     }
     ["session_id", "session-id", "x-session-id"]
@@ -39,9 +41,13 @@ fn from_claude_user_id(user_id: &str) -> Option<String> {
     (!session.is_empty()).then(|| session.to_string())
 }
 
-fn is_valid_codex_id(id: &str) -> bool {
-    (21..=256).contains(&id.len())
+fn is_valid_id(id: &str) -> bool {
+    (1..=256).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+fn is_valid_codex_id(id: &str) -> bool {
+    id.len() >= 21 && is_valid_id(id)
 }
 
 #[cfg(test)]
@@ -59,6 +65,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(session_id(&h(&[("x-claude-code-session-id", "other")]), &info).as_deref(), Some("5e6f-1"));
+    }
+
+    #[test]
+    fn oversized_or_odd_ids_are_ignored() {
+        let long = "a".repeat(7000);
+        let info = RequestInfo { metadata_user_id: Some(format!(r#"{{"session_id":"{long}"}}"#)), ..Default::default() };
+        assert_eq!(session_id(&h(&[("x-claude-code-session-id", "ok-1")]), &info).as_deref(), Some("ok-1"));
+        assert_eq!(session_id(&h(&[("x-claude-code-session-id", "has space")]), &RequestInfo::default()), None);
     }
 
     #[test]

@@ -52,9 +52,12 @@ impl UsageJson {
                 usage.cache_creation_1h_tokens = split.ephemeral_1h_input_tokens.unwrap_or(0);
             }
             _ => {
-                if let Some(v) = self.cache_creation_input_tokens {
-                    usage.cache_creation_5m_tokens = v;
-                    usage.cache_creation_1h_tokens = 0;
+                // A total without its split (e.g. in `message_delta`): keep
+                // the 1 h part already known, the rest is 5 m.
+                if let Some(total) = self.cache_creation_input_tokens {
+                    let one_hour = usage.cache_creation_1h_tokens.min(total);
+                    usage.cache_creation_1h_tokens = one_hour;
+                    usage.cache_creation_5m_tokens = total - one_hour;
                 }
             }
         }
@@ -186,6 +189,20 @@ mod tests {
         assert!(r.incomplete);
         let u = r.usage.unwrap();
         assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (1200, 1, 4000));
+    }
+
+    #[test]
+    fn delta_total_without_split_keeps_the_1h_part() {
+        let start = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":300,\"cache_creation\":{\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":200},\"output_tokens\":1}}}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":9,\"cache_creation_input_tokens\":300,\"input_tokens\":10}}\n\n",
+            "event: message_stop\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let u = meter(&[start.as_bytes()]).usage.unwrap();
+        assert_eq!((u.cache_creation_5m_tokens, u.cache_creation_1h_tokens, u.output_tokens), (100, 200, 9));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Metered {
     /// A stream ended without its final event (cut by client or upstream).
     pub incomplete: bool,
     pub response_bytes: u64,
+    /// This response format's usage is not read yet (only Anthropic's is).
+    pub unsupported: bool,
 }
 
 pub struct ResponseMeter {
@@ -34,6 +36,10 @@ pub struct ResponseMeter {
 }
 
 impl ResponseMeter {
+    fn reads_usage(&self) -> bool {
+        self.endpoint == Endpoint::AnthropicMessages
+    }
+
     pub fn new(endpoint: Endpoint, content_type: &str) -> ResponseMeter {
         let is_sse = content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream");
         ResponseMeter {
@@ -52,6 +58,9 @@ impl ResponseMeter {
 
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
+        if !self.reads_usage() {
+            return;
+        }
         match &mut self.sse {
             Some(scanner) => {
                 let state = &mut self.state;
@@ -75,6 +84,9 @@ impl ResponseMeter {
 
     pub fn finish(mut self) -> Metered {
         let bytes = self.bytes;
+        if !self.reads_usage() {
+            return Metered { response_bytes: bytes, unsupported: true, ..Metered::default() };
+        }
         match self.sse.take() {
             Some(mut scanner) => {
                 let state = &mut self.state;
@@ -90,6 +102,7 @@ impl ResponseMeter {
                     model: s.model,
                     incomplete: !s.saw_stop,
                     response_bytes: bytes,
+                    unsupported: false,
                 }
             }
             None => {
@@ -97,7 +110,7 @@ impl ResponseMeter {
                     Endpoint::AnthropicMessages if !self.json_overflow => anthropic::from_json(&self.json),
                     _ => (None, None),
                 };
-                Metered { usage, model, incomplete: false, response_bytes: bytes }
+                Metered { usage, model, incomplete: false, response_bytes: bytes, unsupported: false }
             }
         }
     }
@@ -123,9 +136,12 @@ mod tests {
     }
 
     #[test]
-    fn non_anthropic_endpoints_report_no_usage_yet() {
-        let mut m = ResponseMeter::new(Endpoint::Other, "application/json");
-        m.feed(br#"{"usage":{"input_tokens":1}}"#);
-        assert_eq!(m.finish().usage, None);
+    fn other_formats_are_reported_unsupported_not_cut() {
+        let mut m = ResponseMeter::new(Endpoint::OpenAiChat, "text/event-stream");
+        m.feed(b"data: {\"usage\":{\"prompt_tokens\":1}}\n\n");
+        let r = m.finish();
+        assert_eq!(r.usage, None);
+        assert!(r.unsupported);
+        assert!(!r.incomplete);
     }
 }

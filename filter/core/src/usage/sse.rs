@@ -19,6 +19,9 @@ impl SseScanner {
     /// Feeds a chunk; `on_event(event_name, data)` runs for every complete
     /// event (event name empty when none was given).
     pub fn feed(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(&str, &[u8])) {
+        if chunk.is_empty() {
+            return;
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = chunk.strip_prefix(b"\n") {
@@ -36,14 +39,15 @@ impl SseScanner {
                     _ => {}
                 }
             }
-            if self.carry.is_empty() {
+            if std::mem::take(&mut self.oversized) {
+                // The end of a line that was too long: drop it whole.
+                self.carry.clear();
+            } else if self.carry.is_empty() {
                 self.line(line, &mut on_event);
             } else {
                 let mut full = std::mem::take(&mut self.carry);
                 full.extend_from_slice(line);
-                if !std::mem::take(&mut self.oversized) {
-                    self.line(&full, &mut on_event);
-                }
+                self.line(&full, &mut on_event);
             }
             chunk = rest;
         }
@@ -126,6 +130,20 @@ mod tests {
                 ("".into(), "tail".into()),
             ]
         );
+    }
+
+    #[test]
+    fn an_oversized_line_is_dropped_and_scanning_goes_on() {
+        let huge = vec![b'x'; MAX_LINE + 10];
+        let mut s = SseScanner::default();
+        let mut out = Vec::new();
+        let mut collect = |e: &str, d: &[u8]| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned()));
+        s.feed(b"data: ", &mut collect);
+        s.feed(&huge, &mut collect);
+        s.feed(b"tail\n\nevent: ok\nda", &mut collect);
+        s.feed(b"ta: 1\n\n", &mut collect);
+        s.feed(b"", &mut collect);
+        assert_eq!(out, vec![("ok".to_string(), "1".to_string())]);
     }
 
     #[test]
