@@ -146,6 +146,22 @@ fn not_negative(value: Decimal, flags: &mut Vec<String>) -> Decimal {
     }
 }
 
+/// Indexed text must stay well under Postgres's btree row limit (~2.7 KB),
+/// or one event would make its whole batch unstorable: longer values are
+/// cut and flagged.
+const MAX_INDEXED_CHARS: usize = 256;
+
+fn indexed(value: Option<String>, flag: &str, flags: &mut Vec<String>) -> Option<String> {
+    let value = clean_opt(value)?;
+    match value.char_indices().nth(MAX_INDEXED_CHARS) {
+        Some((end, _)) => {
+            flags.push(flag.to_string());
+            Some(value[..end].to_string())
+        }
+        None => Some(value),
+    }
+}
+
 impl Row {
     fn from_event(e: RequestEvent, received_at: DateTime<Utc>) -> Row {
         let mut flags: Vec<String> = e.flags.into_iter().map(clean).collect();
@@ -160,6 +176,8 @@ impl Row {
                 received_at
             }
         };
+        let session_id = indexed(e.session_id, "session_id_truncated", &mut flags);
+        let blocked_by = indexed(e.blocked_by, "blocked_by_truncated", &mut flags);
         let cost_usd = not_negative(e.cost_usd, &mut flags);
         let cost_multiplier = not_negative(e.cost_multiplier, &mut flags);
         Row {
@@ -185,11 +203,11 @@ impl Row {
             cache_read_tokens: big(e.usage.cache_read_tokens),
             cost_usd,
             cost_multiplier,
-            session_id: clean_opt(e.session_id),
+            session_id,
             user_agent: clean_opt(e.user_agent),
             client_ip: clean_opt(e.client_ip),
             stream: e.stream,
-            blocked_by: clean_opt(e.blocked_by),
+            blocked_by,
             blocked_reason: e.blocked_reason.map(clean_json),
             error: clean_opt(e.error),
             flags,

@@ -394,3 +394,22 @@ async fn odd_costs_and_times_are_repaired_and_flagged() {
     .unwrap();
     assert_eq!(far_future, 0);
 }
+
+#[tokio::test]
+async fn an_oversized_indexed_value_cannot_block_its_batch() {
+    let app = spawn().await;
+    let mut events: Vec<_> = (0..3).map(|i| event(&format!("long-{i}"))).collect();
+    events[1].session_id = Some("s".repeat(7000));
+    events[2].blocked_by = Some("b".repeat(5000));
+    ingest(&app, &events).await;
+    let rows: Vec<(String, Option<String>, Option<String>, Vec<String>)> =
+        sqlx::query_as("SELECT event_id, session_id, blocked_by, flags FROM message_request ORDER BY event_id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 3, "every event of the batch is stored");
+    assert_eq!(rows[1].1.as_deref().map(str::len), Some(256));
+    assert_eq!(rows[1].3, vec!["session_id_truncated"]);
+    assert_eq!(rows[2].2.as_deref().map(str::len), Some(256));
+    assert_eq!(rows[2].3, vec!["blocked_by_truncated"]);
+}
