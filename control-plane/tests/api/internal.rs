@@ -402,7 +402,8 @@ async fn an_oversized_indexed_value_cannot_block_its_batch() {
     events[1].session_id = Some("s".repeat(7000));
     events[2].blocked_by = Some("b".repeat(5000));
     ingest(&app, &events).await;
-    let rows: Vec<(String, Option<String>, Option<String>, Vec<String>)> =
+    type Stored = (String, Option<String>, Option<String>, Vec<String>);
+    let rows: Vec<Stored> =
         sqlx::query_as("SELECT event_id, session_id, blocked_by, flags FROM message_request ORDER BY event_id")
             .fetch_all(&app.pool)
             .await
