@@ -221,18 +221,8 @@ async fn replace(
     input: &KeyInput,
     enabled_in_patch: bool,
 ) -> ApiResult<Key> {
-    let (reason,): (Option<String>,) =
-        sqlx::query_as("SELECT disabled_reason FROM keys WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
     let mut input = input.clone();
-    let reason = after_patch(
-        reason,
-        enabled_in_patch,
-        &mut input.enabled,
-        input.expires_at,
-    );
+    let reason = after_patch(conn, "keys", id, enabled_in_patch, &mut input.enabled, input.expires_at).await?;
     let sql = format!(
         "UPDATE keys SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
          $11, $12, $13, now()) WHERE id = $14 RETURNING {COLUMNS}"

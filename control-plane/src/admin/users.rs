@@ -237,18 +237,8 @@ async fn replace(
     input: &UserInput,
     enabled_in_patch: bool,
 ) -> ApiResult<User> {
-    let (reason,): (Option<String>,) =
-        sqlx::query_as("SELECT disabled_reason FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
     let mut input = input.clone();
-    let reason = after_patch(
-        reason,
-        enabled_in_patch,
-        &mut input.enabled,
-        input.expires_at,
-    );
+    let reason = after_patch(conn, "users", id, enabled_in_patch, &mut input.enabled, input.expires_at).await?;
     let sql = format!(
         "UPDATE users SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
          $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, now()) WHERE id = $21 RETURNING {COLUMNS}"
