@@ -266,8 +266,9 @@ impl Http {
 /// credential instead of the client's. Only headers the client actually sent
 /// are removed (each hostcall costs).
 fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
+    let replaced = |name: &str| plan.set_headers.iter().any(|(set, _)| set.eq_ignore_ascii_case(name));
     for name in plan.remove_headers.iter().chain([&UPSTREAM_TLS_HEADER]) {
-        if client_headers.get(name).is_some() {
+        if client_headers.get(name).is_some() && !replaced(name) {
             host::set_request_header(name, None);
         }
     }
@@ -275,7 +276,7 @@ fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
         host::set_request_header(name, Some(value));
     }
     // Usage is read from the response body: it must come uncompressed.
-    if client_headers.get("accept-encoding").is_some() {
+    if client_headers.get("accept-encoding").is_some_and(|v| !v.eq_ignore_ascii_case("identity")) {
         host::set_request_header("accept-encoding", Some("identity"));
     }
     host::set_request_header(":authority", Some(&plan.authority));
