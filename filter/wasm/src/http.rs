@@ -48,7 +48,7 @@ pub struct Http {
     key_hash: Option<String>,
     key_masked: Option<String>,
     /// The key as resolved (fresh, or stale when the control plane is down).
-    key_entry: Option<CachedKey>,
+    key_entry: Option<Rc<CachedKey>>,
     snapshot: Option<Rc<CompiledSnapshot>>,
     calls: HashMap<u32, Call>,
     body: Vec<u8>,
@@ -151,12 +151,12 @@ impl Http {
 
         // Guard 1: auth.
         let entry = self.key_entry.as_ref().ok_or_else(control_plane_unavailable)?;
-        let Some(key) = entry.key.clone() else {
+        let Some(key) = entry.key.as_ref() else {
             let policy = vm.config.lockout_policy();
             vm.lockout.record_failure(self.client_ip.as_deref(), self.key_hash.as_deref(), now, &policy);
             return Err(invalid_key());
         };
-        check_key(&key, now)?;
+        check_key(key, now)?;
 
         if self.endpoint == Endpoint::Other && snapshot.settings.unknown_path == UnknownPathAction::NotFound {
             // Never echo the query: it may carry `?key=`.
@@ -170,7 +170,7 @@ impl Http {
 
         // Guard 10: provider selection.
         let seed = fnv(self.request_id.as_bytes()) ^ (host::now_ns() as u64);
-        let chosen = provider::select(&snapshot, &key, self.endpoint, self.dialect, self.info.model.as_deref(), seed)?;
+        let chosen = provider::select(&snapshot, key, self.endpoint, self.dialect, self.info.model.as_deref(), seed)?;
         let path = auth::without_query_param(&self.path, "key");
         Ok(provider::plan(chosen, &path))
     }
@@ -183,7 +183,7 @@ impl Http {
         let Some(hash) = self.key_hash.clone() else { return };
         match answer {
             Ok(resp) => {
-                let entry = CachedKey { fetched_ms: host::now_ms(), epoch: resp.key_epoch, key: resp.key };
+                let entry = Rc::new(CachedKey { fetched_ms: host::now_ms(), epoch: resp.key_epoch, key: resp.key });
                 vm.keys.store(&hash, entry.clone());
                 if !self.decided {
                     self.key_entry = Some(entry);

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use hubgate_wire::ResolvedKey;
 use serde::{Deserialize, Serialize};
@@ -22,19 +23,21 @@ pub struct CachedKey {
     pub key: Option<ResolvedKey>,
 }
 
+/// Entries are shared, not copied, between the cache and the requests
+/// using them (a resolved key holds several lists).
 pub enum Lookup {
-    Fresh(CachedKey),
+    Fresh(Rc<CachedKey>),
     /// Older than its TTL, no change known: use it, refresh in the background.
-    Expired(CachedKey),
+    Expired(Rc<CachedKey>),
     /// Read before the last user/key change (older key epoch): wait for a
     /// fresh answer, but use this if the control plane cannot be reached.
-    Outdated(CachedKey),
+    Outdated(Rc<CachedKey>),
     Missing,
 }
 
 #[derive(Default)]
 pub struct KeyCache {
-    local: RefCell<HashMap<String, CachedKey>>,
+    local: RefCell<HashMap<String, Rc<CachedKey>>>,
 }
 
 fn shared_key(hash: &str) -> String {
@@ -52,9 +55,10 @@ impl KeyCache {
         if let Some(entry) = local.as_ref().filter(|e| current(e) && young(e)) {
             return Lookup::Fresh(entry.clone());
         }
-        let shared: Option<CachedKey> = host::shared_get(&shared_key(hash))
+        let shared: Option<Rc<CachedKey>> = host::shared_get(&shared_key(hash))
             .0
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .map(Rc::new);
         let newest = match (shared, local) {
             (Some(s), Some(l)) => Some(if s.fetched_ms >= l.fetched_ms { s } else { l }),
             (s, l) => s.or(l),
@@ -78,15 +82,15 @@ impl KeyCache {
             epoch: epoch.unwrap_or(entry.epoch).max(entry.epoch),
             key: entry.key.clone(),
         };
-        self.remember_locally(hash, held);
+        self.remember_locally(hash, Rc::new(held));
     }
 
-    pub fn store(&self, hash: &str, entry: CachedKey) {
+    pub fn store(&self, hash: &str, entry: Rc<CachedKey>) {
         // An unknown key is shared only to overwrite a known one (a deleted
         // key must not live on in other workers); random keys stay local.
         let share = entry.key.is_some() || host::shared_get(&shared_key(hash)).0.is_some();
         if share {
-            match serde_json::to_vec(&entry) {
+            match serde_json::to_vec(entry.as_ref()) {
                 Ok(bytes) => {
                     if let Err(e) = host::shared_set(&shared_key(hash), &bytes, None) {
                         log::warn!("cannot cache key: {e:?}");
@@ -98,7 +102,7 @@ impl KeyCache {
         self.remember_locally(hash, entry);
     }
 
-    fn remember_locally(&self, hash: &str, entry: CachedKey) {
+    fn remember_locally(&self, hash: &str, entry: Rc<CachedKey>) {
         let mut local = self.local.borrow_mut();
         if local.len() >= LOCAL_MAX {
             local.clear();
