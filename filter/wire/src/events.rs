@@ -14,12 +14,6 @@ pub struct Usage {
     pub cache_read_tokens: u64,
 }
 
-impl Usage {
-    pub fn is_empty(&self) -> bool {
-        *self == Usage::default()
-    }
-}
-
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RequestEvent {
     /// Unique per request across all Envoy instances; the idempotency key.

@@ -63,17 +63,6 @@ pub enum ProviderType {
     Gemini,
 }
 
-impl ProviderType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderType::Claude => "claude",
-            ProviderType::Codex => "codex",
-            ProviderType::OpenaiCompatible => "openai-compatible",
-            ProviderType::Gemini => "gemini",
-        }
-    }
-}
-
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

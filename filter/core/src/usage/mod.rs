@@ -52,10 +52,6 @@ impl ResponseMeter {
         }
     }
 
-    pub fn is_stream(&self) -> bool {
-        self.sse.is_some()
-    }
-
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
         if !self.reads_usage() {
@@ -64,12 +60,7 @@ impl ResponseMeter {
         match &mut self.sse {
             Some(scanner) => {
                 let state = &mut self.state;
-                let endpoint = self.endpoint;
-                scanner.feed(chunk, |event, data| {
-                    if endpoint == Endpoint::AnthropicMessages {
-                        state.on_event(event, data);
-                    }
-                });
+                scanner.feed(chunk, |event, data| state.on_event(event, data));
             }
             None => {
                 if self.json.len() + chunk.len() > MAX_JSON_BODY {
@@ -90,12 +81,7 @@ impl ResponseMeter {
         match self.sse.take() {
             Some(mut scanner) => {
                 let state = &mut self.state;
-                let endpoint = self.endpoint;
-                scanner.finish(|event, data| {
-                    if endpoint == Endpoint::AnthropicMessages {
-                        state.on_event(event, data);
-                    }
-                });
+                scanner.finish(|event, data| state.on_event(event, data));
                 let s = self.state;
                 Metered {
                     usage: s.saw_usage.then_some(s.usage),
@@ -106,10 +92,8 @@ impl ResponseMeter {
                 }
             }
             None => {
-                let (usage, model) = match self.endpoint {
-                    Endpoint::AnthropicMessages if !self.json_overflow => anthropic::from_json(&self.json),
-                    _ => (None, None),
-                };
+                let (usage, model) =
+                    if self.json_overflow { (None, None) } else { anthropic::from_json(&self.json) };
                 Metered { usage, model, incomplete: false, response_bytes: bytes, unsupported: false }
             }
         }
