@@ -1,5 +1,6 @@
 //! The HTTP application: state, router and server lifecycle.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,13 +11,15 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{on, MethodFilter};
 use axum::{middleware, Router};
+use ipnet::IpNet;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
+use crate::throttle::{self, AuthThrottle};
 use crate::{admin, auth, background, db, internal, openapi};
 
 #[derive(Clone)]
@@ -27,6 +30,9 @@ pub struct AppState {
     pub snapshot_cache: Arc<internal::snapshot::Cache>,
     /// Wakes the background sweep that disables expired users and keys.
     pub expiry_wakeup: Arc<Notify>,
+    /// Peers the internal listener answers.
+    pub internal_allow: Arc<Vec<IpNet>>,
+    pub admin_throttle: Arc<AuthThrottle>,
 }
 
 /// Collects routes and remembers each (method, path), so the OpenAPI
@@ -111,36 +117,59 @@ fn public_routes() -> Routes {
         .get("/api/v1/openapi.json", openapi::serve)
 }
 
-/// Every route the server answers, with the auth layers applied.
-fn routes(state: &AppState) -> Routes {
+/// What the admin listener serves: the public routes and the admin API.
+fn admin_listener_routes(state: &AppState) -> Routes {
     let admin = admin::routes().map_router(|r| {
         r.route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
         ))
     });
+    public_routes().merge(admin)
+}
+
+/// What the internal listener serves: the filter's internal API.
+fn internal_listener_routes(state: &AppState) -> Routes {
     let internal = internal::routes().map_router(|r| {
         r.route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_internal,
         ))
     });
-    public_routes().merge(admin).merge(internal)
+    Routes::new().get("/healthz", healthz).merge(internal)
 }
 
-/// The (method, path) pairs the router serves.
+/// The (method, path) pairs the admin listener serves (what the OpenAPI
+/// document describes).
 pub fn route_table() -> Vec<(&'static str, &'static str)> {
     let mut list = public_routes().list;
     list.extend(admin::routes().list);
-    list.extend(internal::routes().list);
     list
 }
 
+/// The admin listener's router.
 pub fn router(state: AppState) -> Router {
-    routes(&state)
-        .router
+    let router = with_fallbacks(admin_listener_routes(&state).router);
+    finish(router, state)
+}
+
+/// The internal listener's router: a peer outside the allow-list gets 403
+/// whatever it asks, before any token is looked at.
+pub fn internal_router(state: AppState) -> Router {
+    let router = with_fallbacks(internal_listener_routes(&state).router).layer(
+        middleware::from_fn_with_state(state.clone(), auth::require_allowed_source),
+    );
+    finish(router, state)
+}
+
+fn with_fallbacks(router: Router<AppState>) -> Router<AppState> {
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -181,33 +210,45 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 pub struct Application {
     listener: TcpListener,
+    internal_listener: TcpListener,
     state: AppState,
     config: Config,
 }
 
 impl Application {
     /// Connects to the database, migrates it (with the price seed) and binds
-    /// the listener. Nothing is served until [`Application::run_until_stopped`].
+    /// both listeners. Nothing is served until
+    /// [`Application::run_until_stopped`].
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let pool = db::connect(&config.database_url, config.db_max_connections).await?;
         db::migrate(&pool).await?;
         let listener = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("binding {}", config.listen))?;
+            .with_context(|| format!("binding the admin listener {}", config.listen))?;
+        let internal_listener = TcpListener::bind(config.internal_listen)
+            .await
+            .with_context(|| format!("binding the internal listener {}", config.internal_listen))?;
         let state = AppState {
             pool,
             internal_token_digest: Arc::new(auth::digest(&config.internal_token)),
             metrics: Arc::new(Metrics::default()),
             snapshot_cache: Arc::new(internal::snapshot::Cache::default()),
             expiry_wakeup: Arc::new(Notify::new()),
+            internal_allow: Arc::new(config.internal_allow.clone()),
+            admin_throttle: Arc::new(AuthThrottle::new(
+                config.admin_auth,
+                throttle::DEFAULT_CAPACITY,
+            )),
         };
         Ok(Application {
             listener,
+            internal_listener,
             state,
             config,
         })
     }
 
+    /// The admin listener's address.
     pub fn address(&self) -> anyhow::Result<SocketAddr> {
         self.listener
             .local_addr()
@@ -218,23 +259,56 @@ impl Application {
         self.address().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The internal listener's address.
+    pub fn internal_address(&self) -> anyhow::Result<SocketAddr> {
+        self.internal_listener
+            .local_addr()
+            .context("reading the bound internal address")
+    }
+
+    pub fn internal_port(&self) -> u16 {
+        self.internal_address().map(|a| a.port()).unwrap_or(0)
+    }
+
     pub fn pool(&self) -> PgPool {
         self.state.pool.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, running the background jobs alongside.
+    /// Serves both listeners until SIGINT/SIGTERM, running the background
+    /// jobs alongside.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let jobs = self.config.background_jobs.then(|| background::spawn(self.state.clone(), &self.config));
-        let app = router(self.state);
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let jobs = self
+            .config
+            .background_jobs
+            .then(|| background::spawn(self.state.clone(), &self.config));
+        let (stop, stopped) = watch::channel(false);
+        let signal = tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let admin = axum::serve(
+            self.listener,
+            router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait_for_stop(stopped.clone()));
+        let internal = axum::serve(
+            self.internal_listener,
+            internal_router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait_for_stop(stopped));
+        let result = tokio::try_join!(admin.into_future(), internal.into_future())
+            .map(|_| ())
             .context("serving HTTP");
+        signal.abort();
         if let Some(jobs) = jobs {
             jobs.abort();
         }
         result
     }
+}
+
+async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal() {

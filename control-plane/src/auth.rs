@@ -1,6 +1,11 @@
-//! Bearer authentication for the admin and internal APIs.
+//! Bearer authentication for the admin and internal APIs, the admin API's
+//! failed-authentication throttle and the internal listener's source check.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -34,26 +39,67 @@ pub enum Admin {
 
 /// Admin API guard: an admin token, or the key of an admin-role user.
 /// Unknown, disabled or expired credentials → 401; a valid non-admin key → 403.
+/// A client address with too many missing or unknown credentials is locked
+/// out (429 with `Retry-After`), whatever it sends meanwhile.
 pub async fn require_admin(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = bearer(req.headers()).ok_or(ApiError::Unauthorized)?;
-    let hash = hubgate_wire::hash_key(token);
-    let admin = authenticate(&state, &hash).await?;
-    req.extensions_mut().insert(admin);
-    Ok(next.run(req).await)
+    let now = Instant::now();
+    if let Some(left) = state.admin_throttle.locked_for(peer.ip(), now) {
+        let retry_after_secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        return Err(ApiError::LockedOut { retry_after_secs });
+    }
+    let outcome = match bearer(req.headers()) {
+        Some(token) => authenticate(&state, &hubgate_wire::hash_key(token)).await?,
+        None => Outcome::Unknown,
+    };
+    match outcome {
+        Outcome::Admin(admin) => {
+            req.extensions_mut().insert(admin);
+            Ok(next.run(req).await)
+        }
+        Outcome::NotAdmin => Err(ApiError::Forbidden),
+        // A real account that was disabled or expired is not guessing.
+        Outcome::Inactive => Err(ApiError::Unauthorized),
+        Outcome::Unknown => {
+            state
+                .metrics
+                .admin_auth_failures
+                .fetch_add(1, Ordering::Relaxed);
+            if state.admin_throttle.record_failure(peer.ip(), now) {
+                state
+                    .metrics
+                    .admin_auth_lockouts
+                    .fetch_add(1, Ordering::Relaxed);
+                let client = crate::throttle::client_group(peer.ip());
+                tracing::warn!(%client, "admin API locked out for this client after repeated failed authentication");
+            }
+            Err(ApiError::Unauthorized)
+        }
+    }
 }
 
-async fn authenticate(state: &AppState, hash: &str) -> Result<Admin, ApiError> {
+enum Outcome {
+    Admin(Admin),
+    /// A valid key of a non-admin user.
+    NotAdmin,
+    /// A key of a disabled or expired user or key.
+    Inactive,
+    /// No credential, or one nobody holds.
+    Unknown,
+}
+
+async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError> {
     let token: Option<(i64,)> =
         sqlx::query_as("SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
             .bind(hash)
             .fetch_optional(&state.pool)
             .await?;
     if let Some((id,)) = token {
-        return Ok(Admin::Token { id });
+        return Ok(Outcome::Admin(Admin::Token { id }));
     }
     let key: Option<(i64, i64, String, bool)> = sqlx::query_as(
         "SELECT k.id, u.id, u.role, \
@@ -66,13 +112,34 @@ async fn authenticate(state: &AppState, hash: &str) -> Result<Admin, ApiError> {
     .bind(hash)
     .fetch_optional(&state.pool)
     .await?;
-    match key {
+    Ok(match key {
         Some((key_id, user_id, role, true)) if role == "admin" => {
-            Ok(Admin::UserKey { user_id, key_id })
+            Outcome::Admin(Admin::UserKey { user_id, key_id })
         }
-        Some((_, _, _, true)) => Err(ApiError::Forbidden),
-        _ => Err(ApiError::Unauthorized),
+        Some((_, _, _, true)) => Outcome::NotAdmin,
+        Some((_, _, _, false)) => Outcome::Inactive,
+        None => Outcome::Unknown,
+    })
+}
+
+/// Internal listener guard, before anything else: the peer address must be
+/// in `HUBGATE_INTERNAL_ALLOW`.
+pub async fn require_allowed_source(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let ip = peer.ip().to_canonical();
+    if state.internal_allow.iter().any(|net| net.contains(&ip)) {
+        return Ok(next.run(req).await);
     }
+    state
+        .metrics
+        .internal_forbidden_source
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(peer = %ip, "internal API refused: address not in HUBGATE_INTERNAL_ALLOW");
+    Err(ApiError::ForbiddenSource)
 }
 
 /// Internal API guard: the filter's shared internal token.

@@ -106,8 +106,8 @@ pub async fn run(pool: &PgPool, args: &BootstrapArgs) -> anyhow::Result<bool> {
 
     if let Some(raw) = &args.demo_key {
         let existing: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM users WHERE name = $1 AND deleted_at IS NULL")
-                .bind(&demo_user.name)
+            sqlx::query_as("SELECT id FROM users WHERE name_fold = $1 AND deleted_at IS NULL")
+                .bind(crate::validate::fold(&demo_user.name))
                 .fetch_optional(&mut *tx)
                 .await?;
         let user_id = match existing {
@@ -145,10 +145,10 @@ pub async fn run(pool: &PgPool, args: &BootstrapArgs) -> anyhow::Result<bool> {
 
     if let Some(wanted) = &demo_provider {
         let existing = sqlx::query_as::<_, providers::Provider>(&format!(
-            "SELECT {} FROM providers WHERE name = $1 AND deleted_at IS NULL",
+            "SELECT {} FROM providers WHERE name_fold = $1 AND deleted_at IS NULL",
             providers::COLUMNS
         ))
-        .bind(DEMO_PROVIDER_NAME)
+        .bind(crate::validate::fold(DEMO_PROVIDER_NAME))
         .fetch_optional(&mut *tx)
         .await?;
         match existing {

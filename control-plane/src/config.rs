@@ -1,9 +1,15 @@
 //! Runtime configuration of the server.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
+
+use crate::throttle::ThrottlePolicy;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:8082";
+pub const DEFAULT_INTERNAL_ALLOW: &str = "127.0.0.0/8,::1/128";
 
 /// Shortest internal token `serve` accepts.
 pub const MIN_INTERNAL_TOKEN_CHARS: usize = 16;
@@ -14,7 +20,14 @@ pub struct Config {
     pub database_url: String,
     /// Bearer token the filter presents on the internal API.
     pub internal_token: String,
+    /// The admin API, `/metrics` and the other public routes.
     pub listen: SocketAddr,
+    /// The filter's internal API (served only here) and `/healthz`.
+    pub internal_listen: SocketAddr,
+    /// Peers the internal listener answers; any other gets 403.
+    pub internal_allow: Vec<IpNet>,
+    /// Failed admin authentications per client address before a lockout.
+    pub admin_auth: ThrottlePolicy,
     pub db_max_connections: u32,
     /// How often expired users/keys are disabled (also woken on demand).
     pub expiry_sweep_interval: Duration,
@@ -26,11 +39,20 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(database_url: String, internal_token: String, listen: SocketAddr) -> Self {
+    pub fn new(
+        database_url: String,
+        internal_token: String,
+        listen: SocketAddr,
+        internal_listen: SocketAddr,
+    ) -> Self {
         Config {
             database_url,
             internal_token,
             listen,
+            internal_listen,
+            // The default cannot fail to parse; were it to, nobody would be allowed.
+            internal_allow: parse_allow_list(DEFAULT_INTERNAL_ALLOW).unwrap_or_default(),
+            admin_auth: ThrottlePolicy::default(),
             db_max_connections: 10,
             expiry_sweep_interval: Duration::from_secs(30),
             client_version_interval: Duration::from_secs(300),
@@ -45,6 +67,9 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("internal_token", &"…")
             .field("listen", &self.listen)
+            .field("internal_listen", &self.internal_listen)
+            .field("internal_allow", &self.internal_allow)
+            .field("admin_auth", &self.admin_auth)
             .field("db_max_connections", &self.db_max_connections)
             .field("expiry_sweep_interval", &self.expiry_sweep_interval)
             .field("client_version_interval", &self.client_version_interval)
@@ -66,6 +91,26 @@ pub fn check_internal_token(token: &str) -> anyhow::Result<()> {
         anyhow::bail!("HUBGATE_INTERNAL_TOKEN must not contain whitespace or control characters");
     }
     Ok(())
+}
+
+/// `HUBGATE_INTERNAL_ALLOW`: comma-separated CIDRs (a bare address means
+/// just that address).
+pub fn parse_allow_list(value: &str) -> anyhow::Result<Vec<IpNet>> {
+    value
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "HUBGATE_INTERNAL_ALLOW (--internal-allow): {item:?} is not a CIDR \
+                         such as 10.0.0.0/8 or fd00::/8"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// A database URL with the password (`user:password@` or a `password=`
@@ -97,4 +142,28 @@ pub fn redact_url(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists() {
+        let default = parse_allow_list(DEFAULT_INTERNAL_ALLOW).unwrap();
+        assert_eq!(default.len(), 2);
+        let nets = parse_allow_list(" 10.1.2.3/8, fd00::1 ").unwrap();
+        assert_eq!(nets[0].to_string(), "10.0.0.0/8");
+        assert_eq!(nets[1].to_string(), "fd00::1/128");
+        for bad in [
+            "",
+            "10.0.0.0/8,",
+            "10.0.0.0/33",
+            "localhost",
+            "10.0.0.0/8;fd00::/8",
+        ] {
+            let err = parse_allow_list(bad).unwrap_err().to_string();
+            assert!(err.contains("HUBGATE_INTERNAL_ALLOW"), "{bad}: {err}");
+        }
+    }
 }

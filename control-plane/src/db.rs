@@ -18,12 +18,56 @@ pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result
         .context("connecting to PostgreSQL")
 }
 
-/// Runs the embedded migrations, then upserts the committed price seed.
+/// Runs the embedded migrations, fills missing folded names (see
+/// [`fill_folds`]), then upserts the committed price seed.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("running migrations")?;
+    fill_folds(pool).await.context("folding names")?;
     crate::prices::seed(pool)
         .await
         .context("seeding model prices")?;
+    Ok(())
+}
+
+/// The tables with a unique name: (table, name column, folded column).
+const FOLDED: [(&str, &str, &str); 4] = [
+    ("users", "name", "name_fold"),
+    ("providers", "name", "name_fold"),
+    ("request_filters", "name", "name_fold"),
+    ("model_prices", "model", "model_fold"),
+];
+
+/// Fills the folded-name columns (see `migrations/0003_folded_names.sql`)
+/// of rows that lack them: rows written before that migration, or by an
+/// older binary during a rolling upgrade. A row whose folded name is already
+/// taken keeps NULL and is reported, for an admin to rename.
+pub async fn fill_folds(pool: &PgPool) -> anyhow::Result<()> {
+    for (table, column, fold_column) in FOLDED {
+        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT id, {column} FROM {table} WHERE {fold_column} IS NULL ORDER BY id"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (id, name) in rows {
+            let filled = sqlx::query(&format!(
+                "UPDATE {table} SET {fold_column} = $1 WHERE id = $2"
+            ))
+            .bind(crate::validate::fold(&name))
+            .bind(id)
+            .execute(pool)
+            .await;
+            match filled {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => tracing::warn!(
+                    table,
+                    id,
+                    "this row's {column} differs only in case or Unicode form from another row's; \
+                     rename one of them"
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     Ok(())
 }
 

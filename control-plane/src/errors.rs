@@ -1,6 +1,6 @@
 //! API errors: every error answers `{"error":{"code","message","field"?}}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -16,6 +16,12 @@ pub enum ApiError {
     },
     Unauthorized,
     Forbidden,
+    /// 403 on the internal listener: the peer address is not allowed.
+    ForbiddenSource,
+    /// 429: too many failed authentications from this client address.
+    LockedOut {
+        retry_after_secs: u64,
+    },
     NotFound,
     MethodNotAllowed,
     /// 409: e.g. a duplicate name.
@@ -24,6 +30,8 @@ pub enum ApiError {
         message: String,
     },
     PayloadTooLarge,
+    /// 415: a body that is not declared as JSON.
+    UnsupportedMediaType,
     Internal(anyhow::Error),
 }
 
@@ -63,6 +71,19 @@ impl ApiError {
                 "this credential may not use this endpoint".to_string(),
                 None,
             ),
+            ApiError::ForbiddenSource => (
+                StatusCode::FORBIDDEN,
+                "forbidden_source",
+                "this address may not use the internal API".to_string(),
+                None,
+            ),
+            ApiError::LockedOut { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "auth_locked_out",
+                "too many failed authentications from this address; retry after the time in Retry-After"
+                    .to_string(),
+                None,
+            ),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -85,6 +106,12 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "request body too large".to_string(),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json".to_string(),
                 None,
             ),
             ApiError::Internal(_) => (
@@ -111,7 +138,13 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{err:#}"), "request failed");
         }
         let (status, code, message, field) = self.parts();
-        (status, Json(error_body(code, &message, field))).into_response()
+        let mut response = (status, Json(error_body(code, &message, field))).into_response();
+        if let ApiError::LockedOut { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

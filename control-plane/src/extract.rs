@@ -1,23 +1,33 @@
-//! Request body parsing. Bodies are strict (`deny_unknown_fields` on every
-//! input type) and a type error names the offending field, e.g.
-//! `allowed_models[3]`.
+//! Request body parsing. Bodies are strict: declared as JSON
+//! (`Content-Type: application/json` or `application/*+json`), no object
+//! repeats a key, and every input type has `deny_unknown_fields`. A type
+//! error or a repeated key names the offending field, e.g. `allowed_models[3]`.
+
+use std::cell::RefCell;
+use std::fmt;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use serde::de::DeserializeOwned;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::errors::ApiError;
 
-/// A JSON body deserialized into `T`; 400 when it is not JSON, 422 naming
-/// the field when it does not fit `T`.
+/// A JSON body deserialized into `T`; 415 when not declared as JSON, 400
+/// when it is not JSON, 422 naming the field when a key repeats or it does
+/// not fit `T`.
 pub struct JsonBody<T>(pub T);
 
 /// A JSON object body, kept as a map (used by PATCH, see [`merge_patch`]).
 pub struct JsonObject(pub serde_json::Map<String, Value>);
 
 async fn read_value<S: Send + Sync>(req: Request, state: &S) -> Result<Value, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
@@ -25,7 +35,152 @@ async fn read_value<S: Send + Sync>(req: Request, state: &S) -> Result<Value, Ap
             ApiError::BadRequest(rejection.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+    parse_strict(&bytes)
+}
+
+/// `application/json` or `application/<anything>+json`, parameters allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// Parses a JSON document, refusing any object that repeats a key (plain
+/// serde_json would keep the last one silently): 422 naming the key.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
+    let repeated = RefCell::new(Vec::new());
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = StrictValue {
+        repeated: &repeated,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value));
+    let repeated = repeated.into_inner();
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(_) if !repeated.is_empty() => Err(ApiError::validation(
+            path_of(&repeated),
+            "this key appears more than once in its object",
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// `segments` innermost first, e.g. `["name", "[0]", "items"]` → `items[0].name`.
+fn path_of(segments: &[String]) -> String {
+    let mut path = String::new();
+    for segment in segments.iter().rev() {
+        if !path.is_empty() && !segment.starts_with('[') {
+            path.push('.');
+        }
+        path.push_str(segment);
+    }
+    path
+}
+
+/// Builds a [`Value`] like serde_json does, but fails on a repeated key and
+/// records where it is: the key, then each enclosing key or `[index]` as
+/// the error travels out.
+#[derive(Clone, Copy)]
+struct StrictValue<'a> {
+    repeated: &'a RefCell<Vec<String>>,
+}
+
+impl StrictValue<'_> {
+    fn enclosing(&self, segment: impl FnOnce() -> String) {
+        let mut repeated = self.repeated.borrow_mut();
+        if !repeated.is_empty() {
+            repeated.push(segment());
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            match seq.next_element_seed(self) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => return Ok(Value::Array(items)),
+                Err(e) => {
+                    self.enclosing(|| format!("[{}]", items.len()));
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                self.repeated.borrow_mut().push(key);
+                return Err(de::Error::custom("repeated key"));
+            }
+            match map.next_value_seed(self) {
+                Ok(value) => {
+                    object.insert(key, value);
+                }
+                Err(e) => {
+                    self.enclosing(|| key);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -141,6 +296,49 @@ mod tests {
         let b: Input = from_value(serde_json::json!({"name": "a", "limit": "0.1"})).unwrap();
         assert_eq!(a.limit, b.limit);
         assert_eq!(a.limit.unwrap().to_string(), "0.1");
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth() {
+        for (doc, field) in [
+            (r#"{"name":"a","name":"b"}"#, "name"),
+            (r#"{"a":{"b":[1,{"c":1,"c":2}]}}"#, "a.b[1].c"),
+            (r#"[{"x":1},{"y":1,"y":1}]"#, "[1].y"),
+        ] {
+            assert_eq!(
+                field_of(parse_strict(doc.as_bytes()).unwrap_err()),
+                field,
+                "{doc}"
+            );
+        }
+        let value =
+            parse_strict(br#"{"a":{"a":1},"b":[{"a":1},{"a":2.5}],"c":null,"d":-1}"#).unwrap();
+        assert_eq!(value["b"][1]["a"], 2.5);
+        assert_eq!(value["d"], -1);
+        assert!(matches!(
+            parse_strict(br#"{"a":1} x"#),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_strict(b"{\"a\":"),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, value.parse().unwrap());
+            is_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/jsonx"));
+        assert!(!with("text/json"));
+        assert!(!is_json(&HeaderMap::new()));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod internal;
 pub mod metrics;
 pub mod openapi;
 pub mod prices;
+pub mod throttle;
 pub mod validate;
 
 pub use app::Application;

@@ -4,10 +4,15 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hubgate_control_plane::bootstrap::{self, BootstrapArgs, DemoProvider};
-use hubgate_control_plane::config::{check_internal_token, DEFAULT_LISTEN};
+use hubgate_control_plane::config::{
+    check_internal_token, parse_allow_list, DEFAULT_INTERNAL_ALLOW, DEFAULT_INTERNAL_LISTEN,
+    DEFAULT_LISTEN,
+};
+use hubgate_control_plane::throttle::ThrottlePolicy;
 use hubgate_control_plane::{db, Application, Config};
 
 #[derive(Parser)]
@@ -22,10 +27,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Migrate, then serve the admin and internal APIs.
+    /// Migrate, then serve the admin API and, on its own listener, the
+    /// internal API.
     Serve {
+        /// Admin API, /metrics, /readyz, /healthz.
         #[arg(long, env = "HUBGATE_LISTEN", default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// The filter's internal API (served only here) and /healthz.
+        #[arg(long, env = "HUBGATE_INTERNAL_LISTEN", default_value = DEFAULT_INTERNAL_LISTEN)]
+        internal_listen: SocketAddr,
+        /// Comma-separated CIDRs whose connections the internal listener
+        /// answers; any other peer gets 403.
+        #[arg(long, env = "HUBGATE_INTERNAL_ALLOW", default_value = DEFAULT_INTERNAL_ALLOW)]
+        internal_allow: String,
+        /// Failed admin authentications from one client address, within
+        /// the window, that lock it out.
+        #[arg(long, env = "HUBGATE_ADMIN_AUTH_MAX_FAILURES", default_value_t = 20,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        admin_auth_max_failures: u32,
+        /// Seconds within which failed admin authentications add up.
+        #[arg(long, env = "HUBGATE_ADMIN_AUTH_WINDOW_SECS", default_value_t = 300,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        admin_auth_window_secs: u32,
+        /// Seconds a locked-out client address is refused.
+        #[arg(long, env = "HUBGATE_ADMIN_AUTH_LOCKOUT_SECS", default_value_t = 600,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        admin_auth_lockout_secs: u32,
         /// Bearer token the filter uses on the internal API.
         #[arg(long, env = "HUBGATE_INTERNAL_TOKEN", hide_env_values = true)]
         internal_token: String,
@@ -48,7 +75,12 @@ enum Command {
         #[arg(long, requires = "demo_provider_key")]
         demo_provider_url: Option<String>,
         /// Credential of the `demo` claude provider.
-        #[arg(long, env = "HUBGATE_DEMO_PROVIDER_KEY", requires = "demo_provider_url", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "HUBGATE_DEMO_PROVIDER_KEY",
+            requires = "demo_provider_url",
+            hide_env_values = true
+        )]
         demo_provider_key: Option<String>,
     },
 }
@@ -87,16 +119,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
             listen,
+            internal_listen,
+            internal_allow,
+            admin_auth_max_failures,
+            admin_auth_window_secs,
+            admin_auth_lockout_secs,
             internal_token,
             db_max_connections,
         } => {
             check_internal_token(&internal_token)?;
-            let mut config = Config::new(database_url, internal_token, listen);
+            let internal_allow = parse_allow_list(&internal_allow)?;
+            let mut config = Config::new(database_url, internal_token, listen, internal_listen);
+            config.internal_allow = internal_allow;
+            config.admin_auth = ThrottlePolicy {
+                max_failures: admin_auth_max_failures,
+                window: Duration::from_secs(admin_auth_window_secs.into()),
+                lockout: Duration::from_secs(admin_auth_lockout_secs.into()),
+            };
             config.db_max_connections = db_max_connections;
             let app = Application::build(config).await?;
             let addr = app.address()?;
-            tracing::info!(%addr, "listening");
+            let internal_addr = app.internal_address()?;
+            tracing::info!(%addr, %internal_addr, "listening");
             print_line(&format!("HUBGATE_CP_LISTENING={addr}"))?;
+            print_line(&format!("HUBGATE_CP_INTERNAL_LISTENING={internal_addr}"))?;
             app.run_until_stopped().await
         }
         Command::Migrate => {

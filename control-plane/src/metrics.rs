@@ -20,6 +20,9 @@ pub struct Metrics {
     pub snapshot_full: AtomicU64,
     pub snapshot_not_modified: AtomicU64,
     pub expired_disabled: AtomicU64,
+    pub admin_auth_failures: AtomicU64,
+    pub admin_auth_lockouts: AtomicU64,
+    pub internal_forbidden_source: AtomicU64,
 }
 
 impl Metrics {
@@ -81,6 +84,24 @@ impl Metrics {
             "hubgate_cp_expired_disabled_total",
             "Expired users and keys marked disabled by the background sweep.",
             &self.expired_disabled,
+        );
+        counter(
+            &mut out,
+            "hubgate_cp_admin_auth_failures_total",
+            "Failed admin API authentications (missing or unknown credential).",
+            &self.admin_auth_failures,
+        );
+        counter(
+            &mut out,
+            "hubgate_cp_admin_auth_lockouts_total",
+            "Client addresses locked out of the admin API after too many failed authentications.",
+            &self.admin_auth_lockouts,
+        );
+        counter(
+            &mut out,
+            "hubgate_cp_internal_forbidden_source_total",
+            "Internal API connections refused because the peer is not in HUBGATE_INTERNAL_ALLOW.",
+            &self.internal_forbidden_source,
         );
         out
     }

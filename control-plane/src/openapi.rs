@@ -1,6 +1,7 @@
-//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. Maintained by
-//! hand; a test checks that it lists exactly the routes the router serves
-//! (`app::route_table`).
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`: the admin
+//! listener (the filter's internal API has its own listener and is not
+//! described here). Maintained by hand; a test checks that it lists exactly
+//! the routes the admin listener serves (`app::route_table`).
 
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -15,7 +16,6 @@ pub async fn serve() -> Json<Value> {
 enum Auth {
     None,
     Admin,
-    Internal,
 }
 
 struct Op {
@@ -125,7 +125,7 @@ fn crud(
 }
 
 fn operations() -> Vec<Op> {
-    use Auth::{Admin, Internal, None as Public};
+    use Auth::{Admin, None as Public};
     let mut ops = vec![
         op(
             "GET",
@@ -296,36 +296,6 @@ fn operations() -> Vec<Op> {
             "200",
             Some(schema_ref("RequestPage")),
         ),
-        op(
-            "GET",
-            hubgate_wire::SNAPSHOT_PATH,
-            "internal",
-            "Policy snapshot; 304 when x-hubgate-snapshot-version is current",
-            Internal,
-            None,
-            "200",
-            Some(schema_ref("PolicySnapshot")),
-        ),
-        op(
-            "POST",
-            hubgate_wire::KEY_RESOLVE_PATH,
-            "internal",
-            "Resolve a key by its SHA-256 hash",
-            Internal,
-            Some("KeyResolveRequest"),
-            "200",
-            Some(schema_ref("KeyResolveResponse")),
-        ),
-        op(
-            "POST",
-            hubgate_wire::EVENTS_PATH,
-            "internal",
-            "Ingest a batch of usage events (idempotent by event_id)",
-            Internal,
-            Some("EventBatch"),
-            "200",
-            Some(schema_ref("EventBatchAck")),
-        ),
     ]);
     ops
 }
@@ -396,12 +366,6 @@ fn operation(o: &Op) -> Value {
             params.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
         }
     }
-    if o.path == hubgate_wire::SNAPSHOT_PATH {
-        params.push(json!({
-            "name": hubgate_wire::SNAPSHOT_VERSION_HEADER, "in": "header", "required": false,
-            "schema": { "type": "integer" }, "description": "Version already held; 304 if still current"
-        }));
-    }
 
     let mut responses = Map::new();
     let mut ok = json!({ "description": "OK" });
@@ -414,9 +378,6 @@ fn operation(o: &Op) -> Value {
         ok["content"] = json!({ media: { "schema": schema } });
     }
     responses.insert(o.status.to_string(), ok);
-    if o.path == hubgate_wire::SNAPSHOT_PATH {
-        responses.insert("304".into(), json!({ "description": "Not modified" }));
-    }
     if o.auth != Auth::None {
         responses.insert(
             "401".into(),
@@ -428,6 +389,13 @@ fn operation(o: &Op) -> Value {
             "403".into(),
             error_response("A valid key of a non-admin user"),
         );
+        responses.insert(
+            "429".into(),
+            error_response(
+                "Too many failed authentications from this client address (`auth_locked_out`); \
+                 refused until the Retry-After header's seconds have passed, valid credentials included",
+            ),
+        );
     }
     if o.path.contains("{id}") {
         responses.insert("404".into(), error_response("No such resource"));
@@ -435,8 +403,14 @@ fn operation(o: &Op) -> Value {
     if o.body.is_some() {
         responses.insert("400".into(), error_response("Body is not JSON"));
         responses.insert(
+            "415".into(),
+            error_response("Body not sent as application/json (or application/*+json)"),
+        );
+        responses.insert(
             "422".into(),
-            error_response("Validation failed; `field` names the offending field"),
+            error_response(
+                "Validation failed, or a key repeats within an object; `field` names the offending field",
+            ),
         );
     }
     if o.method == "POST" || o.method == "PATCH" {
@@ -459,7 +433,6 @@ fn operation(o: &Op) -> Value {
     out["security"] = match o.auth {
         Auth::None => json!([]),
         Auth::Admin => json!([{ "adminBearer": [] }]),
-        Auth::Internal => json!([{ "internalBearer": [] }]),
     };
     if let Some(body) = o.body {
         out["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(body) } } });
@@ -478,15 +451,16 @@ pub fn document() -> Value {
         "info": {
             "title": "hubgate control plane",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Admin API (bearer admin token, or the key of an admin-role user) and internal API \
-                for the hubgate filter (bearer internal token). Errors: {\"error\":{\"code\",\"message\",\"field\"?}}. \
+            "description": "Admin API (bearer admin token, or the key of an admin-role user). The filter's \
+                internal API is served on a separate listener and is not described here. Request bodies are JSON \
+                (Content-Type: application/json), with no key repeated in an object. Errors: \
+                {\"error\":{\"code\",\"message\",\"field\"?}}. \
                 Decimals are accepted as numbers or strings and returned as strings; timestamps are RFC 3339 UTC."
         },
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "adminBearer": { "type": "http", "scheme": "bearer", "description": "Admin token or an admin user's key" },
-                "internalBearer": { "type": "http", "scheme": "bearer", "description": "HUBGATE_INTERNAL_TOKEN" }
+                "adminBearer": { "type": "http", "scheme": "bearer", "description": "Admin token or an admin user's key" }
             },
             "schemas": schemas()
         }
@@ -826,7 +800,7 @@ fn schemas() -> Value {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": one_of(&["invalid_json", "validation_failed", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "internal_error"]),
+                    "code": one_of(&["invalid_json", "validation_failed", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "unsupported_media_type", "auth_locked_out", "internal_error"]),
                     "message": t("string"),
                     "field": { "type": "string", "description": "The offending field, e.g. allowed_models[3]" }
                 }
@@ -865,34 +839,5 @@ fn schemas() -> Value {
             ("page", t("integer")),
             ("page_size", t("integer")),
         ]),
-        "PolicySnapshot": {
-            "type": "object",
-            "description": "hubgate_wire::PolicySnapshot",
-            "required": ["version", "key_epoch", "settings", "providers", "prices", "sensitive_words", "request_filters", "client_versions"],
-            "properties": {
-                "version": t("integer"),
-                "key_epoch": t("integer"),
-                "settings": t("object"),
-                "providers": { "type": "array", "items": t("object") },
-                "prices": { "type": "array", "items": t("object") },
-                "sensitive_words": { "type": "array", "items": t("object") },
-                "request_filters": { "type": "array", "items": t("object") },
-                "client_versions": { "type": "array", "items": t("object") }
-            }
-        },
-        "KeyResolveRequest": object(&["key_hash"], vec![("key_hash", json!({ "type": "string", "description": "hex SHA-256 of the raw key" }))]),
-        "KeyResolveResponse": {
-            "type": "object",
-            "description": "hubgate_wire::KeyResolveResponse; key is null for unknown or deleted keys",
-            "required": ["key_epoch", "key"],
-            "properties": { "key_epoch": t("integer"), "key": nullable(t("object")) }
-        },
-        "EventBatch": {
-            "type": "object",
-            "description": "hubgate_wire::EventBatch, at most 1000 events",
-            "required": ["events"],
-            "properties": { "events": { "type": "array", "maxItems": 1000, "items": t("object") } }
-        },
-        "EventBatchAck": object(&["accepted", "duplicates"], vec![("accepted", t("integer")), ("duplicates", t("integer"))]),
     })
 }

@@ -37,9 +37,9 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<u64> {
     for p in &prices {
         let result = sqlx::query(
             "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
-               cache_write_1h_per_mtok, cache_read_per_mtok, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'seed') \
-             ON CONFLICT (model) DO UPDATE SET input_per_mtok = EXCLUDED.input_per_mtok, \
+               cache_write_1h_per_mtok, cache_read_per_mtok, model_fold, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'seed') \
+             ON CONFLICT (model_fold) DO UPDATE SET input_per_mtok = EXCLUDED.input_per_mtok, \
                output_per_mtok = EXCLUDED.output_per_mtok, \
                cache_write_5m_per_mtok = EXCLUDED.cache_write_5m_per_mtok, \
                cache_write_1h_per_mtok = EXCLUDED.cache_write_1h_per_mtok, \
@@ -58,6 +58,7 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<u64> {
         .bind(p.cache_write_5m_per_mtok)
         .bind(p.cache_write_1h_per_mtok)
         .bind(p.cache_read_per_mtok)
+        .bind(crate::validate::fold(&p.model))
         .execute(&mut *tx)
         .await
         .with_context(|| format!("upserting seed price {}", p.model))?;

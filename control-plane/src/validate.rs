@@ -2,6 +2,8 @@
 //! check returns a 422 naming the field, e.g. `allowed_models[3]`.
 
 use rust_decimal::Decimal;
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::errors::ApiError;
 
@@ -20,11 +22,42 @@ fn fail(field: &str, message: impl Into<String>) -> Check {
     Err(ApiError::validation(field, message))
 }
 
-/// 1..=64 characters, not blank, no control characters, no leading or
-/// trailing whitespace (`" u3 "` and `"u3"` would be two different names).
+/// 1..=64 characters, not blank, no control characters, no invisible or
+/// bidi format characters, no leading or trailing whitespace (`" u3 "` and
+/// `"u3"` would be two different names).
 pub fn name(field: &str, value: &str) -> Check {
     text(field, value, MAX_NAME_CHARS)?;
-    trimmed(field, value)
+    trimmed(field, value)?;
+    visible(field, value)
+}
+
+/// No Unicode format characters (category Cf): zero-width spaces and
+/// joiners, bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069),
+/// U+061C, U+2060–U+2064, U+FEFF and the like make two names that look the
+/// same differ, or make a name display as something else.
+fn visible(field: &str, value: &str) -> Check {
+    match value
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+    {
+        Some(c) => fail(
+            field,
+            format!(
+                "must not contain invisible or bidi format characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The form a name is unique in: compatibility-normalized (NFKC) and
+/// lowercased, so `PROBE-DUP` and `probe-dup`, or `é` composed and
+/// decomposed, are the same name. Stored beside the name as typed, under a
+/// unique index.
+pub fn fold(name: &str) -> String {
+    let lower = name.nfkc().collect::<String>().to_lowercase();
+    lower.nfkc().collect()
 }
 
 fn trimmed(field: &str, value: &str) -> Check {
@@ -102,13 +135,14 @@ fn list_len(field: &str, items: &[impl AsRef<str>]) -> Check {
 }
 
 /// Client patterns (`allowed_clients`, `blocked_clients`) and group tags:
-/// ≤ 50 items, each 1..=64 characters, trimmed.
+/// ≤ 50 items, each 1..=64 characters, trimmed, no format characters.
 pub fn patterns(field: &str, items: &[String]) -> Check {
     list_len(field, items)?;
     for (i, item) in items.iter().enumerate() {
         let field = format!("{field}[{i}]");
         text(&field, item, MAX_PATTERN_CHARS)?;
         trimmed(&field, item)?;
+        visible(&field, item)?;
     }
     Ok(())
 }
@@ -260,6 +294,37 @@ pub fn timezone(field: &str, value: &str) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_refuse_format_characters() {
+        for bad in [
+            "a\u{061C}b",
+            "a\u{200B}b",
+            "a\u{200D}b",
+            "a\u{200F}",
+            "\u{202A}a",
+            "a\u{202E}b",
+            "a\u{2060}b",
+            "a\u{2064}b",
+            "a\u{2066}b",
+            "a\u{2069}b",
+            "\u{FEFF}a",
+            "a\u{00AD}b",
+            "a\u{E0041}b",
+        ] {
+            assert!(name("n", bad).is_err(), "{bad:?}");
+            assert!(patterns("p", &[bad.to_string()]).is_err(), "{bad:?}");
+        }
+        assert!(name("n", "Zoë Ødegård 李").is_ok());
+    }
+
+    #[test]
+    fn fold_ignores_case_and_normalization_form() {
+        assert_eq!(fold("PROBE-DUP"), fold("probe-dup"));
+        assert_eq!(fold("probe-\u{e9}"), fold("probe-e\u{301}"));
+        assert_eq!(fold("ＡＢＣ"), "abc");
+        assert_ne!(fold("probe-e"), fold("probe-\u{e9}"));
+    }
 
     #[test]
     fn hh_mm_rules() {

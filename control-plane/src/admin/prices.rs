@@ -95,6 +95,7 @@ fn bind_input<'q>(
         .bind(p.cache_write_5m_per_mtok)
         .bind(p.cache_write_1h_per_mtok)
         .bind(p.cache_read_per_mtok)
+        .bind(validate::fold(&p.model))
 }
 
 /// Writes every writable field of price `id`; bumps the policy.
@@ -102,8 +103,8 @@ async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiRes
     let sql = format!(
         "UPDATE model_prices SET model = $1, input_per_mtok = $2, output_per_mtok = $3, \
            cache_write_5m_per_mtok = $4, cache_write_1h_per_mtok = $5, cache_read_per_mtok = $6, \
-           source = 'admin', updated_at = now() \
-         WHERE id = $7 RETURNING {COLUMNS}"
+           model_fold = $7, source = 'admin', updated_at = now() \
+         WHERE id = $8 RETURNING {COLUMNS}"
     );
     let price = bind_input(sqlx::query_as(&sql), input)
         .bind(id)
@@ -119,12 +120,14 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<ModelPrice>)> {
     input.validate()?;
     let mut tx = state.pool.begin().await?;
-    // A deleted row is a tombstone: creating the same model revives it.
+    // A deleted row is a tombstone: creating the same model (in any case)
+    // revives it, under the name as now typed.
     let sql = format!(
         "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
-           cache_write_1h_per_mtok, cache_read_per_mtok, source) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'admin') \
-         ON CONFLICT (model) DO UPDATE SET input_per_mtok = EXCLUDED.input_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, model_fold, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'admin') \
+         ON CONFLICT (model_fold) DO UPDATE SET model = EXCLUDED.model, \
+           input_per_mtok = EXCLUDED.input_per_mtok, \
            output_per_mtok = EXCLUDED.output_per_mtok, \
            cache_write_5m_per_mtok = EXCLUDED.cache_write_5m_per_mtok, \
            cache_write_1h_per_mtok = EXCLUDED.cache_write_1h_per_mtok, \

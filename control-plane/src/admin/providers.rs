@@ -243,11 +243,11 @@ const PROVIDERS: Resource = Resource {
 const WRITABLE: &str = "name, type, base_url, credential, enabled, weight, priority, cost_multiplier, group_tags, \
     allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
     limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
-    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms";
+    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, name_fold";
 
 const PLACEHOLDERS: &str =
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-    $19, $20, $21, $22, $23";
+    $19, $20, $21, $22, $23, $24";
 
 impl From<&Provider> for ProviderInput {
     fn from(p: &Provider) -> Self {
@@ -306,6 +306,7 @@ fn bind_input<'q>(
         .bind(p.circuit_half_open_successes)
         .bind(p.first_byte_timeout_ms)
         .bind(p.idle_timeout_ms)
+        .bind(validate::fold(&p.name))
 }
 
 pub async fn insert(conn: &mut PgConnection, input: &ProviderInput) -> ApiResult<Provider> {
@@ -325,7 +326,7 @@ pub async fn replace(
     input: &ProviderInput,
 ) -> ApiResult<Provider> {
     let sql = format!(
-        "UPDATE providers SET ({WRITABLE}, updated_at) = ({PLACEHOLDERS}, now()) WHERE id = $24 RETURNING {COLUMNS}"
+        "UPDATE providers SET ({WRITABLE}, updated_at) = ({PLACEHOLDERS}, now()) WHERE id = $25 RETURNING {COLUMNS}"
     );
     let provider = bind_input(sqlx::query_as(&sql), input)
         .bind(id)

@@ -142,7 +142,7 @@ const COLUMNS: &str =
 
 const WRITABLE: &str =
     "name, description, scope, action, match_type, target, replacement, priority, enabled, \
-    binding, provider_ids, group_tags";
+    binding, provider_ids, group_tags, name_fold";
 
 const FILTERS: Resource = Resource {
     table: "request_filters",
@@ -175,11 +175,11 @@ async fn write(
     id: Option<i64>,
     f: &FilterInput,
 ) -> ApiResult<RequestFilter> {
-    let placeholders = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12";
+    let placeholders = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13";
     let sql = match id {
         None => format!("INSERT INTO request_filters ({WRITABLE}) VALUES ({placeholders}) RETURNING {COLUMNS}"),
         Some(_) => format!(
-            "UPDATE request_filters SET ({WRITABLE}, updated_at) = ({placeholders}, now()) WHERE id = $13 \
+            "UPDATE request_filters SET ({WRITABLE}, updated_at) = ({placeholders}, now()) WHERE id = $14 \
              RETURNING {COLUMNS}"
         ),
     };
@@ -195,7 +195,8 @@ async fn write(
         .bind(f.enabled)
         .bind(&f.binding)
         .bind(&f.provider_ids)
-        .bind(&f.group_tags);
+        .bind(&f.group_tags)
+        .bind(validate::fold(&f.name));
     if let Some(id) = id {
         q = q.bind(id);
     }

@@ -148,10 +148,10 @@ const USERS: Resource = Resource {
     keys_changed: true,
 };
 
-/// The writable columns, in the order [`bind_input`] binds them ($1..$19).
+/// The writable columns, in the order [`bind_input`] binds them ($1..$20).
 const WRITABLE: &str = "name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
     allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
-    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group";
+    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, name_fold";
 
 impl From<&User> for UserInput {
     fn from(u: &User) -> Self {
@@ -202,13 +202,14 @@ fn bind_input<'q>(
         .bind(&u.daily_reset_mode)
         .bind(&u.daily_reset_time)
         .bind(&u.provider_group)
+        .bind(validate::fold(&u.name))
 }
 
 /// Inserts a user (used by the API and by `bootstrap`); bumps the policy.
 pub async fn insert(conn: &mut PgConnection, input: &UserInput) -> Result<User, ApiError> {
     let sql = format!(
         "INSERT INTO users ({WRITABLE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19) RETURNING {COLUMNS}"
+         $15, $16, $17, $18, $19, $20) RETURNING {COLUMNS}"
     );
     let user = bind_input(sqlx::query_as(&sql), input)
         .fetch_one(&mut *conn)
@@ -238,10 +239,18 @@ async fn replace(
     enabled_in_patch: bool,
 ) -> ApiResult<User> {
     let mut input = input.clone();
-    let reason = after_patch(conn, "users", id, enabled_in_patch, &mut input.enabled, input.expires_at).await?;
+    let reason = after_patch(
+        conn,
+        "users",
+        id,
+        enabled_in_patch,
+        &mut input.enabled,
+        input.expires_at,
+    )
+    .await?;
     let sql = format!(
         "UPDATE users SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, now()) WHERE id = $21 RETURNING {COLUMNS}"
+         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, now()) WHERE id = $22 RETURNING {COLUMNS}"
     );
     let user = bind_input(sqlx::query_as(&sql), &input)
         .bind(reason)

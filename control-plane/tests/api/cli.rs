@@ -132,6 +132,22 @@ async fn bootstrap_is_idempotent() {
     pool.close().await;
 }
 
+/// Waits up to 30 s for `child` to exit; kills it and fails with `message`
+/// when it does not (it would be serving).
+fn wait_for_exit(child: &mut std::process::Child, message: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{message}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test]
 async fn serve_refuses_a_weak_internal_token() {
     let db = TestDb::create().await;
@@ -186,46 +202,68 @@ async fn migrate_and_serve() {
     assert!(ok, "second migrate: {stderr}");
 
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ])
         .env("DATABASE_URL", &db.url)
         .env("HUBGATE_INTERNAL_TOKEN", "internal-token-for-serve")
+        .env_remove("HUBGATE_INTERNAL_ALLOW")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
     let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut lines = [String::new(), String::new()];
+        for line in &mut lines {
+            reader.read_line(line)?;
+        }
+        Ok::<_, std::io::Error>(lines)
     })
     .await
     .unwrap()
     .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("HUBGATE_CP_LISTENING=")
-        .unwrap_or_else(|| panic!("bad line {line:?}"))
-        .to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let marker = |line: &str, prefix: &str| {
+        let addr = line
+            .trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix}, got {line:?}"))
+            .to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        addr
+    };
+    let addr = marker(&lines[0], "HUBGATE_CP_LISTENING=");
+    let internal_addr = marker(&lines[1], "HUBGATE_CP_INTERNAL_LISTENING=");
+    assert_ne!(addr, internal_addr);
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let health = client
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let snap = client
-        .get(format!("http://{addr}{}", hubgate_wire::SNAPSHOT_PATH))
-        .bearer_auth("internal-token-for-serve")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(snap.status(), 200);
+    for base in [&addr, &internal_addr] {
+        let health = client
+            .get(format!("http://{base}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
+    // The internal API answers on its own listener only; the default
+    // allow-list lets loopback in.
+    let snapshot = |base: &str| {
+        client
+            .get(format!("http://{base}{}", hubgate_wire::SNAPSHOT_PATH))
+            .bearer_auth("internal-token-for-serve")
+            .send()
+    };
+    assert_eq!(snapshot(&internal_addr).await.unwrap().status(), 200);
+    assert_eq!(snapshot(&addr).await.unwrap().status(), 404);
 
     // SIGTERM stops it cleanly.
     let pid = child.id().to_string();
@@ -235,6 +273,40 @@ async fn migrate_and_serve() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_bad_internal_allow_list() {
+    let db = TestDb::create().await;
+    for allow in ["10.0.0.0/33", "", "10.0.0.0/8,intranet"] {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--internal-listen",
+                "127.0.0.1:0",
+            ])
+            .env("DATABASE_URL", &db.url)
+            .env("HUBGATE_INTERNAL_TOKEN", "internal-token-for-serve")
+            .env("HUBGATE_INTERNAL_ALLOW", allow)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let status = wait_for_exit(&mut child, &format!("serve accepted allow-list {allow:?}"));
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{allow:?} accepted");
+        assert!(stdout.is_empty(), "{allow:?}: nothing was served: {stdout}");
+        assert!(
+            stderr.contains("HUBGATE_INTERNAL_ALLOW"),
+            "{allow:?}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test]

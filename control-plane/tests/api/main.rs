@@ -8,14 +8,17 @@
 mod common;
 
 mod auth;
+mod bodies;
 mod cli;
 mod internal;
 mod keys;
+mod names;
 mod openapi;
 mod prices;
 mod providers;
 mod requests;
 mod resources;
 mod secrets;
+mod throttle;
 mod users;
 mod validation;

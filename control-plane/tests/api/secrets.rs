@@ -12,6 +12,7 @@ fn config_debug_hides_the_token_and_the_database_password() {
             .to_string(),
         "internal-token-secret-0123456789".to_string(),
         "127.0.0.1:8081".parse().unwrap(),
+        "127.0.0.1:8082".parse().unwrap(),
     );
     let shown = format!("{config:?}");
     for secret in ["db-pass-1234", "query-pass-1234", "internal-token-secret"] {

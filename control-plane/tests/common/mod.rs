@@ -94,7 +94,10 @@ fn random_suffix() -> String {
 }
 
 pub struct TestApp {
+    /// The admin listener.
     pub base: String,
+    /// The internal listener (the filter's API).
+    pub internal_base: String,
     pub client: reqwest::Client,
     pub pool: PgPool,
     // Last: dropped after everything that uses the database.
@@ -111,11 +114,13 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         db.url.clone(),
         INTERNAL_TOKEN.to_string(),
         "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
     );
     config.db_max_connections = 5;
     adjust(&mut config);
     let app = Application::build(config).await.expect("build application");
     let port = app.port();
+    let internal_port = app.internal_port();
     let pool = app.pool();
     tokio::spawn(app.run_until_stopped());
     let args = BootstrapArgs {
@@ -129,13 +134,21 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .expect("bootstrap admin token");
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        internal_base: format!("http://127.0.0.1:{internal_port}"),
+        client: client_from(None),
         pool,
         db,
     }
+}
+
+/// A client whose connections leave from `local` (any 127.0.0.0/8 address
+/// reaches the loopback listeners), or from the default address.
+pub fn client_from(local: Option<std::net::IpAddr>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .local_address(local)
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
@@ -143,9 +156,13 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request with an optional bearer token and JSON body; returns
-    /// the status and the body as JSON (`Value::Null` when empty, a string
-    /// when not JSON).
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("{}{path}", self.internal_base)
+    }
+
+    /// Sends a request to the admin listener with an optional bearer token
+    /// and JSON body; returns the status and the body as JSON (`Value::Null`
+    /// when empty, a string when not JSON).
     pub async fn send(
         &self,
         method: Method,
@@ -153,22 +170,18 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.expect("send request");
-        let status = resp.status();
-        let text = resp.text().await.expect("read body");
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, value)
+        send_with(&self.client, method, &self.url(path), token, body).await
+    }
+
+    /// [`TestApp::send`] to the internal listener.
+    pub async fn send_internal(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        send_with(&self.client, method, &self.internal_url(path), token, body).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -191,7 +204,7 @@ impl TestApp {
     }
 
     pub async fn internal_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(Method::POST, path, Some(INTERNAL_TOKEN), Some(&body))
+        self.send_internal(Method::POST, path, Some(INTERNAL_TOKEN), Some(&body))
             .await
     }
 
@@ -199,7 +212,7 @@ impl TestApp {
     pub async fn snapshot(&self, held: Option<u64>) -> (StatusCode, Value) {
         let mut req = self
             .client
-            .get(self.url(hubgate_wire::SNAPSHOT_PATH))
+            .get(self.internal_url(hubgate_wire::SNAPSHOT_PATH))
             .bearer_auth(INTERNAL_TOKEN);
         if let Some(v) = held {
             req = req.header(hubgate_wire::SNAPSHOT_VERSION_HEADER, v.to_string());
@@ -258,6 +271,34 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{created}");
         created
     }
+}
+
+/// Sends a request with an optional bearer token and JSON body; returns the
+/// status and the body as JSON (`Value::Null` when empty, a string when not
+/// JSON).
+pub async fn send_with(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut req = client.request(method, url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let resp = req.send().await.expect("send request");
+    let status = resp.status();
+    let text = resp.text().await.expect("read body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
 }
 
 /// Asserts a JSON error body `{"error":{"code", "message", "field"?}}`.
