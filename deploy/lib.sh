@@ -161,11 +161,15 @@ ensure_claude_code() {
     export HUBGATE_CLAUDE_BIN="$bin"
 }
 
-# Writes template to out with every {{KEY}} replaced by VALUE, for each
-# KEY=VALUE argument. Values are inserted literally (/, &, |, \ are safe) and
-# must be one line. Fails if a placeholder outside comments stays unfilled.
+# Writes template to out with every {{KEY}} (and {{KEY:-default}}) replaced
+# by VALUE, for each KEY=VALUE argument; placeholders with a default that no
+# argument names take their default. Values are inserted literally (/, &, |,
+# \ are safe) and must be one line. Fails if a placeholder outside comments
+# stays unfilled.
 render_envoy_config() {
-    local template=$1 out=$2 text kv key value line
+    local template=$1 out=$2 text kv key value line rest match name repl
+    local re='\{\{([A-Za-z0-9_]+)(:-([^}]*))?\}\}'
+    local -A values=()
     shift 2
     text=$(<"$template")
     for kv in "$@"; do
@@ -173,9 +177,25 @@ render_envoy_config() {
         key=${kv%%=*}
         value=${kv#*=}
         [[ $value != *$'\n'* ]] || die "render_envoy_config: value of $key spans several lines"
-        [[ $text == *"{{$key}}"* ]] || die "render_envoy_config: $template has no {{$key}}"
-        text=${text//"{{$key}}"/"$value"}
+        [[ $text == *"{{$key}}"* || $text == *"{{$key:-"* ]] || die "render_envoy_config: $template has no {{$key}}"
+        values[$key]=$value
     done
+    rest=$text
+    text=""
+    while [[ $rest =~ $re ]]; do
+        match=${BASH_REMATCH[0]}
+        name=${BASH_REMATCH[1]}
+        if [[ -v values[$name] ]]; then
+            repl=${values[$name]}
+        elif [[ -n ${BASH_REMATCH[2]} ]]; then
+            repl=${BASH_REMATCH[3]}
+        else
+            repl=$match
+        fi
+        text+=${rest%%"$match"*}$repl
+        rest=${rest#*"$match"}
+    done
+    text+=$rest
     while IFS= read -r line; do
         [[ $line =~ ^[[:space:]]*# ]] && continue
         if [[ $line =~ \{\{[A-Za-z0-9_]+\}\} ]]; then
@@ -183,16 +203,17 @@ render_envoy_config() {
         fi
     done <<<"$text"
     mkdir -p "$(dirname "$out")"
-    printf '%s\n' "$text" >"$out"
+    (
+        umask 077
+        printf '%s\n' "$text" >"$out"
+    )
 }
 
-# The filter's plugin configuration (one line of JSON). Fields left out take
-# the filter's defaults; see README.md.
+# The filter's plugin configuration (one line of JSON, no secrets: the
+# internal token reaches the filter through Envoy's environment). Fields left
+# out take the filter's defaults; see README.md.
 plugin_config_json() {
-    local token=$1
-    token=${token//\\/\\\\}
-    token=${token//\"/\\\"}
-    printf '{"control_plane_cluster":"hubgate_control_plane","control_plane_authority":"hubgate-control-plane","internal_token":"%s"}' "$token"
+    printf '{"control_plane_cluster":"hubgate_control_plane","control_plane_authority":"hubgate-control-plane"}'
 }
 
 # ---------------------------------------------------------------- postgres
@@ -391,10 +412,15 @@ service_running() {
 # $HUBGATE_RUN/$name.log, and records its pid. The first word must be the
 # absolute path of the program.
 start_service() {
-    local name=$1
+    local name=$1 log
     shift
     mkdir -p "$HUBGATE_RUN"
-    setsid "$@" >"$HUBGATE_RUN/$name.log" 2>&1 </dev/null &
+    chmod 700 "$HUBGATE_RUN"
+    # Logs are the owner's alone: they may hold request details.
+    log="$HUBGATE_RUN/$name.log"
+    rm -f "$log"
+    (umask 077 && : >"$log")
+    setsid "$@" >>"$log" 2>&1 </dev/null &
     printf '%s\n%s\n' "$!" "$1" >"$HUBGATE_RUN/$name.pid"
 }
 
@@ -419,9 +445,11 @@ stop_service() {
 
 # Waits until url answers 2xx, failing early if service $1 exits.
 wait_http() {
-    local name=$1 url=$2 timeout=${3:-60} i
+    local name=$1 url=$2 timeout=${3:-60} socket=${4:-} i
+    local via=()
+    [[ -z $socket ]] || via=(--unix-socket "$socket")
     for ((i = 0; i < timeout * 5; i++)); do
-        curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+        curl -fsS -o /dev/null --max-time 2 "${via[@]}" "$url" 2>/dev/null && return 0
         if ! service_running "$name"; then
             tail -n 30 "$HUBGATE_RUN/$name.log" >&2 || true
             die "$name exited during startup; log: $HUBGATE_RUN/$name.log"

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use hubgate_core::shared::{self, SetError, SharedData};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, Bytes, MapType, Status};
 
@@ -92,31 +93,82 @@ pub fn resume_request() {
     }
 }
 
-/// Shared data (per Envoy process, all worker VMs): value and CAS token.
-pub fn shared_get(key: &str) -> (Option<Bytes>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
+/// Shared data (per Envoy process, all worker VMs) through hostcalls.
+pub struct Shared;
+
+impl SharedData for Shared {
+    fn get(&self, key: &str) -> (Option<Bytes>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SetError::CasMismatch),
+            Err(e) => {
+                log::warn!("shared data {key}: {e:?}");
+                Err(SetError::Failed)
+            }
+        }
+    }
 }
 
-pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-    hostcalls::set_shared_data(key, Some(value), cas)
+pub fn shared_get(key: &str) -> (Option<Bytes>, Option<u32>) {
+    Shared.get(key)
+}
+
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+    Shared.set(key, value, cas)
 }
 
 /// Read-modify-write of a shared value with CAS, retried a few times.
 /// Returns the value written, or `None` if every attempt lost the race.
-pub fn shared_update<T>(key: &str, mut update: impl FnMut(Option<&[u8]>) -> (T, Vec<u8>)) -> Option<T> {
-    for _ in 0..4 {
-        let (current, cas) = shared_get(key);
-        let (result, next) = update(current.as_deref());
-        match shared_set(key, &next, cas) {
-            Ok(()) => return Some(result),
-            Err(Status::CasMismatch) => continue,
-            Err(e) => {
-                log::warn!("shared data {key}: {e:?}");
-                return None;
-            }
-        }
+pub fn shared_update<T>(key: &str, update: impl FnMut(Option<&[u8]>) -> (T, Vec<u8>)) -> Option<T> {
+    shared::update(&Shared, key, update)
+}
+
+/// An environment variable of the Envoy process that the VM config exposes
+/// (`vm_config.environment_variables.host_env_keys`).
+pub fn env_var(name: &str) -> Option<String> {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    {
+        wasi_env::var(name)
     }
-    None
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    {
+        std::env::var(name).ok()
+    }
+}
+
+/// `wasm32-unknown-unknown` has no environment in std; Envoy still serves
+/// the WASI environment calls to every module.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod wasi_env {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    extern "C" {
+        fn environ_sizes_get(count: *mut usize, buf_size: *mut usize) -> u16;
+        fn environ_get(environ: *mut *mut u8, buf: *mut u8) -> u16;
+    }
+
+    pub fn var(name: &str) -> Option<String> {
+        let mut count = 0usize;
+        let mut size = 0usize;
+        // SAFETY: both out-pointers point at live locals.
+        if unsafe { environ_sizes_get(&mut count, &mut size) } != 0 {
+            return None;
+        }
+        let mut pointers: Vec<*mut u8> = vec![std::ptr::null_mut(); count];
+        let mut buf = vec![0u8; size];
+        // SAFETY: the host writes `count` pointers and `size` bytes, the
+        // sizes it just reported.
+        if unsafe { environ_get(pointers.as_mut_ptr(), buf.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        let prefix = format!("{name}=");
+        buf.split(|b| *b == 0)
+            .filter_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+            .find_map(|value| String::from_utf8(value.to_vec()).ok())
+    }
 }
 
 /// Starts an HTTP callout; the answer arrives in `on_http_call_response`.

@@ -9,6 +9,7 @@ use hubgate_core::api::{Dialect, Endpoint};
 use hubgate_core::billing::settle;
 use hubgate_core::clip::{clip, MAX_ERROR, MAX_MODEL, MAX_PATH, MAX_REQUEST_ID, MAX_USER_AGENT};
 use hubgate_core::guards::auth::{self, check_key, control_plane_unavailable, extract_key, invalid_key};
+use hubgate_core::guards::lockout::{take_global_audit_row, Subject};
 use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::guards::session::session_id;
 use hubgate_core::headers::Headers;
@@ -57,6 +58,10 @@ pub struct Http {
     body_done: bool,
     /// The request was held (Pause) and must be resumed once decided.
     held: bool,
+    /// The key was checked and may be used (guard 1 passed).
+    authenticated: bool,
+    /// This request counts in `Vm::pending_auth` until its key is resolved.
+    pending_auth: bool,
     decided: bool,
     info: RequestInfo,
     session_id: Option<String>,
@@ -86,8 +91,8 @@ impl Http {
         Action::Pause
     }
 
-    fn locked_out(&self, vm: &Vm, now: i64) -> Option<LocalReply> {
-        let secs = vm.lockout.locked_for_secs(self.client_ip.as_deref(), self.key_hash.as_deref(), now)?;
+    fn locked_out(&self, vm: &Vm, subject: Subject<'_>, now: i64) -> Option<LocalReply> {
+        let secs = vm.clients.locked_for_secs(&host::Shared, subject, now)?;
         Some(
             LocalReply::new(
                 429,
@@ -105,6 +110,25 @@ impl Http {
         }
     }
 
+    /// Resolves the key while the request waits, within the client's
+    /// allowance of such requests.
+    fn wait_for_key(&mut self, vm: &Vm, hash: &str) -> Result<(), LocalReply> {
+        if let Some(ip) = &self.client_ip {
+            vm.pending_auth.borrow_mut().acquire(ip, vm.config.max_pending_auth_per_client)?;
+            self.pending_auth = true;
+        }
+        self.start_key_resolve(vm, hash, Call::Key);
+        Ok(())
+    }
+
+    fn release_pending_auth(&mut self, vm: &Vm) {
+        if std::mem::take(&mut self.pending_auth) {
+            if let Some(ip) = &self.client_ip {
+                vm.pending_auth.borrow_mut().release(ip);
+            }
+        }
+    }
+
     fn start_snapshot_fetch(&mut self, vm: &Vm) {
         if let Some(token) = vm.call_control_plane("GET", hubgate_wire::SNAPSHOT_PATH, None, None) {
             self.calls.insert(token, Call::Snapshot);
@@ -112,9 +136,17 @@ impl Http {
     }
 
     /// Holds the request until everything needed has arrived, then decides.
+    /// Auth needs no body: a bad key is answered as soon as it is known,
+    /// without waiting for (or buffering) the rest of the body.
     fn advance(&mut self) -> Action {
         if self.decided {
             return Action::Continue;
+        }
+        if !self.authenticated && !self.calls.values().any(|c| matches!(c, Call::Key)) {
+            match self.authenticate() {
+                Ok(()) => self.authenticated = true,
+                Err(reply) => return self.send(reply),
+            }
         }
         let waiting = self.calls.values().any(|c| !matches!(c, Call::KeyRefresh));
         if waiting || !self.body_done {
@@ -132,10 +164,27 @@ impl Http {
         }
     }
 
-    /// The guard chain, once key, snapshot and body are all here.
+    /// Guard 1: the resolved key (or its absence) decides.
+    fn authenticate(&self) -> Result<(), LocalReply> {
+        let vm = self.vm.as_ref().ok_or_else(not_configured)?;
+        let now = host::now_ms();
+        let entry = self.key_entry.as_ref().ok_or_else(control_plane_unavailable)?;
+        let Some(key) = entry.key.as_ref() else {
+            let policy = vm.config.lockout_policy();
+            let subjects = self.client_ip.as_deref().map(Subject::Client).into_iter().chain(self.key_hash.as_deref().map(Subject::Key));
+            for subject in subjects {
+                if !vm.clients.record_failure(&host::Shared, subject, now, &policy) {
+                    log::warn!("could not record a failed credential (shared data contended)");
+                }
+            }
+            return Err(invalid_key());
+        };
+        check_key(key, now)
+    }
+
+    /// The rest of the guard chain, once key, snapshot and body are all here.
     fn decide(&mut self) -> Result<UpstreamPlan, LocalReply> {
         let vm = self.vm.clone().ok_or_else(not_configured)?;
-        let now = host::now_ms();
         let snapshot = match self.snapshot.clone().or_else(|| vm.snapshot()) {
             Some(s) => s,
             None => {
@@ -149,15 +198,10 @@ impl Http {
         };
         self.snapshot = Some(snapshot.clone());
 
-        // Guard 1: auth.
-        let entry = self.key_entry.as_ref().ok_or_else(control_plane_unavailable)?;
-        let Some(key) = entry.key.as_ref() else {
-            let policy = vm.config.lockout_policy();
-            vm.lockout.record_failure(self.client_ip.as_deref(), self.key_hash.as_deref(), now, &policy);
-            return Err(invalid_key());
-        };
-        check_key(key, now)?;
+        let entry = self.key_entry.clone().ok_or_else(control_plane_unavailable)?;
+        let key = entry.key.as_ref().ok_or_else(invalid_key)?;
 
+        hubgate_core::path::check(&self.path)?;
         if self.endpoint == Endpoint::Other && snapshot.settings.unknown_path == UnknownPathAction::NotFound {
             // Never echo the query: it may carry `?key=`.
             let path = hubgate_core::api::path_without_query(&self.path);
@@ -310,7 +354,11 @@ impl Context for Http {
         let status = host::call_response_status();
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
         match self.calls.remove(&token) {
-            Some(Call::Key | Call::KeyRefresh) => self.on_key_resolved(&vm, status, &body),
+            Some(Call::Key) => {
+                self.release_pending_auth(&vm);
+                self.on_key_resolved(&vm, status, &body);
+            }
+            Some(Call::KeyRefresh) => self.on_key_resolved(&vm, status, &body),
             Some(Call::Snapshot) => {
                 if status == Some(200) {
                     if let Err(e) = vm.store_snapshot(&body) {
@@ -360,24 +408,34 @@ impl HttpContext for Http {
         let hash = hash_key(&raw);
         self.key_masked = Some(mask_key(&raw));
         self.key_hash = Some(hash.clone());
-        if let Some(reply) = self.locked_out(&vm, now) {
+        if let Some(reply) = self.client_ip.clone().and_then(|ip| self.locked_out(&vm, Subject::Client(&ip), now)) {
             return self.send(reply);
         }
+        // u64: on wasm32 a usize cannot hold a length of 4 GiB or more.
         let too_big = self
             .headers
             .get("content-length")
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .is_some_and(|n| n > vm.config.max_body_bytes);
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > vm.config.max_body_bytes as u64);
         if too_big {
             return self.send(body_too_large(vm.config.max_body_bytes));
         }
 
         self.snapshot = vm.snapshot();
+        let epoch = self.snapshot.as_ref().map(|s| s.key_epoch);
+        let lookup = vm.keys.lookup(&hash, now, epoch, vm.config.key_cache_ttl_ms, vm.config.negative_key_cache_ttl_ms);
+        // Only keys that failed have failure counts: a valid cached key
+        // skips the lookup.
+        let known_valid = matches!(&lookup, Lookup::Fresh(e) | Lookup::Expired(e) if e.key.is_some());
+        if !known_valid {
+            if let Some(reply) = self.locked_out(&vm, Subject::Key(&hash), now) {
+                return self.send(reply);
+            }
+        }
         if self.snapshot.is_none() {
             self.start_snapshot_fetch(&vm);
         }
-        let epoch = self.snapshot.as_ref().map(|s| s.key_epoch);
-        match vm.keys.lookup(&hash, now, epoch, vm.config.key_cache_ttl_ms, vm.config.negative_key_cache_ttl_ms) {
+        match lookup {
             Lookup::Fresh(entry) => self.key_entry = Some(entry),
             Lookup::Expired(entry) => {
                 // One refresh per key and VM at a time: the next requests use
@@ -390,9 +448,15 @@ impl HttpContext for Http {
             }
             Lookup::Outdated(entry) => {
                 self.key_entry = Some(entry);
-                self.start_key_resolve(&vm, &hash, Call::Key);
+                if let Err(reply) = self.wait_for_key(&vm, &hash) {
+                    return self.send(reply);
+                }
             }
-            Lookup::Missing => self.start_key_resolve(&vm, &hash, Call::Key),
+            Lookup::Missing => {
+                if let Err(reply) = self.wait_for_key(&vm, &hash) {
+                    return self.send(reply);
+                }
+            }
         }
         self.body_done = end_of_stream;
         self.advance()
@@ -471,13 +535,40 @@ impl HttpContext for Http {
 
     fn on_log(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
+        self.release_pending_auth(&vm);
         if self.started_ms == 0 {
+            return;
+        }
+        if !self.audit_wanted(&vm) {
+            vm.metrics.inc("hubgate_unauthenticated_unaudited_total");
             return;
         }
         let event = self.event(&vm);
         events::enqueue(&vm, &event);
     }
 }
+
+impl Http {
+    /// Requests refused without a valid key get audit rows only for the
+    /// first few per client address and minute, and a bounded number in
+    /// all: a guessing attack must not fill the audit log. The rest are
+    /// counted.
+    fn audit_wanted(&self, vm: &Vm) -> bool {
+        let valid_key = self.key_entry.as_ref().is_some_and(|e| e.key.is_some());
+        if self.reply.is_none() || valid_key {
+            return true;
+        }
+        let c = &vm.config;
+        let now = host::now_ms();
+        let per_client = self.client_ip.as_deref().is_none_or(|ip| {
+            vm.clients.take_audit_row(&host::Shared, ip, now, c.unauthenticated_audit_per_client_per_minute)
+        });
+        per_client
+            && take_global_audit_row(&host::Shared, UNAUTHENTICATED_AUDIT_KEY, now, c.unauthenticated_audit_per_minute)
+    }
+}
+
+const UNAUTHENTICATED_AUDIT_KEY: &str = "hubgate.audit.unauthenticated";
 
 fn body_too_large(max: usize) -> LocalReply {
     LocalReply::new(413, "request_too_large", format!("Request body is larger than the {max} bytes allowed."))

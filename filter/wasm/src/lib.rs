@@ -6,7 +6,6 @@ mod events;
 mod host;
 mod http;
 mod keys;
-mod lockout;
 mod root;
 mod vm;
 

@@ -166,7 +166,13 @@ impl RootContext for Root {
         match PluginConfig::parse(&bytes) {
             Ok(config) => {
                 let tick = Duration::from_millis(config.poll_interval_ms);
-                self.vm = Some(Rc::new(Vm::new(config)));
+                match Vm::new(config) {
+                    Ok(vm) => self.vm = Some(Rc::new(vm)),
+                    Err(e) => {
+                        log::error!("{e}");
+                        return false;
+                    }
+                }
                 if let Err(e) = hostcalls::set_tick_period(tick) {
                     log::error!("cannot set tick period: {e:?}");
                     return false;

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use hubgate_core::config::PluginConfig;
+use hubgate_core::guards::lockout::ClientTable;
+use hubgate_core::guards::pending_auth::PendingAuth;
 use hubgate_core::snapshot::CompiledSnapshot;
 use hubgate_wire::PolicySnapshot;
 use proxy_wasm::hostcalls;
@@ -19,6 +21,9 @@ pub const EVENT_QUEUE: &str = "hubgate.events";
 
 pub struct Vm {
     pub config: PluginConfig,
+    /// Bearer token of the control plane's internal API, from the
+    /// environment variable the config names.
+    internal_token: String,
     snapshot: RefCell<Option<Rc<CompiledSnapshot>>>,
     /// Unique per VM in this process and across processes; prefixes event ids.
     id_prefix: String,
@@ -26,11 +31,24 @@ pub struct Vm {
     pub queue_id: u32,
     pub metrics: Metrics,
     pub keys: crate::keys::KeyCache,
-    pub lockout: crate::lockout::Lockout,
+    /// Requests of this VM waiting for their key, per client address.
+    pub pending_auth: RefCell<PendingAuth>,
+    /// Lockout counters and audit sampling per client address and key.
+    pub clients: ClientTable,
 }
 
 impl Vm {
-    pub fn new(config: PluginConfig) -> Vm {
+    /// Fails when the internal token's environment variable is missing.
+    pub fn new(config: PluginConfig) -> Result<Vm, String> {
+        let internal_token = host::env_var(&config.internal_token_env)
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "environment variable {} (the control plane's internal token) is not set for the VM; \
+                     list it in vm_config.environment_variables.host_env_keys",
+                    config.internal_token_env
+                )
+            })?;
         let nonce = process_nonce();
         let index = host::shared_update("hubgate.vm.seq", |cur| {
             let next = read_u64(cur) + 1;
@@ -38,8 +56,10 @@ impl Vm {
         })
         .unwrap_or_else(|| (host::now_ns() % 1_000_000) as u64);
         let queue_id = hostcalls::register_shared_queue(EVENT_QUEUE).unwrap_or(0);
-        Vm {
+        let clients = ClientTable::new(&nonce, config.lockout_buckets);
+        Ok(Vm {
             config,
+            internal_token,
             snapshot: RefCell::new(None),
             // The index alone could repeat if two VMs start at the same
             // instant (a first CAS write is unconditional); the start time
@@ -49,8 +69,9 @@ impl Vm {
             queue_id,
             metrics: Metrics::default(),
             keys: crate::keys::KeyCache::default(),
-            lockout: crate::lockout::Lockout::default(),
-        }
+            clients,
+            pending_auth: RefCell::new(PendingAuth::default()),
+        })
     }
 
     pub fn next_event_id(&self) -> String {
@@ -131,7 +152,7 @@ impl Vm {
         body: Option<&[u8]>,
     ) -> Option<u32> {
         let c = &self.config;
-        let bearer = format!("Bearer {}", c.internal_token);
+        let bearer = format!("Bearer {}", self.internal_token);
         let mut headers = vec![
             (":method", method),
             (":path", path),

@@ -11,7 +11,10 @@ use crate::process::{run_logged, Child};
 
 pub struct ControlPlane {
     pub child: Child,
+    /// The admin API.
     pub addr: SocketAddr,
+    /// The filter's internal API (Envoy's control-plane cluster).
+    pub internal_addr: SocketAddr,
 }
 
 impl ControlPlane {
@@ -30,12 +33,13 @@ fn base_command(bin: &Path, database_url: &str) -> Command {
     cmd
 }
 
-/// `hubgate-cp serve --listen 127.0.0.1:0`; waits for `HUBGATE_CP_LISTENING=`.
+/// `hubgate-cp serve` with both listeners on free ports; waits until both
+/// are bound (`HUBGATE_CP_LISTENING=`, `HUBGATE_CP_INTERNAL_LISTENING=`).
 pub async fn start(bin: &Path, database_url: &str, internal_token: &str, log: &Path) -> Result<ControlPlane> {
-    start_on(bin, database_url, internal_token, log, "127.0.0.1:0").await
+    start_on(bin, database_url, internal_token, log, "127.0.0.1:0", "127.0.0.1:0").await
 }
 
-/// Like `start`, on a given address (to bring a stopped control plane back
+/// Like `start`, on given addresses (to bring a stopped control plane back
 /// where Envoy expects it).
 pub async fn start_on(
     bin: &Path,
@@ -43,14 +47,32 @@ pub async fn start_on(
     internal_token: &str,
     log: &Path,
     listen: &str,
+    internal_listen: &str,
 ) -> Result<ControlPlane> {
     let mut cmd = base_command(bin, database_url);
-    cmd.args(["serve", "--listen", listen]).env("HUBGATE_INTERNAL_TOKEN", internal_token);
-    let (child, value) =
-        Child::spawn_with_marker("control plane", cmd, log, "HUBGATE_CP_LISTENING=", Duration::from_secs(90)).await?;
+    cmd.args(["serve", "--listen", listen, "--internal-listen", internal_listen])
+        .env("HUBGATE_INTERNAL_TOKEN", internal_token);
+    // The admin address is printed first, the internal one right after.
+    let (child, internal) = Child::spawn_with_marker(
+        "control plane",
+        cmd,
+        log,
+        "HUBGATE_CP_INTERNAL_LISTENING=",
+        Duration::from_secs(90),
+    )
+    .await?;
+    let internal_addr: SocketAddr = internal
+        .parse()
+        .with_context(|| format!("control plane printed HUBGATE_CP_INTERNAL_LISTENING={internal}"))?;
+    let log_text = std::fs::read_to_string(log)?;
+    let admin = log_text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("HUBGATE_CP_LISTENING="))
+        .context("control plane did not print HUBGATE_CP_LISTENING=")?;
     let addr: SocketAddr =
-        value.parse().with_context(|| format!("control plane printed HUBGATE_CP_LISTENING={value}"))?;
-    Ok(ControlPlane { child, addr })
+        admin.trim().parse().with_context(|| format!("control plane printed HUBGATE_CP_LISTENING={admin}"))?;
+    Ok(ControlPlane { child, addr, internal_addr })
 }
 
 /// `hubgate-cp bootstrap --admin-token <token>` (no demo flags).

@@ -22,6 +22,7 @@ pub mod envoy;
 pub mod paths;
 pub mod pricing;
 pub mod process;
+pub mod raw;
 pub mod stack;
 
 pub use admin::{AdminClient, CreatedKey};

@@ -35,6 +35,9 @@ pub struct StackOptions {
     pub mock_usage: AnthropicUsage,
     /// CA bundle provider certificates must chain to.
     pub upstream_ca: String,
+    /// Values for the Envoy template's placeholders with defaults (e.g.
+    /// `REQUEST_TIMEOUT`, `XFF_TRUSTED_HOPS`).
+    pub envoy_vars: Vec<(&'static str, String)>,
 }
 
 impl StackOptions {
@@ -49,7 +52,19 @@ impl StackOptions {
             envoy_log_level: "info".to_string(),
             mock_usage: AnthropicUsage::default(),
             upstream_ca: crate::SYSTEM_CA_BUNDLE.to_string(),
+            envoy_vars: Vec::new(),
         }
+    }
+
+    pub fn envoy_log_level(mut self, level: &str) -> Self {
+        self.envoy_log_level = level.to_string();
+        self
+    }
+
+    /// Fills one of the Envoy template's placeholders that have defaults.
+    pub fn envoy_var(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.envoy_vars.push((name, value.into()));
+        self
     }
 
     pub fn poll_interval_ms(mut self, ms: u64) -> Self {
@@ -122,21 +137,22 @@ impl Stack {
         let mock = MockProvider::start(mock_config).await.context("starting the mock provider")?;
 
         let mut plugin = Map::new();
-        plugin.insert("internal_token".into(), json!(internal_token));
         plugin.insert("poll_interval_ms".into(), json!(options.poll_interval_ms));
         plugin.extend(options.plugin_config.clone());
-        let vars = [
+        let mut vars = vec![
             ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
-            ("CP_HOST", control_plane.addr.ip().to_string()),
-            ("CP_PORT", control_plane.addr.port().to_string()),
+            ("CP_HOST", control_plane.internal_addr.ip().to_string()),
+            ("CP_PORT", control_plane.internal_addr.port().to_string()),
             ("WASM_PATH", wasm.display().to_string()),
             ("UPSTREAM_CA", options.upstream_ca.clone()),
             ("PLUGIN_CONFIG", Value::Object(plugin).to_string()),
         ];
+        vars.extend(options.envoy_vars.iter().cloned());
         let envoy = envoy::start(
             &envoy_bin,
             &paths::envoy_template("hubgate.yaml.tmpl"),
             &vars,
+            &[("HUBGATE_INTERNAL_TOKEN", internal_token.clone())],
             &log_dir,
             "envoy",
             &options.envoy_log_level,
@@ -189,15 +205,22 @@ impl Stack {
     pub async fn restart_control_plane(&mut self) -> Result<()> {
         let log = self.log_dir.join("control-plane-restarted.log");
         let listen = self.control_plane.addr.to_string();
-        self.control_plane =
-            control_plane::start_on(&paths::control_plane()?, &self.db.url, &self.internal_token, &log, &listen).await?;
+        let internal = self.control_plane.internal_addr.to_string();
+        self.control_plane = control_plane::start_on(
+            &paths::control_plane()?,
+            &self.db.url,
+            &self.internal_token,
+            &log,
+            &listen,
+            &internal,
+        )
+        .await?;
         Ok(())
     }
 
     /// One of the filter's counters from Envoy's admin stats (0 when unset).
     pub async fn filter_counter(&self, name: &str) -> Result<u64> {
-        let url = format!("{}/stats?filter=^wasmcustom\\.{name}$", self.envoy.admin_url());
-        let text = self.http.get(url).send().await?.text().await?;
+        let (_, text) = self.envoy.admin_get(&format!("/stats?filter=^wasmcustom\\.{name}$")).await?;
         Ok(text
             .lines()
             .find_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))

@@ -58,3 +58,24 @@ async fn malformed_and_oversized_bodies_are_refused_and_the_next_request_works()
     assert_eq!(stack.mock.requests().len(), 4);
     assert!(stack.envoy_alive().await, "Envoy stopped");
 }
+
+/// A declared length of 4 GiB or more (past a 32-bit usize on wasm32) is
+/// refused at once from the headers, not held while the body trickles in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_content_length_is_refused_from_the_headers() {
+    use hubgate_e2e::raw::{head, RawConn};
+    let stack = Stack::start(StackOptions::new("bad_input_huge_length")).await.unwrap();
+    let (_u, key) = stack.user_with_key(json!({})).await.unwrap();
+    for length in ["4294967296", "5000000000", "18446744073709551615"] {
+        let mut conn = RawConn::connect(stack.envoy.listen_addr(), None).await.unwrap();
+        conn.send(&head("POST", "/v1/messages", &[("x-api-key", &key.raw), ("content-length", length)])).await.unwrap();
+        conn.send(b"{\"model\":").await.unwrap();
+        let resp = conn.response(std::time::Duration::from_secs(20)).await;
+        let resp = resp.unwrap_or_else(|| panic!("content-length {length}: no answer"));
+        assert!(resp.status == 413 || resp.status == 400, "content-length {length}: {}", resp.status);
+        if resp.status == 413 {
+            assert_eq!(resp.json()["error"]["code"], "request_too_large", "{length}");
+        }
+    }
+    assert_eq!(stack.mock.requests().len(), 0);
+}

@@ -5,6 +5,9 @@ use hubgate_e2e::envoy::{render, validate};
 use hubgate_e2e::paths;
 use serde_json::json;
 
+/// What every deployment gives Envoy: the internal token in its environment.
+const TOKEN_ENV: &[(&str, &str)] = &[("HUBGATE_INTERNAL_TOKEN", "validate-only-token")];
+
 #[test]
 fn every_envoy_config_passes_validate() {
     let envoy = paths::envoy().expect("Envoy is required");
@@ -13,13 +16,13 @@ fn every_envoy_config_passes_validate() {
     let vars = [
         ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
-        ("ADMIN_PORT", "9901".to_string()),
+        ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
         ("UPSTREAM_PORT", "8080".to_string()),
         ("CP_HOST", "127.0.0.1".to_string()),
         ("CP_PORT", "8081".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
         ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-        ("PLUGIN_CONFIG", json!({"internal_token": "validate-only", "poll_interval_ms": 300}).to_string()),
+        ("PLUGIN_CONFIG", json!({"poll_interval_ms": 300}).to_string()),
     ];
     let mut entries: Vec<_> = std::fs::read_dir(paths::workspace_root().join("envoy"))
         .unwrap()
@@ -48,7 +51,7 @@ fn every_envoy_config_passes_validate() {
         };
         let out = out_dir.join(format!("{}.yaml", name.trim_end_matches(".tmpl").trim_end_matches(".yaml")));
         std::fs::write(&out, rendered).unwrap();
-        if let Err(e) = validate(&envoy, &out) {
+        if let Err(e) = validate(&envoy, &out, TOKEN_ENV) {
             failures.push(format!("{name}: {e:#}"));
         }
     }
@@ -66,17 +69,52 @@ fn validate_rejects_an_unknown_plugin_config_field() {
     let vars = [
         ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
-        ("ADMIN_PORT", "9901".to_string()),
+        ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
         ("CP_HOST", "127.0.0.1".to_string()),
         ("CP_PORT", "8081".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
         ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-        ("PLUGIN_CONFIG", json!({"internal_token": "t", "pol_interval_ms": 300}).to_string()),
+        ("PLUGIN_CONFIG", json!({"pol_interval_ms": 300}).to_string()),
     ];
     let out = out_dir.join("hubgate-bad-plugin-config.yaml");
     std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
-    let err = validate(&envoy, &out).expect_err("an unknown plugin config field must be rejected");
+    let err = validate(&envoy, &out, TOKEN_ENV).expect_err("an unknown plugin config field must be rejected");
     assert!(err.to_string().contains("hubgate"), "{err:#}");
+}
+
+/// The internal token comes from Envoy's environment, never from the
+/// plugin configuration (which `config_dump` shows): without the variable
+/// the filter refuses to start, and a token in the configuration is an
+/// unknown field.
+#[test]
+fn the_internal_token_comes_only_from_the_environment() {
+    let envoy = paths::envoy().expect("Envoy is required");
+    let wasm = paths::wasm().expect("the built filter is required");
+    let out_dir = paths::fresh_log_dir("envoy_configs_token").unwrap();
+    let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
+    let render_with = |plugin: serde_json::Value, name: &str| {
+        let vars = [
+            ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
+            ("LISTEN_PORT", "10000".to_string()),
+            ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
+            ("CP_HOST", "127.0.0.1".to_string()),
+            ("CP_PORT", "8082".to_string()),
+            ("WASM_PATH", wasm.display().to_string()),
+            ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
+            ("PLUGIN_CONFIG", plugin.to_string()),
+        ];
+        let out = out_dir.join(name);
+        std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
+        out
+    };
+    let good = render_with(json!({}), "no-token-in-config.yaml");
+    let err = validate(&envoy, &good, &[]).expect_err("the filter must not start without its token");
+    assert!(err.to_string().contains("HUBGATE_INTERNAL_TOKEN"), "{err:#}");
+    validate(&envoy, &good, TOKEN_ENV).unwrap();
+
+    let leaked = render_with(json!({"internal_token": "in-the-config"}), "token-in-config.yaml");
+    let err = validate(&envoy, &leaked, TOKEN_ENV).expect_err("a token in the plugin config must be refused");
+    assert!(err.to_string().contains("internal_token"), "{err:#}");
 }
 
 /// The compose deployment renders the same template with its own values
@@ -91,17 +129,17 @@ fn compose_envoy_config_passes_validate() {
     let vars = [
         ("LISTEN_ADDRESS", "0.0.0.0".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
-        ("ADMIN_PORT", "9901".to_string()),
+        ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
         ("CP_HOST", "control-plane".to_string()),
-        ("CP_PORT", "8081".to_string()),
+        ("CP_PORT", "8082".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
         ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-        ("PLUGIN_CONFIG", json!({"control_plane_authority": "control-plane", "internal_token": "t"}).to_string()),
+        ("PLUGIN_CONFIG", json!({"control_plane_authority": "control-plane"}).to_string()),
     ];
     for (name, _) in &vars {
         assert!(compose.contains(&format!("{{{{{name}}}}}")), "compose.yaml does not fill {{{{{name}}}}}");
     }
     let out = paths::fresh_log_dir("envoy_configs_compose").unwrap().join("compose-envoy.yaml");
     std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
-    validate(&envoy, &out).unwrap();
+    validate(&envoy, &out, TOKEN_ENV).unwrap();
 }

@@ -36,6 +36,7 @@ async fn tls_front(stack: &Stack, cert: &str, key: &str) -> Envoy {
             ("CERT", cert.to_string()),
             ("KEY", key.to_string()),
         ],
+        &[],
         &stack.log_dir,
         "envoy-tls-front",
         "info",

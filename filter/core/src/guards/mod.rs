@@ -4,5 +4,6 @@
 
 pub mod auth;
 pub mod lockout;
+pub mod pending_auth;
 pub mod provider;
 pub mod session;

@@ -210,6 +210,7 @@ async fn start_plain_envoy(stack: &Stack) -> Result<Envoy> {
         &paths::envoy()?,
         &paths::envoy_template("plain.yaml.tmpl"),
         &[("UPSTREAM_PORT", stack.mock.addr().port().to_string())],
+        &[],
         &stack.log_dir,
         "envoy-plain",
         "warning",
@@ -231,7 +232,7 @@ async fn report_audit(stack: &Stack, expected: u64) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!("audit rows stored: {stored} of {expected} requests sent through hubgate");
-    let stats = reqwest::get(format!("{}/stats?filter=^wasmcustom\\.", stack.envoy.admin_url())).await?.text().await?;
+    let (_, stats) = stack.envoy.admin_get("/stats?filter=^wasmcustom\\.").await?;
     let counters: Vec<&str> = stats.lines().collect();
     if !counters.is_empty() {
         println!("filter counters: {}", counters.join(", "));
