@@ -1,6 +1,9 @@
 //! What the guard chain needs from a request body, parsed once. Only the
 //! fields used are deserialized; the rest is skipped without allocating.
 
+use std::marker::PhantomData;
+
+use serde::de::{value::MapAccessDeserializer, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::api::{gemini_model_and_method, Endpoint};
@@ -28,7 +31,7 @@ struct BodyJson {
     stream: Option<bool>,
     max_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
-    metadata: Option<MetadataJson>,
+    metadata: Option<Object<MetadataJson>>,
     prompt_cache_key: Option<String>,
     previous_response_id: Option<String>,
     messages: Option<Vec<serde::de::IgnoredAny>>,
@@ -40,6 +43,32 @@ struct MetadataJson {
     session_id: Option<serde_json::Value>,
 }
 
+/// A struct read from a JSON object only. Derived `Deserialize` also takes
+/// a JSON array of the field values in order (`["model", true, …]`), which
+/// no API accepts: the guards would read fields the provider never sees.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
+}
+
+/// JSON's whitespace (RFC 8259): not form feed, unlike `is_ascii_whitespace`.
+fn is_json_whitespace(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 /// Parses a request body. An empty body is fine (no fields); malformed JSON
 /// or a non-object is a 400 that names the position.
 pub fn inspect(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<RequestInfo, LocalReply> {
@@ -48,11 +77,11 @@ pub fn inspect(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<RequestInf
         info.model = gemini_model_and_method(path).map(|(m, _)| m.to_string());
         info.stream = stream;
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(is_json_whitespace) {
         return Ok(info);
     }
     let parsed: BodyJson = match serde_json::from_slice(body) {
-        Ok(parsed) => parsed,
+        Ok(Object(parsed)) => parsed,
         Err(e) => {
             let what = if e.is_data() { "has an unexpected shape" } else { "is not valid JSON" };
             return Err(LocalReply::new(
@@ -67,7 +96,7 @@ pub fn inspect(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<RequestInf
     }
     info.stream = info.stream || parsed.stream.unwrap_or(false);
     info.max_tokens = parsed.max_tokens.or(parsed.max_output_tokens);
-    if let Some(meta) = parsed.metadata {
+    if let Some(Object(meta)) = parsed.metadata {
         info.metadata_user_id = meta.user_id.and_then(string_value);
         info.metadata_session_id = meta.session_id.and_then(string_value);
     }
@@ -114,6 +143,37 @@ mod tests {
             let r = inspect(Endpoint::AnthropicMessages, "/v1/messages", body).unwrap_err();
             assert_eq!(r.code, "invalid_json");
         }
+    }
+
+    /// Caught by the filter/fuzz `request` oracle (reproducers in
+    /// filter/fuzz/corpus/request/regress-*): derived `Deserialize` took a
+    /// JSON array of the field values in order, so `["claude-…", true, 5,
+    /// …]` passed as a body with a model (and an array as `metadata`),
+    /// though the contract is a 400 for anything but an object.
+    #[test]
+    fn fuzz_arrays_in_place_of_objects_are_400() {
+        for body in [
+            &br#"[null,null,null,null,null,null,null,null]"#[..],
+            br#"["claude-sonnet-4-5",true,5,null,null,null,null,null]"#,
+            br#"{"model":"m","metadata":["{\"session_id\":\"s\"}",null]}"#,
+        ] {
+            let r = inspect(Endpoint::AnthropicMessages, "/v1/messages", body).unwrap_err();
+            assert_eq!((r.status, r.code), (400, "invalid_json"), "{}", String::from_utf8_lossy(body));
+            assert!(r.message.contains("expected a JSON object"), "{}", r.message);
+        }
+        let info = inspect(Endpoint::AnthropicMessages, "/v1/messages", br#"{"metadata":{"user_id":"u"}}"#).unwrap();
+        assert_eq!(info.metadata_user_id.as_deref(), Some("u"));
+        assert!(inspect(Endpoint::AnthropicMessages, "/v1/messages", br#"{"metadata":null}"#).is_ok());
+    }
+
+    /// Caught by the filter/fuzz `request` oracle: a body of form feeds
+    /// counted as blank (`is_ascii_whitespace` includes U+000C, JSON does
+    /// not) and passed as an empty body.
+    #[test]
+    fn fuzz_form_feed_is_not_json_whitespace() {
+        let r = inspect(Endpoint::AnthropicMessages, "/v1/messages", b"\x0c").unwrap_err();
+        assert_eq!((r.status, r.code), (400, "invalid_json"));
+        assert_eq!(inspect(Endpoint::AnthropicMessages, "/v1/messages", b" \t\r\n"), Ok(RequestInfo::default()));
     }
 
     #[test]

@@ -8,22 +8,28 @@ use serde_json::json;
 /// What every deployment gives Envoy: the internal token in its environment.
 const TOKEN_ENV: &[(&str, &str)] = &[("HUBGATE_INTERNAL_TOKEN", "validate-only-token")];
 
-#[test]
-fn every_envoy_config_passes_validate() {
-    let envoy = paths::envoy().expect("Envoy is required");
+/// Values for every template in `envoy/`, with `plugin` as the filter's
+/// configuration.
+fn vars(plugin: serde_json::Value) -> Vec<(&'static str, String)> {
     let wasm = paths::wasm().expect("the built filter is required");
-    let out_dir = paths::fresh_log_dir("envoy_configs").unwrap();
-    let vars = [
+    vec![
         ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
         ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
         ("UPSTREAM_PORT", "8080".to_string()),
         ("CP_HOST", "127.0.0.1".to_string()),
-        ("CP_PORT", "8081".to_string()),
+        ("CP_PORT", "8082".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
         ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-        ("PLUGIN_CONFIG", json!({"poll_interval_ms": 300}).to_string()),
-    ];
+        ("PLUGIN_CONFIG", plugin.to_string()),
+    ]
+}
+
+#[test]
+fn every_envoy_config_passes_validate() {
+    let envoy = paths::envoy().expect("Envoy is required");
+    let out_dir = paths::fresh_log_dir("envoy_configs").unwrap();
+    let vars = vars(json!({"poll_interval_ms": 300}));
     let mut entries: Vec<_> = std::fs::read_dir(paths::workspace_root().join("envoy"))
         .unwrap()
         .flatten()
@@ -63,19 +69,9 @@ fn every_envoy_config_passes_validate() {
 #[test]
 fn validate_rejects_an_unknown_plugin_config_field() {
     let envoy = paths::envoy().expect("Envoy is required");
-    let wasm = paths::wasm().expect("the built filter is required");
     let out_dir = paths::fresh_log_dir("envoy_configs_negative").unwrap();
     let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
-    let vars = [
-        ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
-        ("LISTEN_PORT", "10000".to_string()),
-        ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
-        ("CP_HOST", "127.0.0.1".to_string()),
-        ("CP_PORT", "8081".to_string()),
-        ("WASM_PATH", wasm.display().to_string()),
-        ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-        ("PLUGIN_CONFIG", json!({"pol_interval_ms": 300}).to_string()),
-    ];
+    let vars = vars(json!({"pol_interval_ms": 300}));
     let out = out_dir.join("hubgate-bad-plugin-config.yaml");
     std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
     let err = validate(&envoy, &out, TOKEN_ENV).expect_err("an unknown plugin config field must be rejected");
@@ -89,20 +85,10 @@ fn validate_rejects_an_unknown_plugin_config_field() {
 #[test]
 fn the_internal_token_comes_only_from_the_environment() {
     let envoy = paths::envoy().expect("Envoy is required");
-    let wasm = paths::wasm().expect("the built filter is required");
     let out_dir = paths::fresh_log_dir("envoy_configs_token").unwrap();
     let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
     let render_with = |plugin: serde_json::Value, name: &str| {
-        let vars = [
-            ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
-            ("LISTEN_PORT", "10000".to_string()),
-            ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
-            ("CP_HOST", "127.0.0.1".to_string()),
-            ("CP_PORT", "8082".to_string()),
-            ("WASM_PATH", wasm.display().to_string()),
-            ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-            ("PLUGIN_CONFIG", plugin.to_string()),
-        ];
+        let vars = vars(plugin);
         let out = out_dir.join(name);
         std::fs::write(&out, render(&text, &vars).unwrap()).unwrap();
         out
@@ -122,20 +108,18 @@ fn the_internal_token_comes_only_from_the_environment() {
 #[test]
 fn compose_envoy_config_passes_validate() {
     let envoy = paths::envoy().expect("Envoy is required");
-    let wasm = paths::wasm().expect("the built filter is required");
     let compose = std::fs::read_to_string(paths::workspace_root().join("deploy/compose/compose.yaml")).unwrap();
     assert!(compose.contains("../../envoy/hubgate.yaml.tmpl:/etc/hubgate/hubgate.yaml.tmpl"), "{compose}");
     let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
-    let vars = [
-        ("LISTEN_ADDRESS", "0.0.0.0".to_string()),
-        ("LISTEN_PORT", "10000".to_string()),
-        ("ADMIN_SOCKET", "/tmp/hubgate-validate.sock".to_string()),
-        ("CP_HOST", "control-plane".to_string()),
-        ("CP_PORT", "8082".to_string()),
-        ("WASM_PATH", wasm.display().to_string()),
-        ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
-        ("PLUGIN_CONFIG", json!({"control_plane_authority": "control-plane"}).to_string()),
-    ];
+    let mut vars = vars(json!({"control_plane_authority": "control-plane"}));
+    vars.retain(|(name, _)| *name != "UPSTREAM_PORT");
+    for (name, value) in vars.iter_mut() {
+        match *name {
+            "LISTEN_ADDRESS" => *value = "0.0.0.0".to_string(),
+            "CP_HOST" => *value = "control-plane".to_string(),
+            _ => {}
+        }
+    }
     for (name, _) in &vars {
         assert!(compose.contains(&format!("{{{{{name}}}}}")), "compose.yaml does not fill {{{{{name}}}}}");
     }
