@@ -494,16 +494,19 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        if self.reply.is_some() || self.plan.is_none() {
+        if self.reply.is_some() {
             return Action::Continue;
         }
         self.status = host::response_header(":status").and_then(|s| s.parse().ok());
-        self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
         let status = self.status.unwrap_or(0);
         if status >= 400 && !end_of_stream {
             let details = host::property(&["response", "code_details"]).unwrap_or_default();
             if !details.is_empty() && details != "via_upstream" {
-                let reply = provider::upstream_failed(status, &details);
+                // Envoy answered by itself: in the client's dialect instead.
+                let reply = match self.plan {
+                    Some(_) => provider::upstream_failed(status, &details),
+                    None => envoy_reply(status, &details),
+                };
                 for (name, value) in reply.response_headers(&self.request_id) {
                     host::set_response_header(&name, Some(&value));
                 }
@@ -512,6 +515,10 @@ impl HttpContext for Http {
                 return Action::Continue;
             }
         }
+        if self.plan.is_none() {
+            return Action::Continue;
+        }
+        self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
         let content_type = host::response_header("content-type").unwrap_or_default();
         self.meter = Some(ResponseMeter::new(self.endpoint, &content_type));
         Action::Continue
@@ -569,6 +576,16 @@ impl Http {
 }
 
 const UNAUTHENTICATED_AUDIT_KEY: &str = "hubgate.audit.unauthenticated";
+
+/// Envoy's own answer to a request the guard chain had not decided yet
+/// (request timeout, body over Envoy's buffer limit, …).
+fn envoy_reply(status: u16, details: &str) -> LocalReply {
+    match status {
+        408 => LocalReply::new(408, "request_timeout", "The request was not received in time."),
+        413 => LocalReply::new(413, "request_too_large", "The request body is larger than the gateway buffers."),
+        _ => LocalReply::new(status, "gateway_error", format!("The gateway could not handle the request ({details}).")),
+    }
+}
 
 fn body_too_large(max: usize) -> LocalReply {
     LocalReply::new(413, "request_too_large", format!("Request body is larger than the {max} bytes allowed."))

@@ -100,3 +100,17 @@ async fn behind_a_trusted_proxy_the_forwarded_address_counts() {
         .unwrap();
     assert_eq!(row["client_ip"], "198.51.100.8", "{row}");
 }
+
+/// The same wrong key from 45 addresses, each on a new connection (so both
+/// workers see it): the key is locked from the 21st attempt on, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_is_counted_across_workers() {
+    let stack = Stack::start(StackOptions::new("client_address_key_lockout")).await.unwrap();
+    let key = bad_key();
+    let mut statuses = Vec::new();
+    for i in 0..45 {
+        statuses.push(post(&stack, &format!("127.0.2.{}", i + 1), &key, None).await.0);
+    }
+    assert_eq!(&statuses[..20], &[401; 20], "{statuses:?}");
+    assert_eq!(&statuses[20..], &[429; 25], "{statuses:?}");
+}
