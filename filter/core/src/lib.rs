@@ -8,6 +8,7 @@ pub mod config;
 pub mod cost;
 pub mod guards;
 pub mod headers;
+pub mod keys;
 pub mod locale;
 pub mod path;
 pub mod reply;

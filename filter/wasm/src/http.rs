@@ -13,6 +13,7 @@ use hubgate_core::guards::lockout::{take_global_audit_row, Subject};
 use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::guards::session::session_id;
 use hubgate_core::headers::Headers;
+use hubgate_core::keys::{CachedKey, Lookup};
 use hubgate_core::reply::LocalReply;
 use hubgate_core::request::{inspect, RequestInfo};
 use hubgate_core::snapshot::CompiledSnapshot;
@@ -24,7 +25,6 @@ use rust_decimal::Decimal;
 
 use crate::events;
 use crate::host;
-use crate::keys::{CachedKey, Lookup};
 use crate::vm::Vm;
 
 enum Call {
@@ -228,7 +228,9 @@ impl Http {
         match answer {
             Ok(resp) => {
                 let entry = Rc::new(CachedKey { fetched_ms: host::now_ms(), epoch: resp.key_epoch, key: resp.key });
-                vm.keys.store(&hash, entry.clone());
+                if let Err(e) = vm.keys.store(&host::Shared, &hash, entry.clone()) {
+                    log::warn!("{e}");
+                }
                 if !self.decided {
                     self.key_entry = Some(entry);
                 }
@@ -423,7 +425,8 @@ impl HttpContext for Http {
 
         self.snapshot = vm.snapshot();
         let epoch = self.snapshot.as_ref().map(|s| s.key_epoch);
-        let lookup = vm.keys.lookup(&hash, now, epoch, vm.config.key_cache_ttl_ms, vm.config.negative_key_cache_ttl_ms);
+        let c = &vm.config;
+        let lookup = vm.keys.lookup(&host::Shared, &hash, now, epoch, c.key_cache_ttl_ms, c.negative_key_cache_ttl_ms);
         // Only keys that failed have failure counts: a valid cached key
         // skips the lookup.
         let known_valid = matches!(&lookup, Lookup::Fresh(e) | Lookup::Expired(e) if e.key.is_some());

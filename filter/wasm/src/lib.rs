@@ -5,7 +5,6 @@
 mod events;
 mod host;
 mod http;
-mod keys;
 mod root;
 mod vm;
 

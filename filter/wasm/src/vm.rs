@@ -30,7 +30,7 @@ pub struct Vm {
     event_seq: Cell<u64>,
     pub queue_id: u32,
     pub metrics: Metrics,
-    pub keys: crate::keys::KeyCache,
+    pub keys: hubgate_core::keys::KeyCache,
     /// Requests of this VM waiting for their key, per client address.
     pub pending_auth: RefCell<PendingAuth>,
     /// Lockout counters and audit sampling per client address and key.
@@ -68,7 +68,7 @@ impl Vm {
             event_seq: Cell::new(0),
             queue_id,
             metrics: Metrics::default(),
-            keys: crate::keys::KeyCache::default(),
+            keys: hubgate_core::keys::KeyCache::default(),
             clients,
             pending_auth: RefCell::new(PendingAuth::default()),
         })
