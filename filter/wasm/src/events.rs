@@ -32,7 +32,7 @@ fn add_depth(delta: i64) {
 
 pub fn enqueue(vm: &Vm, event: &RequestEvent) {
     // Reserve a place first; the reservation is the bound.
-    let max = vm.config.event_queue_max;
+    let max = vm.config().event_queue_max;
     let reserved = host::shared_update(DEPTH_KEY, |cur| {
         let depth = read_u64(cur);
         if depth >= max {

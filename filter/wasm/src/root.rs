@@ -42,7 +42,7 @@ impl Root {
             return;
         }
         let now = host::now_ms();
-        let interval = vm.config.poll_interval_ms as i64;
+        let interval = vm.config().poll_interval_ms as i64;
         // One VM per Envoy process polls per interval; the rest read the result.
         let claimed = host::shared_update(POLL_CLAIM_KEY, |cur| {
             let last = read_u64(cur) as i64;
@@ -69,7 +69,7 @@ impl Root {
             return;
         }
         if self.unsent.is_empty() {
-            self.unsent = events::take(vm, vm.config.event_batch_max);
+            self.unsent = events::take(vm, vm.config().event_batch_max);
         }
         if self.unsent.is_empty() {
             return;

@@ -5,9 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use hubgate_core::chain::{Host, VmState};
 use hubgate_core::config::PluginConfig;
-use hubgate_core::guards::lockout::ClientTable;
-use hubgate_core::guards::pending_auth::PendingAuth;
+use hubgate_core::shared::SharedData;
 use hubgate_core::snapshot::CompiledSnapshot;
 use hubgate_wire::PolicySnapshot;
 use proxy_wasm::hostcalls;
@@ -20,7 +20,8 @@ pub const SNAPSHOT_VERSION_KEY: &str = "hubgate.snapshot.version";
 pub const EVENT_QUEUE: &str = "hubgate.events";
 
 pub struct Vm {
-    pub config: PluginConfig,
+    /// Configuration and what the guards keep between requests.
+    pub state: VmState,
     /// Bearer token of the control plane's internal API, from the
     /// environment variable the config names.
     internal_token: String,
@@ -30,11 +31,6 @@ pub struct Vm {
     event_seq: Cell<u64>,
     pub queue_id: u32,
     pub metrics: Metrics,
-    pub keys: hubgate_core::keys::KeyCache,
-    /// Requests of this VM waiting for their key, per client address.
-    pub pending_auth: RefCell<PendingAuth>,
-    /// Lockout counters and audit sampling per client address and key.
-    pub clients: ClientTable,
 }
 
 impl Vm {
@@ -56,9 +52,8 @@ impl Vm {
         })
         .unwrap_or_else(|| (host::now_ns() % 1_000_000) as u64);
         let queue_id = hostcalls::register_shared_queue(EVENT_QUEUE).unwrap_or(0);
-        let clients = ClientTable::new(&nonce, config.lockout_buckets);
         Ok(Vm {
-            config,
+            state: VmState::new(config, &nonce),
             internal_token,
             snapshot: RefCell::new(None),
             // The index alone could repeat if two VMs start at the same
@@ -68,10 +63,11 @@ impl Vm {
             event_seq: Cell::new(0),
             queue_id,
             metrics: Metrics::default(),
-            keys: hubgate_core::keys::KeyCache::default(),
-            clients,
-            pending_auth: RefCell::new(PendingAuth::default()),
         })
+    }
+
+    pub fn config(&self) -> &PluginConfig {
+        &self.state.config
     }
 
     pub fn next_event_id(&self) -> String {
@@ -151,7 +147,7 @@ impl Vm {
         extra_header: Option<(&str, &str)>,
         body: Option<&[u8]>,
     ) -> Option<u32> {
-        let c = &self.config;
+        let c = &self.state.config;
         let bearer = format!("Bearer {}", self.internal_token);
         let mut headers = vec![
             (":method", method),
@@ -176,6 +172,24 @@ impl Vm {
     pub fn snapshot_version(&self) -> Option<u64> {
         let (v, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
         v.map(|b| read_u64(Some(&b)))
+    }
+}
+
+impl Host for Vm {
+    fn now_ms(&self) -> i64 {
+        host::now_ms()
+    }
+
+    fn seed(&self) -> u64 {
+        host::now_ns() as u64
+    }
+
+    fn shared(&self) -> &dyn SharedData {
+        &host::Shared
+    }
+
+    fn count(&self, metric: &str) {
+        self.metrics.inc(metric);
     }
 }
 

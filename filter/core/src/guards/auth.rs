@@ -1,11 +1,180 @@
-//! Guard 1: authentication (SPEC §2.1). Finds the client's key, and once the
-//! key is resolved, checks that key and user may be used now.
+//! Guard 1: authentication (SPEC §2.1). Finds the client's key, refuses
+//! locked-out clients and keys, resolves the key (cache, else the control
+//! plane while the request waits), and checks that key and user may be used
+//! now. Needs no body: a bad key is answered before the body is read.
 
-use hubgate_wire::ResolvedKey;
+use std::rc::Rc;
 
+use hubgate_wire::{hash_key, mask_key, KeyResolveResponse, ResolvedKey};
+
+use crate::chain::{Callout, Cx, Guard, Step};
+use crate::guards::lockout::Subject;
 use crate::headers::Headers;
+use crate::keys::{CachedKey, Lookup};
 use crate::reply::LocalReply;
 use crate::time::rfc3339;
+
+pub struct Auth;
+
+impl Guard for Auth {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        if cx.ex.key_hash.is_none() {
+            if let Some(step) = find_key(cx) {
+                return Ok(step);
+            }
+        }
+        Ok(authenticate(cx))
+    }
+}
+
+/// Extracts and looks up the key. `Some` when the request is answered or
+/// must wait for the control plane.
+fn find_key(cx: &mut Cx<'_>) -> Option<Step> {
+    let (vm, host) = (cx.vm, cx.host);
+    let c = &vm.config;
+    let now = host.now_ms();
+    let raw = match extract_key(&cx.ex.headers, &cx.ex.path) {
+        Ok(raw) => raw,
+        Err(reply) => return Some(Step::Answer(reply)),
+    };
+    let hash = hash_key(&raw);
+    cx.ex.key_masked = Some(mask_key(&raw));
+    cx.ex.key_hash = Some(hash.clone());
+    if let Some(ip) = cx.ex.client_ip.as_deref() {
+        if let Some(reply) = locked_out(cx, Subject::Client(ip), now) {
+            return Some(Step::Answer(reply));
+        }
+    }
+    let epoch = cx.ex.snapshot.as_ref().map(|s| s.key_epoch);
+    let lookup = vm.keys.lookup(host.shared(), &hash, now, epoch, c.key_cache_ttl_ms, c.negative_key_cache_ttl_ms);
+    // Only keys that failed have failure counts: a valid cached key skips
+    // the lookup.
+    let known_valid = matches!(&lookup, Lookup::Fresh(e) | Lookup::Expired(e) if e.key.is_some());
+    if !known_valid {
+        if let Some(reply) = locked_out(cx, Subject::Key(&hash), now) {
+            return Some(Step::Answer(reply));
+        }
+    }
+    match lookup {
+        Lookup::Fresh(entry) => cx.ex.key_entry = Some(entry),
+        Lookup::Expired(entry) => {
+            // One refresh per key and VM at a time: the next requests use
+            // the entry as fresh for a few seconds.
+            vm.keys.hold(&hash, &entry, now, epoch, c.key_cache_ttl_ms, c.negative_key_cache_ttl_ms);
+            cx.ex.key_entry = Some(entry);
+            cx.background.push(Callout::RefreshKey { hash });
+        }
+        Lookup::Outdated(entry) => {
+            cx.ex.key_entry = Some(entry);
+            return Some(wait_for_key(cx, hash));
+        }
+        Lookup::Missing => return Some(wait_for_key(cx, hash)),
+    }
+    None
+}
+
+/// Resolves the key while the request waits, within the client address's
+/// allowance of such requests (their bodies are buffered meanwhile).
+fn wait_for_key(cx: &mut Cx<'_>, hash: String) -> Step {
+    if let Some(ip) = &cx.ex.client_ip {
+        if let Err(reply) = cx.vm.pending_auth.borrow_mut().acquire(ip, cx.vm.config.max_pending_auth_per_client) {
+            return Step::Answer(reply);
+        }
+        cx.ex.pending_auth = true;
+    }
+    cx.ex.key_pending = true;
+    Step::Wait(Callout::ResolveKey { hash })
+}
+
+fn locked_out(cx: &Cx<'_>, subject: Subject<'_>, now: i64) -> Option<LocalReply> {
+    let secs = cx.vm.clients.locked_for_secs(cx.host.shared(), subject, now)?;
+    Some(
+        LocalReply::new(
+            429,
+            "auth_locked_out",
+            format!("Too many failed authentication attempts. Try again in {secs} seconds."),
+        )
+        .with_header("retry-after", secs.to_string()),
+    )
+}
+
+/// The resolved key (or its absence) decides; a wrong key counts as a
+/// failed credential for the client address and the key.
+fn authenticate(cx: &mut Cx<'_>) -> Step {
+    let now = cx.host.now_ms();
+    let Some(entry) = cx.ex.key_entry.clone() else {
+        return Step::Answer(control_plane_unavailable());
+    };
+    let Some(key) = entry.key.as_ref() else {
+        let policy = cx.vm.config.lockout_policy();
+        let ex = &cx.ex;
+        let subjects = ex.client_ip.as_deref().map(Subject::Client).into_iter().chain(ex.key_hash.as_deref().map(Subject::Key));
+        for subject in subjects {
+            if !cx.vm.clients.record_failure(cx.host.shared(), subject, now, &policy) {
+                log::warn!("could not record a failed credential (shared data contended)");
+            }
+        }
+        return Step::Answer(invalid_key());
+    };
+    match check_key(key, now) {
+        Ok(()) => {
+            cx.ex.authenticated = true;
+            Step::Next
+        }
+        Err(reply) => Step::Answer(reply),
+    }
+}
+
+/// Stores the control plane's answer about this request's key (`Err`: it
+/// could not answer). `waiting`: the request waits for it (else it was a
+/// background refresh).
+pub fn on_key_resolved(cx: &mut Cx<'_>, answer: Result<KeyResolveResponse, String>, waiting: bool) {
+    let (vm, host) = (cx.vm, cx.host);
+    if waiting {
+        cx.ex.key_pending = false;
+        release_pending_auth(cx);
+    }
+    let Some(hash) = cx.ex.key_hash.clone() else { return };
+    let now = host.now_ms();
+    match answer {
+        Ok(resp) => {
+            let entry = Rc::new(CachedKey { fetched_ms: now, epoch: resp.key_epoch, key: resp.key });
+            if let Err(e) = vm.keys.store(host.shared(), &hash, entry.clone()) {
+                log::warn!("{e}");
+            }
+            if !cx.ex.authenticated {
+                cx.ex.key_entry = Some(entry);
+            }
+        }
+        Err(e) => {
+            host.count("hubgate_callout_failures_total");
+            match &cx.ex.key_entry {
+                Some(entry) => {
+                    host.count("hubgate_fail_static_total");
+                    log::warn!("key resolve failed ({e}); serving the cached entry");
+                    // Don't ask again on every request while it is down.
+                    let c = &vm.config;
+                    let epoch = cx.ex.snapshot.as_ref().map(|s| s.key_epoch);
+                    vm.keys.hold(&hash, entry, now, epoch, c.key_cache_ttl_ms, c.negative_key_cache_ttl_ms);
+                }
+                None => log::warn!("key resolve failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Gives back this request's place among the client's pending key checks.
+pub fn release_pending_auth(cx: &mut Cx<'_>) {
+    if std::mem::take(&mut cx.ex.pending_auth) {
+        if let Some(ip) = &cx.ex.client_ip {
+            cx.vm.pending_auth.borrow_mut().release(ip);
+        }
+    }
+}
 
 /// Request headers that carry client credentials; all are removed before the
 /// request goes upstream.

@@ -3,7 +3,9 @@
 //! 10 provider selection.
 
 pub mod auth;
+pub mod body_size;
 pub mod lockout;
 pub mod pending_auth;
 pub mod provider;
+pub mod route;
 pub mod session;

@@ -5,7 +5,8 @@ use hubgate_wire::{ProviderType, ResolvedKey};
 use rust_decimal::Decimal;
 
 use crate::api::{Dialect, Endpoint};
-use crate::guards::auth::CREDENTIAL_HEADERS;
+use crate::chain::{Cx, Guard, Step};
+use crate::guards::auth::{self, CREDENTIAL_HEADERS};
 use crate::reply::LocalReply;
 use crate::snapshot::{CompiledProvider, CompiledSnapshot};
 
@@ -41,6 +42,34 @@ impl std::fmt::Debug for UpstreamPlan {
             .field("set_headers", &set)
             .finish()
     }
+}
+
+pub struct Provider;
+
+impl Guard for Provider {
+    fn name(&self) -> &'static str {
+        "provider"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let ex = &mut *cx.ex;
+        let (Some(snapshot), Some(key)) = (ex.snapshot.as_ref(), ex.key()) else {
+            return Err("provider selection before auth and policy".to_string());
+        };
+        let seed = fnv(ex.request_id.as_bytes()) ^ cx.host.seed();
+        match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), seed) {
+            Ok(chosen) => {
+                let plan = plan(chosen, &auth::without_query_param(&ex.path, "key"));
+                ex.plan = Some(plan);
+                Ok(Step::Next)
+            }
+            Err(reply) => Ok(Step::Answer(reply)),
+        }
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The API format a provider must speak for this endpoint; an unknown path

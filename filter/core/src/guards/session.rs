@@ -2,8 +2,22 @@
 
 use serde::Deserialize;
 
+use crate::chain::{Cx, Guard, Step};
 use crate::headers::Headers;
 use crate::request::RequestInfo;
+
+pub struct Session;
+
+impl Guard for Session {
+    fn name(&self) -> &'static str {
+        "session"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        cx.ex.session_id = session_id(&cx.ex.headers, &cx.ex.info);
+        Ok(Step::Next)
+    }
+}
 
 #[derive(Deserialize)]
 struct ClaudeUserId {

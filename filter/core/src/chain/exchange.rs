@@ -1,0 +1,58 @@
+//! One request as the chain sees it: what the client sent (headers are
+//! copied during the headers phase, they are gone after it) and what the
+//! guards decided so far.
+
+use std::rc::Rc;
+
+use crate::api::{Dialect, Endpoint};
+use crate::guards::provider::UpstreamPlan;
+use crate::headers::Headers;
+use crate::keys::CachedKey;
+use crate::request::RequestInfo;
+use crate::snapshot::CompiledSnapshot;
+
+#[derive(Default)]
+pub struct Exchange {
+    pub request_id: String,
+    pub method: String,
+    /// Path and query as the client sent them (after Envoy's normalization).
+    pub path: String,
+    pub endpoint: Endpoint,
+    pub dialect: Dialect,
+    pub headers: Headers,
+    /// The client address Envoy computed (peer, or trusted X-Forwarded-For).
+    pub client_ip: Option<String>,
+    /// Declared with `content-length`, when it was.
+    pub content_length: Option<u64>,
+    /// The whole body, once it has arrived.
+    pub body: Option<Vec<u8>>,
+    /// The policy this request is decided with (pinned at first use).
+    pub snapshot: Option<Rc<CompiledSnapshot>>,
+    /// A snapshot fetch for this request was answered (or failed).
+    pub snapshot_fetched: bool,
+
+    /// SHA-256 of the client's key, and its masked form.
+    pub key_hash: Option<String>,
+    pub key_masked: Option<String>,
+    /// The key as resolved (fresh, or stale when the control plane is down).
+    pub key_entry: Option<Rc<CachedKey>>,
+    /// A resolve of this request's key is in flight and the request waits.
+    pub key_pending: bool,
+    /// This request counts in `VmState::pending_auth` until its key is here.
+    pub pending_auth: bool,
+    /// Auth passed: the key is valid and may be used now.
+    pub authenticated: bool,
+
+    pub info: RequestInfo,
+    pub session_id: Option<String>,
+    pub plan: Option<UpstreamPlan>,
+    /// Index of the guard to run next.
+    pub cursor: usize,
+}
+
+impl Exchange {
+    /// The resolved key, once auth has passed.
+    pub fn key(&self) -> Option<&hubgate_wire::ResolvedKey> {
+        self.key_entry.as_ref().and_then(|e| e.key.as_ref())
+    }
+}

@@ -1,0 +1,230 @@
+//! The chain with a fake host: pausing for the body and for callouts,
+//! resuming where it stopped, fail-open and fail-closed.
+
+use std::rc::Rc;
+
+use hubgate_wire::{hash_key, CircuitSettings, KeyResolveResponse, Limits, PolicySnapshot, ProviderTimeouts, ResolvedKey};
+use serde_json::json;
+
+use super::*;
+use crate::api::{Dialect, Endpoint};
+use crate::config::PluginConfig;
+use crate::headers::Headers;
+use crate::snapshot::CompiledSnapshot;
+
+const KEY: &str = "sk-test-key-0000000000000000";
+
+fn resolved(enabled: bool) -> ResolvedKey {
+    serde_json::from_value(json!({
+        "id": 1, "name": "k", "masked": "sk-…0000", "enabled": enabled, "expires_at_ms": null,
+        "can_login_web_ui": false, "limits": Limits::default(), "provider_group": null,
+        "user": {"id": 1, "name": "u", "enabled": true, "expires_at_ms": null, "role": "user",
+            "allowed_clients": [], "blocked_clients": [], "allowed_models": [], "rpm": null,
+            "limits": Limits::default(), "daily_reset_mode": "fixed", "daily_reset_time": "00:00",
+            "provider_group": null}
+    }))
+    .unwrap()
+}
+
+fn snapshot() -> Rc<CompiledSnapshot> {
+    let snap: PolicySnapshot = serde_json::from_value(json!({
+        "version": 1, "key_epoch": 1,
+        "settings": {"enable_client_version_check": false, "intercept_anthropic_warmup_requests": false,
+            "timezone": "UTC", "unknown_path": "not_found"},
+        "providers": [{"id": 5, "name": "p", "type": "claude", "base_url": "https://api.example.com/relay",
+            "credential": "cred", "enabled": true, "weight": 1, "priority": 0, "cost_multiplier": "1",
+            "group_tags": [], "allowed_models": [], "model_redirects": [], "limits": Limits::default(),
+            "circuit": CircuitSettings::default(), "timeouts": ProviderTimeouts::default()}],
+        "prices": [], "sensitive_words": [], "request_filters": [], "client_versions": []
+    }))
+    .unwrap();
+    Rc::new(CompiledSnapshot::compile(snap).0)
+}
+
+struct World {
+    host: FakeHost,
+    vm: VmState,
+}
+
+impl World {
+    fn new() -> World {
+        let host = FakeHost::default();
+        host.now_ms.set(1_800_000_000_000);
+        World { host, vm: VmState::new(PluginConfig::default(), "seed") }
+    }
+
+    fn request(&self, headers: &[(&str, &str)]) -> Exchange {
+        let headers = Headers::new(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        Exchange {
+            path: "/v1/messages".into(),
+            endpoint: Endpoint::AnthropicMessages,
+            dialect: Dialect::Anthropic,
+            headers,
+            client_ip: Some("192.0.2.1".into()),
+            ..Exchange::default()
+        }
+    }
+
+    fn run(&self, ex: &mut Exchange) -> Verdict {
+        let mut cx = Cx { host: &self.host, vm: &self.vm, ex, background: Vec::new() };
+        run(&mut cx)
+    }
+
+    fn answer_key(&self, ex: &mut Exchange, key: Option<ResolvedKey>) {
+        let mut cx = Cx { host: &self.host, vm: &self.vm, ex, background: Vec::new() };
+        guards::auth::on_key_resolved(&mut cx, Ok(KeyResolveResponse { key, key_epoch: 1 }), true);
+    }
+}
+
+fn code(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Answer(r) => r.code,
+        _ => "",
+    }
+}
+
+#[test]
+fn a_missing_key_is_answered_from_the_headers() {
+    let w = World::new();
+    let mut ex = w.request(&[]);
+    assert_eq!(code(&w.run(&mut ex)), "missing_api_key");
+}
+
+#[test]
+fn an_unknown_key_is_answered_once_resolved_without_the_body() {
+    let w = World::new();
+    let mut ex = w.request(&[("x-api-key", KEY)]);
+    let v = w.run(&mut ex);
+    assert!(matches!(&v, Verdict::Call(Callout::ResolveKey { hash }) if *hash == hash_key(KEY)), "{v:?}");
+    assert_eq!(w.vm.pending_auth.borrow().clients(), 1);
+    w.answer_key(&mut ex, None);
+    assert_eq!(w.vm.pending_auth.borrow().clients(), 0, "the pending place is given back");
+    assert_eq!(code(&w.run(&mut ex)), "invalid_api_key");
+    // Remembered: the next request with it is answered without a call.
+    let mut again = w.request(&[("x-api-key", KEY)]);
+    assert_eq!(code(&w.run(&mut again)), "invalid_api_key");
+}
+
+#[test]
+fn a_valid_key_waits_for_policy_and_body_then_forwards() {
+    let w = World::new();
+    let mut ex = w.request(&[("x-api-key", KEY)]);
+    assert!(matches!(w.run(&mut ex), Verdict::Call(Callout::ResolveKey { .. })));
+    w.answer_key(&mut ex, Some(resolved(true)));
+    assert!(matches!(w.run(&mut ex), Verdict::Call(Callout::Snapshot)));
+    ex.snapshot = Some(snapshot());
+    ex.snapshot_fetched = true;
+    assert!(matches!(w.run(&mut ex), Verdict::NeedBody));
+    ex.body = Some(br#"{"model":"claude-sonnet-4-5","messages":[]}"#.to_vec());
+    assert!(matches!(w.run(&mut ex), Verdict::Forward));
+    let plan = ex.plan.as_ref().unwrap();
+    assert_eq!((plan.provider_id, plan.authority.as_str(), plan.path.as_str()), (5, "api.example.com", "/relay/v1/messages"));
+    assert_eq!(ex.info.model.as_deref(), Some("claude-sonnet-4-5"));
+    // The second request finds the key cached and needs no call.
+    let mut next = w.request(&[("x-api-key", KEY)]);
+    next.snapshot = Some(snapshot());
+    assert!(matches!(w.run(&mut next), Verdict::NeedBody));
+}
+
+#[test]
+fn no_policy_after_the_fetch_failed_is_a_503() {
+    let w = World::new();
+    let mut ex = w.request(&[("x-api-key", KEY)]);
+    w.run(&mut ex);
+    w.answer_key(&mut ex, Some(resolved(true)));
+    assert!(matches!(w.run(&mut ex), Verdict::Call(Callout::Snapshot)));
+    ex.snapshot_fetched = true;
+    assert_eq!(code(&w.run(&mut ex)), "policy_unavailable");
+}
+
+#[test]
+fn a_disabled_key_is_not_a_failed_guess() {
+    let w = World::new();
+    for _ in 0..30 {
+        let mut ex = w.request(&[("x-api-key", KEY)]);
+        if matches!(w.run(&mut ex), Verdict::Call(_)) {
+            w.answer_key(&mut ex, Some(resolved(false)));
+        }
+        assert_eq!(code(&w.run(&mut ex)), "key_disabled");
+    }
+}
+
+#[test]
+fn guesses_lock_the_address_out() {
+    let w = World::new();
+    for i in 0..20 {
+        let key = format!("sk-guess-{i:030}");
+        let mut ex = w.request(&[("x-api-key", &key)]);
+        assert!(matches!(w.run(&mut ex), Verdict::Call(_)));
+        w.answer_key(&mut ex, None);
+        assert_eq!(code(&w.run(&mut ex)), "invalid_api_key");
+    }
+    let mut ex = w.request(&[("x-api-key", KEY)]);
+    assert_eq!(code(&w.run(&mut ex)), "auth_locked_out");
+}
+
+#[test]
+fn pending_key_checks_are_bounded_per_address() {
+    let w = World::new();
+    let max = w.vm.config.max_pending_auth_per_client as usize;
+    let mut waiting: Vec<Exchange> = Vec::new();
+    for i in 0..max {
+        let mut ex = w.request(&[("x-api-key", &format!("sk-new-{i:030}"))]);
+        assert!(matches!(w.run(&mut ex), Verdict::Call(_)));
+        waiting.push(ex);
+    }
+    let mut over = w.request(&[("x-api-key", "sk-one-more-000000000000000000")]);
+    assert_eq!(code(&w.run(&mut over)), "auth_pending_limit");
+}
+
+#[test]
+fn a_too_large_declared_body_is_413_before_auth() {
+    let w = World::new();
+    let mut ex = w.request(&[]);
+    ex.content_length = Some(u64::MAX);
+    assert_eq!(code(&w.run(&mut ex)), "request_too_large");
+}
+
+struct Failing {
+    open: bool,
+}
+
+impl Guard for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn fails_open(&self) -> bool {
+        self.open
+    }
+    fn check(&self, _: &mut Cx<'_>) -> Result<Step, String> {
+        Err("broken".into())
+    }
+}
+
+struct Counting;
+
+impl Guard for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        cx.host.count("counting_ran");
+        Ok(Step::Next)
+    }
+}
+
+#[test]
+fn fail_open_passes_and_fail_closed_answers() {
+    let w = World::new();
+    let mut ex = w.request(&[]);
+    let mut cx = Cx { host: &w.host, vm: &w.vm, ex: &mut ex, background: Vec::new() };
+    assert!(matches!(run_guards(&mut cx, &[&Failing { open: true }, &Counting]), Verdict::Forward));
+    assert_eq!(w.host.counter("counting_ran"), 1);
+    assert_eq!(w.host.counter("hubgate_guard_failing_errors_total"), 1);
+
+    let mut ex = w.request(&[]);
+    let mut cx = Cx { host: &w.host, vm: &w.vm, ex: &mut ex, background: Vec::new() };
+    let v = run_guards(&mut cx, &[&Failing { open: false }, &Counting]);
+    assert!(matches!(&v, Verdict::Answer(r) if r.status == 500 && r.code == "guard_failed"), "{v:?}");
+    assert_eq!(w.host.counter("counting_ran"), 1, "the chain stopped at the failing guard");
+}

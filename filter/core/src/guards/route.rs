@@ -1,0 +1,60 @@
+//! Between auth and the content guards: the policy must be here, the path
+//! must be safe and known (SPEC §3: unknown paths pass through or get 404 by
+//! config), and the body is parsed once for the guards after this one.
+
+use hubgate_wire::UnknownPathAction;
+
+use crate::api::{path_without_query, Endpoint};
+use crate::chain::{Callout, Cx, Guard, Step};
+use crate::clip::{clip, MAX_PATH};
+use crate::reply::LocalReply;
+use crate::request::inspect;
+
+pub struct Route;
+
+impl Guard for Route {
+    fn name(&self) -> &'static str {
+        "route"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let ex = &mut *cx.ex;
+        let Some(snapshot) = ex.snapshot.clone() else {
+            if ex.snapshot_fetched {
+                return Ok(Step::Answer(policy_unavailable()));
+            }
+            return Ok(Step::Wait(Callout::Snapshot));
+        };
+        if let Err(reply) = crate::path::check(&ex.path) {
+            return Ok(Step::Answer(reply));
+        }
+        if ex.endpoint == Endpoint::Other && snapshot.settings.unknown_path == UnknownPathAction::NotFound {
+            // Never echo the query: it may carry `?key=`.
+            let path = path_without_query(&ex.path);
+            return Ok(Step::Answer(LocalReply::new(
+                404,
+                "not_found",
+                format!("Unknown path `{}`.", clip(path, MAX_PATH)),
+            )));
+        }
+        let Some(body) = ex.body.as_deref() else {
+            return Ok(Step::NeedBody);
+        };
+        if ex.endpoint != Endpoint::Other {
+            match inspect(ex.endpoint, &ex.path, body) {
+                Ok(info) => ex.info = info,
+                Err(reply) => return Ok(Step::Answer(reply)),
+            }
+        }
+        Ok(Step::Next)
+    }
+}
+
+fn policy_unavailable() -> LocalReply {
+    LocalReply::new(
+        503,
+        "policy_unavailable",
+        "The gateway has not received its policy from the control plane yet. Please retry shortly.",
+    )
+    .with_header("retry-after", "5")
+}
