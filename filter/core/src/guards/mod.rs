@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod lockout;
+pub mod model;
 pub mod pending_auth;
 pub mod provider;
 pub mod session;
