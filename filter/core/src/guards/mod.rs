@@ -8,3 +8,4 @@ pub mod model;
 pub mod pending_auth;
 pub mod provider;
 pub mod session;
+pub mod warmup;
