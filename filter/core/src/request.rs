@@ -46,7 +46,7 @@ struct MetadataJson {
 /// A struct read from a JSON object only. Derived `Deserialize` also takes
 /// a JSON array of the field values in order (`["model", true, …]`), which
 /// no API accepts: the guards would read fields the provider never sees.
-struct Object<T>(T);
+pub(crate) struct Object<T>(pub(crate) T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -5,7 +5,9 @@
 pub mod auth;
 pub mod body_size;
 pub mod lockout;
+pub mod model;
 pub mod pending_auth;
 pub mod provider;
 pub mod route;
 pub mod session;
+pub mod warmup;
