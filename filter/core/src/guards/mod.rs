@@ -3,6 +3,7 @@
 //! 10 provider selection.
 
 pub mod auth;
+pub mod client;
 pub mod lockout;
 pub mod pending_auth;
 pub mod provider;
