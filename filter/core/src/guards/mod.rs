@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod client_version;
 pub mod lockout;
 pub mod pending_auth;
 pub mod provider;
