@@ -27,15 +27,16 @@ pub fn parse(user_agent: &str) -> Option<ClientInfo> {
     })
 }
 
-/// The client type of a User-Agent, from the product name before its first `/`.
+/// The client type of a User-Agent, from its first `name/version` product.
 ///
 /// `claude-cli/… (external, claude-vscode)` is the VS Code extension;
-/// `codex_exec`, `codex_cli_rs`, `codex_tui`, `codex_vscode`, `Codex Desktop`
-/// are all Codex; `GeminiCLI` and `GeminiCLI-tui` are Gemini CLI;
-/// `factory-cli` and `droid` are Factory's Droid.
+/// `codex_exec`, `codex_cli_rs`, `codex_tui`, `codex_vscode` are all Codex;
+/// `GeminiCLI` and `GeminiCLI-tui` are Gemini CLI; `factory-cli` and `droid`
+/// are Factory's Droid. `Codex Desktop/…` is not: it numbers its versions
+/// apart from the CLI (the control plane's GA computation skips it too).
 pub fn client_type(user_agent: &str) -> Option<&'static str> {
     let user_agent = user_agent.trim();
-    let (name, _) = user_agent.split_once('/')?;
+    let (name, _) = user_agent.split_whitespace().next()?.split_once('/')?;
     let name = normalize(name);
     if name == "claudecli" {
         if user_agent.to_ascii_lowercase().contains("claude-vscode") {
@@ -110,7 +111,6 @@ mod tests {
             ("codex_exec/0.169.0 (Ubuntu 24.4.0; x86_64) unknown", "codex-cli", "Codex CLI", "0.169.0"),
             ("codex_cli_rs/0.50.0 (Mac OS 15.0.0; arm64) iTerm.app/3.5.0", "codex-cli", "Codex CLI", "0.50.0"),
             ("codex_vscode/0.60.1 (Windows 10.0.26100; x86_64) vscode/1.105.1", "codex-cli", "Codex CLI", "0.60.1"),
-            ("Codex Desktop/1.2.3 (Mac OS 15.0.0; arm64)", "codex-cli", "Codex CLI", "1.2.3"),
             ("GeminiCLI-tui/0.61.0/gemini-3-pro-preview (linux; x64; terminal)", "gemini-cli", "Gemini CLI", "0.61.0"),
             ("GeminiCLI/0.22.5/gemini-3-pro-preview (darwin; arm64)", "gemini-cli", "Gemini CLI", "0.22.5"),
             ("factory-cli/0.19.3", "factory-cli", "Droid CLI", "0.19.3"),
@@ -145,6 +145,7 @@ mod tests {
             "android/1.0.0",
             "/1.0.0",
             "claude-cli/é",
+            "Codex Desktop/1.2.3 (Mac OS 15.0.0; arm64)",
         ];
         for ua in cases {
             assert_eq!(parse(ua), None, "{ua:?}");

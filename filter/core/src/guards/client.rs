@@ -79,6 +79,8 @@ impl Pattern {
         match &self.matcher {
             Matcher::Contains(text) => seen.normalized.contains(text.as_str()),
             Matcher::Preset(Preset::ClaudeCode) => seen.claude_code,
+            // Codex Desktop is Codex to the preset, though not to the version check.
+            Matcher::Preset(Preset::Codex) if seen.normalized.starts_with("codex desktop/") => true,
             Matcher::Preset(preset) => {
                 seen.normalized.contains(preset.normalized()) || seen.client_type == Some(preset.client_type())
             }
@@ -272,6 +274,7 @@ mod tests {
             (&["codex-cli"], &[], Some("codex_cli_rs/0.50.0 (Mac OS 15.0.0; arm64) iTerm.app/3.5.0"), Ok(())),
             (&["codex-cli"], &[], Some("codex_vscode/0.60.1 (Windows 10.0.26100; x86_64)"), Ok(())),
             (&["codex-cli"], &[], Some("Codex Desktop/1.2.3 (Mac OS 15.0.0; arm64)"), Ok(())),
+            (&["gemini-cli"], &[], Some("Codex Desktop/1.2.3 (Mac OS 15.0.0; arm64)"), not_in_list()),
             (&["Codex_CLI"], &[], Some("codex_tui/0.1.0"), Ok(())),
             (&["codex-cli"], &[], Some("GeminiCLI/0.22.5"), not_in_list()),
             (&["factory-cli"], &[], Some("factory-cli/0.19.3"), Ok(())),

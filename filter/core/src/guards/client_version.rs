@@ -126,6 +126,7 @@ mod tests {
             (None, None),
             (Some(""), None),
             (Some("curl/8.0.1"), None),
+            (Some("Codex Desktop/0.1.0 (Mac OS 15.0.0; arm64)"), None),
             (Some("claude-cli/garbage"), None),
             (Some("claude-cli"), None),
             (Some("\u{0}\u{1}//(("), None),
