@@ -18,3 +18,4 @@ pub mod shared;
 pub mod snapshot;
 pub mod time;
 pub mod usage;
+pub mod user_agent;

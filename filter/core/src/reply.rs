@@ -15,11 +15,13 @@ pub struct LocalReply {
     pub headers: Vec<(String, String)>,
     /// Extra fields placed in the error object (e.g. quota details).
     pub details: Map<String, Value>,
+    /// The error `type` (Anthropic, OpenAI) when not the one its status implies.
+    pub error_type: Option<&'static str>,
 }
 
 impl LocalReply {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> LocalReply {
-        LocalReply { status, code, message: message.into(), headers: Vec::new(), details: Map::new() }
+        LocalReply { status, code, message: message.into(), headers: Vec::new(), details: Map::new(), error_type: None }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> LocalReply {
@@ -32,12 +34,17 @@ impl LocalReply {
         self
     }
 
+    pub fn with_type(mut self, error_type: &'static str) -> LocalReply {
+        self.error_type = Some(error_type);
+        self
+    }
+
     /// The JSON body in the given dialect.
     pub fn body(&self, dialect: Dialect, request_id: &str) -> Vec<u8> {
         let value = match dialect {
             Dialect::Anthropic => {
                 let mut error = Map::new();
-                error.insert("type".into(), json!(error_type(self.status)));
+                error.insert("type".into(), json!(self.type_field()));
                 error.insert("message".into(), json!(self.message));
                 error.insert("code".into(), json!(self.code));
                 error.extend(self.details.clone());
@@ -46,7 +53,7 @@ impl LocalReply {
             Dialect::OpenAi => {
                 let mut error = Map::new();
                 error.insert("message".into(), json!(self.message));
-                error.insert("type".into(), json!(error_type(self.status)));
+                error.insert("type".into(), json!(self.type_field()));
                 error.insert("param".into(), Value::Null);
                 error.insert("code".into(), json!(self.code));
                 error.extend(self.details.clone());
@@ -76,6 +83,10 @@ impl LocalReply {
             }
         };
         serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    fn type_field(&self) -> &'static str {
+        self.error_type.unwrap_or_else(|| error_type(self.status))
     }
 
     /// All response headers for this reply.
@@ -144,6 +155,17 @@ mod tests {
         assert_eq!(v["error"]["param"], Value::Null);
         assert_eq!(v["error"]["code"], "rpm");
         assert_eq!(v["error"]["limit"], 5);
+    }
+
+    #[test]
+    fn type_override_replaces_the_status_type() {
+        let r = LocalReply::new(400, "client_upgrade_required", "old").with_type("client_upgrade_required");
+        for dialect in [Dialect::Anthropic, Dialect::OpenAi] {
+            assert_eq!(parse(&r.body(dialect, "r"))["error"]["type"], "client_upgrade_required");
+        }
+        let v = parse(&r.body(Dialect::Gemini, "r"));
+        assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+        assert_eq!(v["error"]["details"][0]["reason"], "client_upgrade_required");
     }
 
     #[test]
