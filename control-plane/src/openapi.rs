@@ -713,6 +713,11 @@ fn settings_props() -> Vec<(&'static str, Value)> {
         ),
         ("unknown_path", one_of(&["passthrough", "not_found"])),
         ("ga_threshold", json!({ "type": "integer", "minimum": 1 })),
+        (
+            "locale",
+            json!({ "type": "string", "enum": crate::admin::settings::LOCALES, "default": "en",
+                    "description": "Language of messages to clients; codes, types and field names never change" }),
+        ),
     ]
 }
 

@@ -11,6 +11,9 @@ use crate::errors::ApiResult;
 use crate::extract::{merge_patch, JsonObject};
 use crate::validate::{self, Check};
 
+/// The languages client messages can be in (SPEC 3); the first is the default.
+pub const LOCALES: &[&str] = &["en", "zh-CN"];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsInput {
@@ -19,6 +22,7 @@ pub struct SettingsInput {
     pub timezone: String,
     pub unknown_path: String,
     pub ga_threshold: i32,
+    pub locale: String,
 }
 
 impl SettingsInput {
@@ -30,6 +34,7 @@ impl SettingsInput {
             &["passthrough", "not_found"],
         )?;
         validate::at_least("ga_threshold", Some(self.ga_threshold), 1)?;
+        validate::one_of("locale", &self.locale, LOCALES)?;
         Ok(())
     }
 }
@@ -42,11 +47,13 @@ pub struct Settings {
     /// `passthrough` or `not_found`.
     pub unknown_path: String,
     pub ga_threshold: i32,
+    /// Language of messages to clients: `en` or `zh-CN`.
+    pub locale: String,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =
-    "enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, ga_threshold, updated_at";
+    "enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, ga_threshold, locale, updated_at";
 
 pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Settings, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM settings"))
@@ -72,18 +79,20 @@ pub async fn update(
         timezone: current.timezone,
         unknown_path: current.unknown_path,
         ga_threshold: current.ga_threshold,
+        locale: current.locale,
     };
     let input: SettingsInput = merge_patch(&base, patch)?;
     input.validate()?;
     let settings: Settings = sqlx::query_as(&format!(
         "UPDATE settings SET enable_client_version_check = $1, intercept_anthropic_warmup_requests = $2, \
-           timezone = $3, unknown_path = $4, ga_threshold = $5, updated_at = now() RETURNING {COLUMNS}"
+           timezone = $3, unknown_path = $4, ga_threshold = $5, locale = $6, updated_at = now() RETURNING {COLUMNS}"
     ))
     .bind(input.enable_client_version_check)
     .bind(input.intercept_anthropic_warmup_requests)
     .bind(&input.timezone)
     .bind(&input.unknown_path)
     .bind(input.ga_threshold)
+    .bind(&input.locale)
     .fetch_one(&mut *tx)
     .await?;
     bump_policy(&mut tx, false).await?;

@@ -103,6 +103,7 @@ pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
         intercept_anthropic_warmup_requests: s.intercept_anthropic_warmup_requests,
         timezone: s.timezone,
         unknown_path: wire_enum::<UnknownPathAction>("unknown_path", &s.unknown_path)?,
+        locale: s.locale,
     };
 
     let rows: Vec<ProviderRow> = sqlx::query_as(&format!(

@@ -27,6 +27,79 @@ async fn settings_get_and_patch() {
 }
 
 #[tokio::test]
+async fn settings_locale() {
+    let app = spawn().await;
+    // Default: English, in the API and in the filter's snapshot.
+    let (status, settings) = app.get("/api/v1/settings").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(settings["locale"], "en");
+    let (status, snap) = app.snapshot(None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(snap["settings"]["locale"], "en");
+    let version = snap["version"].as_u64().unwrap();
+
+    // Switching to Simplified Chinese is returned, stored, and moves the
+    // snapshot version so filters holding the old one fetch the change.
+    let (status, settings) = app
+        .patch("/api/v1/settings", json!({ "locale": "zh-CN" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(settings["locale"], "zh-CN");
+    assert_eq!(settings["timezone"], "UTC", "other settings untouched");
+    assert_eq!(app.get("/api/v1/settings").await.1["locale"], "zh-CN");
+    let (status, snap) = app.snapshot(Some(version)).await;
+    assert_eq!(status, StatusCode::OK, "a held old version is not current");
+    let typed: hubgate_wire::PolicySnapshot = serde_json::from_value(snap.clone()).unwrap();
+    assert_eq!(typed.settings.locale, "zh-CN");
+    assert!(typed.version > version);
+
+    // Anything else is a 422 naming `locale`; nothing is written and the
+    // snapshot version stays put.
+    let before = app.policy().await;
+    for bad in [
+        json!("zh"),
+        json!("zh-cn"),
+        json!("EN"),
+        json!(""),
+        json!("fr"),
+        json!(null),
+        json!(1),
+    ] {
+        let (status, body) = app
+            .patch(
+                "/api/v1/settings",
+                json!({ "locale": bad, "timezone": "Asia/Shanghai" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_error(&body, "validation_failed", Some("locale"));
+    }
+    assert_eq!(
+        app.policy().await,
+        before,
+        "a rejected write bumped the version"
+    );
+    let (_, settings) = app.get("/api/v1/settings").await;
+    assert_eq!(settings["locale"], "zh-CN");
+    assert_eq!(settings["timezone"], "UTC");
+    let (status, _) = app.snapshot(Some(typed.version)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    // Back to English.
+    let (status, settings) = app
+        .patch("/api/v1/settings", json!({ "locale": "en" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(app.snapshot(None).await.1["settings"]["locale"], "en");
+
+    // The database refuses an unknown locale too, whoever writes it.
+    let raw = sqlx::query("UPDATE settings SET locale = 'fr'")
+        .execute(&app.pool)
+        .await;
+    assert!(raw.is_err(), "CHECK constraint on settings.locale");
+}
+
+#[tokio::test]
 async fn sensitive_words_crud() {
     let app = spawn().await;
     let (status, word) = app

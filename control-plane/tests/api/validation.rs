@@ -159,6 +159,7 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
         patch(settings, json!({ "timezone": "Mars/Olympus" }), "timezone"),
         patch(settings, json!({ "unknown_path": "teapot" }), "unknown_path"),
         patch(settings, json!({ "ga_threshold": 0 }), "ga_threshold"),
+        patch(settings, json!({ "locale": "zh" }), "locale"),
     ];
 
     let before = state(&app).await;

@@ -28,6 +28,13 @@ pub struct Settings {
     /// IANA time zone for fixed daily windows, e.g. `UTC`, `Asia/Shanghai`.
     pub timezone: String,
     pub unknown_path: UnknownPathAction,
+    /// Language of messages to clients: `en` or `zh-CN` (SPEC §3).
+    #[serde(default = "default_locale")]
+    pub locale: String,
+}
+
+fn default_locale() -> String {
+    "en".to_string()
 }
 
 impl Default for Settings {
@@ -37,6 +44,7 @@ impl Default for Settings {
             intercept_anthropic_warmup_requests: false,
             timezone: "UTC".to_string(),
             unknown_path: UnknownPathAction::NotFound,
+            locale: default_locale(),
         }
     }
 }

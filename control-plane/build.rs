@@ -1,0 +1,5 @@
+// Migrations are embedded at compile time (`sqlx::migrate!`): a new or
+// changed migration file must rebuild the crate.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
