@@ -2,13 +2,14 @@
 //! a per-VM copy in front. Unknown keys are remembered only per VM (unless
 //! they were known before), so random keys cannot grow shared memory.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use hubgate_wire::ResolvedKey;
 use serde::{Deserialize, Serialize};
 
+use crate::guards::client::ClientRule;
 use crate::shared::SharedData;
 
 /// Per-VM entries beyond this are dropped wholesale (they are only a cache).
@@ -21,6 +22,23 @@ pub struct CachedKey {
     /// epoch means a user or key changed since.
     pub epoch: u64,
     pub key: Option<ResolvedKey>,
+    /// The user's client lists, compiled on first use in this VM.
+    #[serde(skip)]
+    pub client_rule: OnceCell<ClientRule>,
+}
+
+impl CachedKey {
+    pub fn new(fetched_ms: i64, epoch: u64, key: Option<ResolvedKey>) -> CachedKey {
+        CachedKey { fetched_ms, epoch, key, client_rule: OnceCell::new() }
+    }
+
+    /// The client rule of the key's user (empty for an unknown key).
+    pub fn client_rule(&self) -> &ClientRule {
+        self.client_rule.get_or_init(|| match &self.key {
+            Some(k) => ClientRule::compile(&k.user.allowed_clients, &k.user.blocked_clients),
+            None => ClientRule::default(),
+        })
+    }
 }
 
 /// Entries are shared, not copied, between the cache and the requests
@@ -90,6 +108,7 @@ impl KeyCache {
             fetched_ms: now_ms - ttl_ms as i64 + window_ms as i64,
             epoch: epoch.unwrap_or(entry.epoch).max(entry.epoch),
             key: entry.key.clone(),
+            client_rule: entry.client_rule.clone(),
         };
         self.remember_locally(hash, Rc::new(held));
     }
@@ -161,7 +180,7 @@ mod tests {
     }
 
     fn entry(fetched_ms: i64, epoch: u64, key: Option<ResolvedKey>) -> Rc<CachedKey> {
-        Rc::new(CachedKey { fetched_ms, epoch, key })
+        Rc::new(CachedKey::new(fetched_ms, epoch, key))
     }
 
     #[test]

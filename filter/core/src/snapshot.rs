@@ -4,6 +4,8 @@
 use hubgate_wire::{PolicySnapshot, Provider, Settings};
 
 use crate::cost::PriceTable;
+use crate::guards::client_version::GaVersions;
+use crate::locale::Locale;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
@@ -45,8 +47,10 @@ pub struct CompiledSnapshot {
     pub version: u64,
     pub key_epoch: u64,
     pub settings: Settings,
+    pub locale: Locale,
     pub prices: PriceTable,
     pub providers: Vec<CompiledProvider>,
+    pub ga_versions: GaVersions,
 }
 
 impl CompiledSnapshot {
@@ -61,12 +65,16 @@ impl CompiledSnapshot {
                 Err(e) => warnings.push(format!("provider {} ({}) skipped: {e}", provider.id, provider.name)),
             }
         }
+        let (ga_versions, ga_warnings) = GaVersions::compile(&snapshot.client_versions);
+        warnings.extend(ga_warnings);
         let compiled = CompiledSnapshot {
             version: snapshot.version,
             key_epoch: snapshot.key_epoch,
+            locale: Locale::parse(&snapshot.settings.locale),
             settings: snapshot.settings,
             prices: PriceTable::compile(&snapshot.prices),
             providers,
+            ga_versions,
         };
         (compiled, warnings)
     }

@@ -49,6 +49,8 @@ pub struct Http {
     held: bool,
     decided: bool,
     reply: Option<LocalReply>,
+    /// A made-up success answered the request (its `blocked_by` code).
+    synthetic: Option<&'static str>,
     /// Envoy answered by itself (provider unreachable, request timeout);
     /// the client gets this instead, in its dialect.
     envoy_error: Option<LocalReply>,
@@ -106,6 +108,14 @@ impl Http {
                     }
                 }
                 Verdict::Answer(reply) => return self.send(reply),
+                Verdict::Respond(synthetic) => {
+                    vm.metrics.inc(&format!("hubgate_local_reply_{}_total", synthetic.code));
+                    host::send_reply(synthetic.status, &synthetic.headers, &synthetic.body);
+                    self.synthetic = Some(synthetic.code);
+                    self.status = Some(synthetic.status);
+                    self.decided = true;
+                    return Action::Pause;
+                }
                 Verdict::Forward => {
                     if let Some(plan) = &self.ex.plan {
                         apply(plan, &self.ex.headers);
@@ -207,8 +217,8 @@ impl Http {
             user_agent: ex.headers.get("user-agent").map(|ua| clip(ua, MAX_USER_AGENT)),
             client_ip: ex.client_ip.clone(),
             stream: ex.info.stream || ex.endpoint == Endpoint::Gemini { stream: true, conversation: true },
-            blocked_by: self.reply.as_ref().map(|r| r.code.to_string()),
-            blocked_reason: None,
+            blocked_by: self.reply.as_ref().map(|r| r.code).or(self.synthetic).map(str::to_string),
+            blocked_reason: self.reply.as_ref().map(blocked_reason),
             error: match (self.reply.as_ref().or(self.envoy_error.as_ref()), status) {
                 (Some(r), _) => Some(clip(&r.message, MAX_ERROR)),
                 (None, 0) => Some("no response (client disconnected)".to_string()),
@@ -266,6 +276,14 @@ fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
     if plan.tls {
         host::set_request_header(UPSTREAM_TLS_HEADER, Some("1"));
     }
+}
+
+/// What the audit row says about a refusal: its code and details.
+fn blocked_reason(reply: &LocalReply) -> serde_json::Value {
+    let mut reason = serde_json::Map::new();
+    reason.insert("code".into(), reply.code.into());
+    reason.extend(reply.details.clone());
+    serde_json::Value::Object(reason)
 }
 
 fn not_configured() -> LocalReply {
@@ -369,7 +387,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        if self.reply.is_some() {
+        if self.reply.is_some() || self.synthetic.is_some() {
             return Action::Continue;
         }
         self.status = host::response_header(":status").and_then(|s| s.parse().ok());

@@ -8,7 +8,8 @@ use crate::api::{Dialect, Endpoint};
 use crate::guards::provider::UpstreamPlan;
 use crate::headers::Headers;
 use crate::keys::CachedKey;
-use crate::request::RequestInfo;
+use crate::reply::LocalReply;
+use crate::request::{inspect, RequestInfo};
 use crate::snapshot::CompiledSnapshot;
 
 #[derive(Default)]
@@ -43,7 +44,9 @@ pub struct Exchange {
     /// Auth passed: the key is valid and may be used now.
     pub authenticated: bool,
 
+    /// The body's fields the guards use, once parsed (`parse_body`).
     pub info: RequestInfo,
+    pub body_parsed: bool,
     pub session_id: Option<String>,
     pub plan: Option<UpstreamPlan>,
     /// Index of the guard to run next.
@@ -51,6 +54,22 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// Parses the body once. `Ok(false)` while it has not arrived; a body
+    /// that is not the JSON object of its API is a 400.
+    pub fn parse_body(&mut self) -> Result<bool, LocalReply> {
+        if self.body_parsed {
+            return Ok(true);
+        }
+        let Some(body) = self.body.as_deref() else {
+            return Ok(false);
+        };
+        if self.endpoint != Endpoint::Other {
+            self.info = inspect(self.endpoint, &self.path, body)?;
+        }
+        self.body_parsed = true;
+        Ok(true)
+    }
+
     /// The resolved key, once auth has passed.
     pub fn key(&self) -> Option<&hubgate_wire::ResolvedKey> {
         self.key_entry.as_ref().and_then(|e| e.key.as_ref())

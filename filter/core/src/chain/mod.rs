@@ -27,6 +27,17 @@ pub enum Step {
     Wait(Callout),
     /// Answers the request here.
     Answer(LocalReply),
+    /// Answers with a made-up success (warmup); not billed.
+    Respond(Synthetic),
+}
+
+/// A successful local answer, logged with `code` as its `blocked_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synthetic {
+    pub code: &'static str,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// A call to the control plane's internal API.
@@ -61,10 +72,17 @@ pub struct Cx<'a> {
 }
 
 /// In SPEC §2 order.
+/// Guards that need no body run before those that do, so they answer
+/// before the body is buffered.
 pub static GUARDS: &[&dyn Guard] = &[
     &guards::body_size::BodySize,
     &guards::auth::Auth,
     &guards::route::Route,
+    &guards::client::Client,
+    &guards::client_version::ClientVersion,
+    &guards::body::Body,
+    &guards::model::Model,
+    &guards::warmup::Warmup,
     &guards::session::Session,
     &guards::provider::Provider,
 ];
@@ -78,6 +96,8 @@ pub enum Verdict {
     Call(Callout),
     /// Send this local reply.
     Answer(LocalReply),
+    /// Send this made-up success.
+    Respond(Synthetic),
     /// Every guard passed: forward upstream per `Exchange::plan`.
     Forward,
 }
@@ -107,6 +127,7 @@ fn run_guards(cx: &mut Cx<'_>, guards: &[&dyn Guard]) -> Verdict {
             Step::NeedBody => return Verdict::NeedBody,
             Step::Wait(callout) => return Verdict::Call(callout),
             Step::Answer(reply) => return Verdict::Answer(reply),
+            Step::Respond(synthetic) => return Verdict::Respond(synthetic),
         }
     }
     Verdict::Forward

@@ -142,7 +142,7 @@ pub fn on_key_resolved(cx: &mut Cx<'_>, answer: Result<KeyResolveResponse, Strin
     let now = host.now_ms();
     match answer {
         Ok(resp) => {
-            let entry = Rc::new(CachedKey { fetched_ms: now, epoch: resp.key_epoch, key: resp.key });
+            let entry = Rc::new(CachedKey::new(now, resp.key_epoch, resp.key));
             if let Err(e) = vm.keys.store(host.shared(), &hash, entry.clone()) {
                 log::warn!("{e}");
             }

@@ -3,6 +3,7 @@
 //! User-Agent (and, for the Claude Code preset, its other signals).
 
 use crate::api::Endpoint;
+use crate::chain::{Cx, Guard, Step};
 use crate::clip::clip;
 use crate::headers::Headers;
 use crate::locale::Locale;
@@ -195,6 +196,38 @@ fn is_claude_code(user_agent: &str, headers: &Headers, endpoint: Endpoint, info:
 
 fn not_allowed(message: &str) -> LocalReply {
     LocalReply::new(400, "client_not_allowed", message)
+}
+
+/// Guard 3: needs no body unless a Claude Code preset asks for its
+/// `metadata.user_id`.
+pub struct Client;
+
+impl Guard for Client {
+    fn name(&self) -> &'static str {
+        "client"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let Some(entry) = cx.ex.key_entry.clone() else {
+            return Err("client check before auth".to_string());
+        };
+        let rule = entry.client_rule();
+        if rule.is_empty() {
+            return Ok(Step::Next);
+        }
+        if rule.needs_body() {
+            match cx.ex.parse_body() {
+                Ok(true) => {}
+                Ok(false) => return Ok(Step::NeedBody),
+                Err(reply) => return Ok(Step::Answer(reply)),
+            }
+        }
+        let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
+        match rule.check(&cx.ex.headers, cx.ex.endpoint, &cx.ex.info, locale) {
+            Ok(()) => Ok(Step::Next),
+            Err(reply) => Ok(Step::Answer(reply)),
+        }
+    }
 }
 
 #[cfg(test)]

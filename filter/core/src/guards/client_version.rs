@@ -8,6 +8,7 @@ use hubgate_wire::ClientGaVersion;
 use semver::Version;
 use serde_json::json;
 
+use crate::chain::{Cx, Guard, Step};
 use crate::clip::clip;
 use crate::locale::Locale;
 use crate::reply::LocalReply;
@@ -67,6 +68,32 @@ impl GaVersions {
             .with_detail("required_version", json!(required.to_string()))
             .with_detail("client_type", json!(client.client_type))
             .with_detail("client_display_name", json!(name)))
+    }
+}
+
+/// Guard 5: only when `enable_client_version_check` is on; fails open.
+pub struct ClientVersion;
+
+impl Guard for ClientVersion {
+    fn name(&self) -> &'static str {
+        "client_version"
+    }
+
+    fn fails_open(&self) -> bool {
+        true
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let Some(snapshot) = cx.ex.snapshot.as_ref() else {
+            return Err("no policy".to_string());
+        };
+        if !snapshot.settings.enable_client_version_check {
+            return Ok(Step::Next);
+        }
+        match snapshot.ga_versions.check(cx.ex.headers.get("user-agent"), snapshot.locale) {
+            Ok(()) => Ok(Step::Next),
+            Err(reply) => Ok(Step::Answer(reply)),
+        }
     }
 }
 

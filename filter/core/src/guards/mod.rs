@@ -1,10 +1,11 @@
 //! The guards of the chain (SPEC §2), one module per guard; their order is
 //! `chain::GUARDS`. Wired so far: body size, 1 auth (with the brute-force
-//! lockout and the pending-auth bound), route (policy, path, body parse),
-//! 7 session (id discovery), 10 provider selection. Written and tested, not
-//! wired yet: 3 client, 4 model, 5 client version, 6 warmup.
+//! lockout and the pending-auth bound), route (policy, path), 3 client,
+//! 5 client version, body (parse), 4 model, 6 warmup, 7 session (id
+//! discovery), 10 provider selection.
 
 pub mod auth;
+pub mod body;
 pub mod body_size;
 pub mod client;
 pub mod client_version;

@@ -1,5 +1,6 @@
 //! Guard 4: model restriction (SPEC §2.4).
 
+use crate::chain::{Cx, Guard, Step};
 use crate::clip::clip;
 use crate::locale::Locale;
 use crate::reply::LocalReply;
@@ -36,6 +37,26 @@ pub fn check(allowed: &[String], model: Option<&str>, locale: Locale) -> Result<
         Locale::ZhCn => format!("模型不允许。请求的模型 '{shown}' 不在允许列表中。"),
     };
     Err(LocalReply::new(400, "model_not_allowed", message))
+}
+
+/// Guard 4: the user's `allowed_models` against the requested model.
+pub struct Model;
+
+impl Guard for Model {
+    fn name(&self) -> &'static str {
+        "model"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let Some(key) = cx.ex.key() else {
+            return Err("model check before auth".to_string());
+        };
+        let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
+        match check(&key.user.allowed_models, cx.ex.info.model.as_deref(), locale) {
+            Ok(()) => Ok(Step::Next),
+            Err(reply) => Ok(Step::Answer(reply)),
+        }
+    }
 }
 
 #[cfg(test)]

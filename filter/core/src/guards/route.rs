@@ -1,6 +1,5 @@
-//! Between auth and the content guards: the policy must be here, the path
-//! must be safe and known (SPEC §3: unknown paths pass through or get 404 by
-//! config), and the body is parsed once for the guards after this one.
+//! Right after auth: the policy must be here, and the path must be safe and
+//! known (SPEC §3: unknown paths pass through or get 404 by config).
 
 use hubgate_wire::UnknownPathAction;
 
@@ -8,7 +7,6 @@ use crate::api::{path_without_query, Endpoint};
 use crate::chain::{Callout, Cx, Guard, Step};
 use crate::clip::{clip, MAX_PATH};
 use crate::reply::LocalReply;
-use crate::request::inspect;
 
 pub struct Route;
 
@@ -36,15 +34,6 @@ impl Guard for Route {
                 "not_found",
                 format!("Unknown path `{}`.", clip(path, MAX_PATH)),
             )));
-        }
-        let Some(body) = ex.body.as_deref() else {
-            return Ok(Step::NeedBody);
-        };
-        if ex.endpoint != Endpoint::Other {
-            match inspect(ex.endpoint, &ex.path, body) {
-                Ok(info) => ex.info = info,
-                Err(reply) => return Ok(Step::Answer(reply)),
-            }
         }
         Ok(Step::Next)
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{path_without_query, Endpoint};
+use crate::chain::{Cx, Guard, Step, Synthetic};
 use crate::clip::{clip, MAX_MODEL};
 use crate::request::Object;
 
@@ -202,6 +203,38 @@ fn message_id(request_id: &str) -> String {
         "msg_cch_warmup".to_string()
     } else {
         format!("msg_cch_{suffix}")
+    }
+}
+
+/// Guard 6: with `intercept_anthropic_warmup_requests` on, answers Claude
+/// Code's warmup request itself: 200, never billed, never counted.
+pub struct Warmup;
+
+impl Guard for Warmup {
+    fn name(&self) -> &'static str {
+        "warmup"
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let ex = &*cx.ex;
+        let on = ex.snapshot.as_ref().is_some_and(|s| s.settings.intercept_anthropic_warmup_requests);
+        let Some(body) = ex.body.as_deref() else {
+            return Ok(Step::Next);
+        };
+        if !on || !is_warmup(ex.endpoint, &ex.path, body) {
+            return Ok(Step::Next);
+        }
+        let reply = reply(ex.info.model.as_deref(), ex.info.stream, &ex.request_id);
+        let (name, value) = INTERCEPT_HEADER;
+        Ok(Step::Respond(Synthetic {
+            code: "warmup",
+            status: 200,
+            headers: vec![
+                ("content-type".to_string(), reply.content_type.to_string()),
+                (name.to_string(), value.to_string()),
+            ],
+            body: reply.body,
+        }))
     }
 }
 

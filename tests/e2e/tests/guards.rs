@@ -1,0 +1,216 @@
+//! The content guards of SPEC §2 through real Envoy, with Claude Code-shaped
+//! requests: client and model restrictions, the warmup intercept, the order
+//! of the chain, and changes through the admin API taking effect while Envoy
+//! keeps running.
+
+use std::time::Duration;
+
+use hubgate_e2e::claude_code::{self, ClaudeCodeSession};
+use hubgate_e2e::{assert_anthropic_error, read_json, Stack, StackOptions};
+use serde_json::{json, Value};
+
+const MODEL: &str = "claude-sonnet-4-5";
+
+/// A Claude Code-shaped `POST /v1/messages` with `key`; status, body and
+/// the request id.
+async fn claude_code_request(stack: &Stack, key: &str, body: &Value, user_agent: Option<&str>) -> (u16, Value, String) {
+    let session = ClaudeCodeSession::random();
+    let (mut req, id) = stack.request(reqwest::Method::POST, "/v1/messages?beta=true");
+    for (name, value) in claude_code::headers(&session) {
+        if name == "user-agent" {
+            if let Some(ua) = user_agent {
+                req = req.header(name, ua);
+            }
+            continue;
+        }
+        req = req.header(name, value);
+    }
+    let resp = req.header("x-api-key", key).json(body).send().await.unwrap();
+    let (status, _, body) = read_json(resp).await.unwrap();
+    (status, body, id)
+}
+
+fn cc_body(model: &str) -> Value {
+    claude_code::body(model, &ClaudeCodeSession::random(), false)
+}
+
+async fn audit_row(stack: &Stack, user: &Value, request_id: &str) -> Value {
+    let user_id = user["id"].as_i64().unwrap();
+    stack.admin.wait_for_request(user_id, request_id, Duration::from_secs(20)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_restrictions() {
+    let stack = Stack::start(StackOptions::new("guards_client")).await.unwrap();
+    let ua = claude_code::USER_AGENT;
+
+    // Only Codex allowed: Claude Code is refused with the spec's message.
+    let (user, key) = stack.user_with_key(json!({"allowed_clients": ["codex-cli"]})).await.unwrap();
+    let (status, body, id) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(ua)).await;
+    assert_eq!(status, 400, "{body}");
+    let message = "Client not allowed. Your client is not in the allowed list.";
+    assert_eq!(body["error"]["message"], message, "{body}");
+    let row = audit_row(&stack, &user, &id).await;
+    assert_eq!(row["status"], 400);
+    assert!(row["blocked_by"].as_str().unwrap().starts_with("client_"), "{row}");
+    assert!(row["blocked_reason"].is_object(), "{row}");
+    assert_eq!(row["provider_id"], Value::Null);
+
+    // Without a User-Agent while restricted.
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), None).await;
+    assert_eq!(status, 400, "{body}");
+    let message = "Client not allowed. User-Agent header is required when client restrictions are configured.";
+    assert_eq!(body["error"]["message"], message, "{body}");
+
+    // Claude Code allowed: the real signals pass; the UA alone does not.
+    let (_u, cc_key) = stack.user_with_key(json!({"allowed_clients": ["claude-cli"]})).await.unwrap();
+    let (status, body, _) = claude_code_request(&stack, &cc_key.raw, &cc_body(MODEL), Some(ua)).await;
+    assert_eq!(status, 200, "{body}");
+    let (req, _) = stack.messages(&cc_key.raw);
+    let resp = req.header("user-agent", ua).json(&hubgate_e2e::simple_body(MODEL, false, "hi")).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "a bare claude-cli User-Agent is not Claude Code");
+
+    // Blocked wins.
+    let (_u, blocked) =
+        stack.user_with_key(json!({"allowed_clients": ["claude-cli"], "blocked_clients": ["claude-cli"]})).await.unwrap();
+    let (status, body, _) = claude_code_request(&stack, &blocked.raw, &cc_body(MODEL), Some(ua)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("Client blocked (detected: "), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_restrictions_and_runtime_changes() {
+    let stack = Stack::start(StackOptions::new("guards_model")).await.unwrap();
+    let (user, key) = stack.user_with_key(json!({"allowed_models": ["CLAUDE-SONNET-4-5"]})).await.unwrap();
+    let ua = Some(claude_code::USER_AGENT);
+
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), ua).await;
+    assert_eq!(status, 200, "case-insensitive exact match: {body}");
+    let (status, body, id) = claude_code_request(&stack, &key.raw, &cc_body("claude-sonnet-4"), ua).await;
+    assert_eq!(status, 400, "{body}");
+    assert_anthropic_error(
+        &body,
+        "invalid_request_error",
+        "model_not_allowed",
+        "Model not allowed. The requested model 'claude-sonnet-4' is not in the allowed list.",
+        &id,
+    );
+    let mut no_model = cc_body(MODEL);
+    no_model.as_object_mut().unwrap().remove("model");
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &no_model, ua).await;
+    assert_eq!(status, 400, "{body}");
+    let message = "Model not allowed. Model specification is required when model restrictions are configured.";
+    assert_eq!(body["error"]["message"], message);
+    let row = audit_row(&stack, &user, &id).await;
+    assert_eq!(row["blocked_by"], "model_not_allowed", "{row}");
+
+    // The admin widens the list; the running gateway follows within a poll.
+    let user_id = user["id"].as_i64().unwrap();
+    stack.admin.patch_user(user_id, json!({"allowed_models": []})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) = claude_code_request(&stack, &key.raw, &cc_body("claude-sonnet-4"), ua).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the change did not take effect");
+        tokio::time::sleep(stack.poll_interval).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmup_is_answered_by_the_gateway() {
+    let stack = Stack::start(StackOptions::new("guards_warmup")).await.unwrap();
+    let (user, key) = stack.user_with_key(json!({})).await.unwrap();
+    let warmup = |stream: bool| {
+        json!({
+            "model": MODEL, "max_tokens": 1, "stream": stream,
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Warmup", "cache_control": {"type": "ephemeral"}}
+            ]}]
+        })
+    };
+    // Off (the default): it goes to the provider.
+    let (status, _, _) = claude_code_request(&stack, &key.raw, &warmup(false), Some(claude_code::USER_AGENT)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.mock.requests().len(), 1);
+    stack.mock.clear_requests();
+
+    stack.admin.patch("/api/v1/settings", &json!({"intercept_anthropic_warmup_requests": true})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (resp_headers, body, id) = loop {
+        let (req, id) = stack.messages(&key.raw);
+        let resp = req.json(&warmup(false)).send().await.unwrap();
+        let (status, headers, body) = read_json(resp).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if headers.get("x-cch-intercepted").is_some() {
+            break (headers, body, id);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the setting did not take effect");
+        stack.mock.clear_requests();
+        tokio::time::sleep(stack.poll_interval).await;
+    };
+    assert_eq!(resp_headers["x-cch-intercepted"], "warmup");
+    assert_eq!(body["type"], "message", "{body}");
+    assert_eq!(body["role"], "assistant");
+    assert_eq!(body["content"][0]["type"], "text");
+    assert!(stack.mock.requests().is_empty(), "the warmup reached the provider");
+    let row = audit_row(&stack, &user, &id).await;
+    assert_eq!(row["blocked_by"], "warmup", "{row}");
+    assert_eq!(row["status"], 200);
+    assert_eq!(row["error"], Value::Null);
+    assert_eq!(row["provider_id"], Value::Null);
+    assert_eq!(hubgate_e2e::decimal(&row["cost_usd"]).unwrap(), rust_decimal::Decimal::ZERO);
+
+    // Streaming: a complete SSE message.
+    let (req, _) = stack.messages(&key.raw);
+    let resp = req.json(&warmup(true)).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(events.first(), Some(&"message_start"), "{text}");
+    assert_eq!(events.last(), Some(&"message_stop"), "{text}");
+
+    // Look-alikes still go to the provider.
+    let mut two_blocks = warmup(false);
+    two_blocks["messages"][0]["content"].as_array_mut().unwrap().push(json!({"type": "text", "text": "more"}));
+    let (req, _) = stack.messages(&key.raw);
+    let resp = req.json(&two_blocks).send().await.unwrap();
+    assert!(resp.headers().get("x-cch-intercepted").is_none());
+    assert_eq!(stack.mock.requests().len(), 1);
+}
+
+/// The real Claude Code CLI with its user restricted to `claude-cli` gets
+/// through; restricted to `codex-cli` it is refused with the spec's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_claude_code_and_client_lists() {
+    let claude = hubgate_e2e::paths::claude().unwrap();
+    let stack = Stack::start(StackOptions::new("guards_real_claude")).await.unwrap();
+    for (allowed, ok) in [("claude-cli", true), ("codex-cli", false)] {
+        let (_u, key) = stack.user_with_key(json!({"allowed_clients": [allowed]})).await.unwrap();
+        let home = stack.log_dir.join(format!("home-{allowed}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let run = tokio::process::Command::new(&claude)
+            .args(["-p", "Reply with the word pong."])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("ANTHROPIC_BASE_URL", stack.gateway_url())
+            .env("ANTHROPIC_API_KEY", &key.raw)
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .current_dir(&home)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("claude -p timed out").unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if ok {
+            assert!(out.status.success(), "claude-cli allowed but refused: {all}");
+            assert!(all.contains("You said:"), "{all}");
+        } else {
+            assert!(!out.status.success(), "codex-cli only, but Claude Code got through: {all}");
+            assert!(all.contains("Client not allowed. Your client is not in the allowed list."), "{all}");
+        }
+    }
+}
