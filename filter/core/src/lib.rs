@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod billing;
+pub mod body_text;
 pub mod clip;
 pub mod config;
 pub mod cost;
