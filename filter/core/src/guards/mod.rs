@@ -6,4 +6,5 @@ pub mod auth;
 pub mod lockout;
 pub mod pending_auth;
 pub mod provider;
+pub mod sensitive_words;
 pub mod session;
