@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod billing;
+pub mod body_text;
 pub mod chain;
 pub mod clip;
 pub mod config;

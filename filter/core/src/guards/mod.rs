@@ -14,5 +14,6 @@ pub mod model;
 pub mod pending_auth;
 pub mod provider;
 pub mod route;
+pub mod sensitive_words;
 pub mod session;
 pub mod warmup;
