@@ -5,6 +5,7 @@ use hubgate_wire::{PolicySnapshot, Provider, Settings};
 
 use crate::cost::PriceTable;
 use crate::guards::client_version::GaVersions;
+use crate::guards::sensitive_words::SensitiveWords;
 use crate::locale::Locale;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,7 @@ pub struct CompiledSnapshot {
     pub prices: PriceTable,
     pub providers: Vec<CompiledProvider>,
     pub ga_versions: GaVersions,
+    pub sensitive_words: SensitiveWords,
 }
 
 impl CompiledSnapshot {
@@ -67,6 +69,8 @@ impl CompiledSnapshot {
         }
         let (ga_versions, ga_warnings) = GaVersions::compile(&snapshot.client_versions);
         warnings.extend(ga_warnings);
+        let (sensitive_words, word_warnings) = SensitiveWords::compile(&snapshot.sensitive_words);
+        warnings.extend(word_warnings);
         let compiled = CompiledSnapshot {
             version: snapshot.version,
             key_epoch: snapshot.key_epoch,
@@ -75,6 +79,7 @@ impl CompiledSnapshot {
             prices: PriceTable::compile(&snapshot.prices),
             providers,
             ga_versions,
+            sensitive_words,
         };
         (compiled, warnings)
     }

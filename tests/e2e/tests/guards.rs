@@ -214,3 +214,108 @@ async fn real_claude_code_and_client_lists() {
         }
     }
 }
+
+/// A Claude Code-shaped body whose last user text is `text`, with `extra`
+/// turns before it.
+fn cc_body_saying(model: &str, text: &str, extra: Vec<Value>) -> Value {
+    let mut body = cc_body(model);
+    let messages = body["messages"].as_array_mut().unwrap();
+    messages.extend(extra);
+    messages.push(json!({"role": "user", "content": [{"type": "text", "text": text}]}));
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_words_order_and_locale() {
+    let stack = Stack::start(StackOptions::new("guards_sensitive_words")).await.unwrap();
+    let (user, key) = stack.user_with_key(json!({"allowed_models": [MODEL]})).await.unwrap();
+    let ua = Some(claude_code::USER_AGENT);
+    let word = stack
+        .admin
+        .post("/api/v1/sensitive-words", &json!({"word": "Project Nightfall", "match_type": "contains"}))
+        .await
+        .unwrap();
+    // Wait for the new policy: the word blocks.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (body, id) = loop {
+        let (status, body, id) =
+            claude_code_request(&stack, &key.raw, &cc_body_saying(MODEL, "tell me about project NIGHTFALL", vec![]), ua).await;
+        if status == 400 {
+            break (body, id);
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "the word never took effect");
+        tokio::time::sleep(stack.poll_interval).await;
+    };
+    assert_eq!(body["error"]["code"], "sensitive_word", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Project Nightfall") && message.contains("NIGHTFALL"), "{message}");
+    let row = audit_row(&stack, &user, &id).await;
+    assert_eq!(row["blocked_by"], "sensitive_word", "{row}");
+    assert_eq!(row["blocked_reason"]["word"], "Project Nightfall", "{row}");
+    assert_eq!(row["blocked_reason"]["match_type"], "contains", "{row}");
+    assert!(row["blocked_reason"]["matched_text"].as_str().unwrap().contains("project NIGHTFALL"), "{row}");
+    assert_eq!(row["provider_id"], Value::Null);
+    assert_eq!(hubgate_e2e::decimal(&row["cost_usd"]).unwrap(), rust_decimal::Decimal::ZERO);
+
+    // A JSON escape does not hide it.
+    let raw = serde_json::to_string(&cc_body_saying(MODEL, "about PLACEHOLDER", vec![]))
+        .unwrap()
+        .replace("PLACEHOLDER", "\\u0050roject Nightfall");
+    let (req, _) = stack.request(reqwest::Method::POST, "/v1/messages");
+    let resp = req
+        .header("x-api-key", &key.raw)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "an escaped word passed");
+
+    // Only in an assistant turn or a tool schema: not blocked.
+    let assistant = vec![
+        json!({"role": "user", "content": "hi"}),
+        json!({"role": "assistant", "content": [{"type": "text", "text": "Project Nightfall is secret"}]}),
+    ];
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &cc_body_saying(MODEL, "ok", assistant), ua).await;
+    assert_eq!(status, 200, "an assistant turn was checked: {body}");
+    let mut tool = cc_body_saying(MODEL, "ok", vec![]);
+    tool["tools"][0]["description"] = json!("Works on Project Nightfall");
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &tool, ua).await;
+    assert_eq!(status, 200, "a tool schema was checked: {body}");
+
+    // Breaking the sensitive-word and the model rule: the word answers.
+    let both = cc_body_saying("claude-opus-4-1", "Project Nightfall", vec![]);
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &both, ua).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("sensitive_word")), "{body}");
+
+    // In Simplified Chinese when the locale says so.
+    stack.admin.patch("/api/v1/settings", &json!({"locale": "zh-CN"})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body, _) =
+            claude_code_request(&stack, &key.raw, &cc_body_saying(MODEL, "project nightfall", vec![]), ua).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default().to_string();
+        if message.contains("敏感词") {
+            assert_eq!(body["error"]["code"], "sensitive_word", "codes never change");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the locale never took effect: {message}");
+        tokio::time::sleep(stack.poll_interval).await;
+    }
+
+    // Deleted: the same request goes through within a poll interval.
+    let word_id = word["id"].as_i64().unwrap();
+    stack.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sensitive-words/{word_id}"), None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) =
+            claude_code_request(&stack, &key.raw, &cc_body_saying(MODEL, "project nightfall", vec![]), ua).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the deleted word still blocks");
+        tokio::time::sleep(stack.poll_interval).await;
+    }
+}

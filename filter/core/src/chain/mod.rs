@@ -72,8 +72,9 @@ pub struct Cx<'a> {
 }
 
 /// In SPEC §2 order.
-/// Guards that need no body run before those that do, so they answer
-/// before the body is buffered.
+/// In SPEC §2 order, except that guards needing no body (auth, client
+/// unless its Claude Code preset needs `metadata.user_id`, version) run
+/// before those that do, so they answer before the body is buffered.
 pub static GUARDS: &[&dyn Guard] = &[
     &guards::body_size::BodySize,
     &guards::auth::Auth,
@@ -81,6 +82,7 @@ pub static GUARDS: &[&dyn Guard] = &[
     &guards::client::Client,
     &guards::client_version::ClientVersion,
     &guards::body::Body,
+    &guards::sensitive_words::SensitiveWordsGuard,
     &guards::model::Model,
     &guards::warmup::Warmup,
     &guards::session::Session,

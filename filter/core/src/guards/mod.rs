@@ -1,8 +1,9 @@
 //! The guards of the chain (SPEC §2), one module per guard; their order is
 //! `chain::GUARDS`. Wired so far: body size, 1 auth (with the brute-force
 //! lockout and the pending-auth bound), route (policy, path), 3 client,
-//! 5 client version, body (parse), 4 model, 6 warmup, 7 session (id
-//! discovery), 10 provider selection.
+//! 5 client version, body (parse), 2 sensitive words, 4 model, 6 warmup,
+//! 7 session (id discovery), 10 provider selection. Not yet: 7 session
+//! tracking, 8 request filters, 9 rate limits.
 
 pub mod auth;
 pub mod body;

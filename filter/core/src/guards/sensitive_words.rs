@@ -14,6 +14,8 @@ use hubgate_wire::{SensitiveWord, WordMatch};
 use regex_lite::{Regex, RegexBuilder};
 use serde_json::{json, Value};
 
+use crate::body_text::user_texts;
+use crate::chain::{Cx, Guard, Step};
 use crate::locale::Locale;
 use crate::reply::LocalReply;
 
@@ -577,6 +579,35 @@ fn skip_class(chars: &[char], start: usize) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// Guard 2: the policy's words against the request's system and user
+/// texts. Fails open: a body it cannot read passes (and is counted).
+pub struct SensitiveWordsGuard;
+
+impl Guard for SensitiveWordsGuard {
+    fn name(&self) -> &'static str {
+        "sensitive_words"
+    }
+
+    fn fails_open(&self) -> bool {
+        true
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        let ex = &*cx.ex;
+        let (Some(snapshot), Some(body)) = (ex.snapshot.as_ref(), ex.body.as_deref()) else {
+            return Err("no policy or body".to_string());
+        };
+        if snapshot.sensitive_words.is_empty() {
+            return Ok(Step::Next);
+        }
+        let texts = user_texts(ex.endpoint, body).map_err(|e| e.to_string())?;
+        match snapshot.sensitive_words.find(&texts) {
+            Some(hit) => Ok(Step::Answer(hit.reply(snapshot.locale))),
+            None => Ok(Step::Next),
+        }
+    }
 }
 
 #[cfg(test)]
