@@ -17,6 +17,7 @@ pub mod reply;
 pub mod request;
 pub mod shared;
 pub mod snapshot;
+pub mod snapshot_store;
 pub mod time;
 pub mod usage;
 pub mod user_agent;

@@ -9,14 +9,12 @@ use hubgate_core::chain::{Host, VmState};
 use hubgate_core::config::PluginConfig;
 use hubgate_core::shared::SharedData;
 use hubgate_core::snapshot::CompiledSnapshot;
-use hubgate_wire::PolicySnapshot;
+use hubgate_core::snapshot_store::SnapshotStore;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::host;
 
-pub const SNAPSHOT_KEY: &str = "hubgate.snapshot";
-pub const SNAPSHOT_VERSION_KEY: &str = "hubgate.snapshot.version";
 pub const EVENT_QUEUE: &str = "hubgate.events";
 
 pub struct Vm {
@@ -25,7 +23,7 @@ pub struct Vm {
     /// Bearer token of the control plane's internal API, from the
     /// environment variable the config names.
     internal_token: String,
-    snapshot: RefCell<Option<Rc<CompiledSnapshot>>>,
+    snapshots: SnapshotStore,
     /// Unique per VM in this process and across processes; prefixes event ids.
     id_prefix: String,
     event_seq: Cell<u64>,
@@ -55,7 +53,7 @@ impl Vm {
         Ok(Vm {
             state: VmState::new(config, &nonce),
             internal_token,
-            snapshot: RefCell::new(None),
+            snapshots: SnapshotStore::default(),
             // The index alone could repeat if two VMs start at the same
             // instant (a first CAS write is unconditional); the start time
             // makes that harmless.
@@ -76,65 +74,14 @@ impl Vm {
         format!("{}-{seq}", self.id_prefix)
     }
 
-    /// The newest snapshot in shared data, compiled once per version.
-    /// `None` until the first snapshot has been fetched.
+    /// The newest published snapshot; `None` until the first one arrived.
     pub fn snapshot(&self) -> Option<Rc<CompiledSnapshot>> {
-        let (shared_version, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
-        let shared_version = shared_version.map(|b| read_u64(Some(&b)));
-        let local = self.snapshot.borrow().clone();
-        match (local, shared_version) {
-            (Some(local), Some(v)) if local.version == v => Some(local),
-            (local, Some(_)) => self.load_shared_snapshot().or(local),
-            (local, None) => local,
-        }
+        self.snapshots.current(&host::Shared)
     }
 
-    fn load_shared_snapshot(&self) -> Option<Rc<CompiledSnapshot>> {
-        let (stored, _) = host::shared_get(SNAPSHOT_KEY);
-        let stored = stored?;
-        let parsed: PolicySnapshot = match serde_json::from_slice(stored.get(8..).unwrap_or_default()) {
-            Ok(s) => s,
-            Err(e) => {
-                log::error!("stored snapshot is unreadable: {e}");
-                return None;
-            }
-        };
-        let (compiled, warnings) = CompiledSnapshot::compile(parsed);
-        for w in warnings {
-            log::warn!("snapshot {}: {w}", compiled.version);
-        }
-        let compiled = Rc::new(compiled);
-        *self.snapshot.borrow_mut() = Some(compiled.clone());
-        Some(compiled)
-    }
-
-    /// Stores a snapshot fetched from the control plane for every VM. The
-    /// body is stored with its version in one value (CAS, never older than
-    /// what is there); the small version key is raised after it.
+    /// Compiles and publishes a snapshot from the control plane.
     pub fn store_snapshot(&self, body: &[u8]) -> Result<u64, String> {
-        #[derive(serde::Deserialize)]
-        struct VersionOnly {
-            version: u64,
-        }
-        let v: VersionOnly = serde_json::from_slice(body).map_err(|e| format!("snapshot is not valid: {e}"))?;
-        let mut value = Vec::with_capacity(body.len() + 8);
-        value.extend_from_slice(&v.version.to_le_bytes());
-        value.extend_from_slice(body);
-        let stored = host::shared_update(SNAPSHOT_KEY, |cur| {
-            if cur.is_some_and(|c| read_u64(Some(c)) >= v.version) {
-                ((), cur.unwrap_or_default().to_vec())
-            } else {
-                ((), value.clone())
-            }
-        });
-        if stored.is_none() {
-            return Err("cannot store the snapshot (shared data busy)".to_string());
-        }
-        host::shared_update(SNAPSHOT_VERSION_KEY, |cur| {
-            let newest = read_u64(cur).max(v.version);
-            ((), newest.to_le_bytes().to_vec())
-        });
-        Ok(v.version)
+        self.snapshots.publish(&host::Shared, body)
     }
 
     /// Starts a call to the control plane's internal API; the answer arrives
@@ -170,8 +117,7 @@ impl Vm {
     }
 
     pub fn snapshot_version(&self) -> Option<u64> {
-        let (v, _) = host::shared_get(SNAPSHOT_VERSION_KEY);
-        v.map(|b| read_u64(Some(&b)))
+        self.snapshots.poll_version(&host::Shared)
     }
 }
 
