@@ -1,7 +1,12 @@
 //! Guard 7 (part): finding the session id of a request (SPEC §2.7).
 
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::api::Endpoint;
 use crate::chain::{Cx, Guard, Step};
 use crate::headers::Headers;
 use crate::request::RequestInfo;
@@ -14,7 +19,12 @@ impl Guard for Session {
     }
 
     fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
-        cx.ex.session_id = session_id(&cx.ex.headers, &cx.ex.info);
+        let ex = &mut *cx.ex;
+        ex.session_id = session_id(&ex.headers, &ex.info).or_else(|| {
+            let key = ex.key()?;
+            let body = ex.body.as_deref()?;
+            ex.endpoint.is_conversation().then(|| fallback_session_id(ex.endpoint, key.id, body)).flatten()
+        });
         Ok(Step::Next)
     }
 }
@@ -42,6 +52,110 @@ pub fn session_id(headers: &Headers, info: &RequestInfo) -> Option<String> {
         .chain(info.previous_response_id.as_deref())
         .find(|id| is_valid_codex_id(id))
         .map(str::to_string)
+}
+
+/// Without an id from the client: a hash of the key and the text of the
+/// first three turns, which stay the same as a conversation grows.
+pub fn fallback_session_id(endpoint: Endpoint, key_id: i64, body: &[u8]) -> Option<String> {
+    let turns: FirstTurns = serde_json::from_slice(body).ok()?;
+    let texts = match endpoint {
+        Endpoint::Gemini { .. } => turns.contents,
+        Endpoint::OpenAiResponses => turns.input,
+        _ => turns.messages,
+    }?;
+    if texts.0.is_empty() {
+        return None;
+    }
+    let mut material = key_id.to_string();
+    for text in &texts.0 {
+        material.push('\u{1f}');
+        material.push_str(text);
+    }
+    let hash = hubgate_wire::hash_key(&material);
+    Some(format!("h-{}", hash.get(..32).unwrap_or(&hash)))
+}
+
+#[derive(Deserialize)]
+struct FirstTurns<'a> {
+    #[serde(borrow)]
+    messages: Option<TurnTexts<'a>>,
+    #[serde(borrow)]
+    contents: Option<TurnTexts<'a>>,
+    #[serde(borrow)]
+    input: Option<TurnTexts<'a>>,
+}
+
+/// The text of the first three turns of a conversation array (or the
+/// whole input when it is a string).
+struct TurnTexts<'a>(Vec<Cow<'a, str>>);
+
+const TURNS: usize = 3;
+
+impl<'de: 'a, 'a> Deserialize<'de> for TurnTexts<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = TurnTexts<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of turns or a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TurnTexts(vec![Cow::Borrowed(v)]))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TurnTexts(vec![Cow::Owned(v.to_string())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut texts = Vec::new();
+                for _ in 0..TURNS {
+                    match seq.next_element::<Turn<'a>>()? {
+                        Some(turn) => texts.extend(turn.texts()),
+                        None => return Ok(TurnTexts(texts)),
+                    }
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TurnTexts(texts))
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Turn<'a> {
+    #[serde(borrow)]
+    content: Option<Content<'a>>,
+    #[serde(borrow)]
+    parts: Option<Vec<Block<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+    #[serde(borrow)]
+    Blocks(Vec<Block<'a>>),
+    Other(IgnoredAny),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Block<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+impl<'a> Turn<'a> {
+    fn texts(self) -> Vec<Cow<'a, str>> {
+        let blocks = match self.content {
+            Some(Content::Text(t)) => return vec![t],
+            Some(Content::Blocks(b)) => b,
+            _ => self.parts.unwrap_or_default(),
+        };
+        blocks.into_iter().filter_map(|b| b.text).collect()
+    }
 }
 
 /// `metadata.user_id`: a JSON string (Claude Code ≥ 2.1.78) or the legacy
@@ -96,6 +210,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(session_id(&h(&[]), &info).as_deref(), Some("0f1e2d3c-aaaa"));
+    }
+
+    #[test]
+    fn fallback_is_stable_as_the_conversation_grows() {
+        let first = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+        let later = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hello"}]},
+            {"role":"assistant","content":"hi"},{"role":"user","content":"more"},{"role":"assistant","content":"x"},
+            {"role":"user","content":"and more"}]}"#;
+        let third = br#"{"messages":[{"role":"user","content":"hello"},{"role":"assistant","content":"hi"},
+            {"role":"user","content":"more"}]}"#;
+        let a = fallback_session_id(Endpoint::AnthropicMessages, 7, third).unwrap();
+        assert_eq!(fallback_session_id(Endpoint::AnthropicMessages, 7, later), Some(a.clone()));
+        assert!(a.starts_with("h-") && is_valid_id(&a), "{a}");
+        assert_ne!(fallback_session_id(Endpoint::AnthropicMessages, 7, first), Some(a.clone()), "fewer turns differ");
+        assert_ne!(fallback_session_id(Endpoint::AnthropicMessages, 8, third), Some(a), "another key differs");
+    }
+
+    #[test]
+    fn fallback_per_dialect() {
+        let gemini = br#"{"contents":[{"role":"user","parts":[{"text":"hello"}]}]}"#;
+        let endpoint = Endpoint::Gemini { stream: false, conversation: true };
+        assert!(fallback_session_id(endpoint, 1, gemini).is_some());
+        let responses = br#"{"input":"hello"}"#;
+        assert!(fallback_session_id(Endpoint::OpenAiResponses, 1, responses).is_some());
+        assert_eq!(fallback_session_id(Endpoint::AnthropicMessages, 1, br#"{"messages":[]}"#), None);
+        assert_eq!(fallback_session_id(Endpoint::AnthropicMessages, 1, b"[1,2]"), None);
     }
 
     #[test]
