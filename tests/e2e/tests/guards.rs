@@ -103,6 +103,13 @@ async fn model_restrictions_and_runtime_changes() {
     assert_eq!(body["error"]["message"], message);
     let row = audit_row(&stack, &user, &id).await;
     assert_eq!(row["blocked_by"], "model_not_allowed", "{row}");
+    // One counter per outcome, with the stable code, in Envoy's Prometheus stats.
+    let (_, prometheus) = stack.envoy.admin_get("/stats/prometheus").await.unwrap();
+    let counter = prometheus
+        .lines()
+        .find(|l| l.contains("hubgate_local_reply_model_not_allowed_total") && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no model_not_allowed counter in /stats/prometheus"));
+    assert!(counter.trim().ends_with(" 2"), "{counter}");
 
     // The admin widens the list; the running gateway follows within a poll.
     let user_id = user["id"].as_i64().unwrap();
