@@ -427,8 +427,12 @@ impl HttpContext for Http {
         }
         if let Some(meter) = &mut self.meter {
             // Each call sees only the new chunk: nothing is held back.
-            let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
-            meter.feed(&chunk);
+            if meter.reads_body() {
+                let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
+                meter.feed(&chunk);
+            } else {
+                meter.skip(body_size);
+            }
         }
         Action::Continue
     }

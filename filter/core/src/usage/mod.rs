@@ -40,6 +40,17 @@ impl ResponseMeter {
         self.endpoint == Endpoint::AnthropicMessages
     }
 
+    /// Whether `feed` needs the chunks' bytes; if not, `skip` their length
+    /// (the host need not copy them out).
+    pub fn reads_body(&self) -> bool {
+        self.reads_usage()
+    }
+
+    /// Counts `len` bytes of a chunk that is not read.
+    pub fn skip(&mut self, len: usize) {
+        self.bytes += len as u64;
+    }
+
     pub fn new(endpoint: Endpoint, content_type: &str) -> ResponseMeter {
         let is_sse = content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream");
         ResponseMeter {
