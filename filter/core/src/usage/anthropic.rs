@@ -4,6 +4,9 @@
 use hubgate_wire::Usage;
 use serde::Deserialize;
 
+/// The stream events usage, the model and the end are read from.
+pub const USAGE_EVENTS: &[&str] = &["message_start", "message_delta", "message_stop"];
+
 #[derive(Deserialize, Default)]
 struct UsageJson {
     input_tokens: Option<u64>,
@@ -90,7 +93,7 @@ pub struct StreamState {
 
 impl StreamState {
     pub fn on_event(&mut self, event: &str, data: &[u8]) {
-        let interesting = matches!(event, "message_start" | "message_delta" | "message_stop")
+        let interesting = USAGE_EVENTS.contains(&event)
             || (event.is_empty() && contains(data, b"\"message_"));
         if !interesting {
             return;

@@ -55,7 +55,7 @@ impl ResponseMeter {
         let is_sse = content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream");
         ResponseMeter {
             endpoint,
-            sse: is_sse.then(SseScanner::default),
+            sse: is_sse.then(|| SseScanner::only(anthropic::USAGE_EVENTS)),
             json: Vec::new(),
             json_overflow: false,
             state: anthropic::StreamState::default(),

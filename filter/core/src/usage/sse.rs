@@ -13,9 +13,18 @@ pub struct SseScanner {
     /// The previous chunk ended in `\r`; a leading `\n` belongs to it.
     after_cr: bool,
     oversized: bool,
+    /// Only these named events are collected (unnamed ones always are);
+    /// the data of others (text deltas, pings) is not even copied.
+    only: Option<&'static [&'static str]>,
+    skipping: bool,
 }
 
 impl SseScanner {
+    /// A scanner that collects only the named events in `events`.
+    pub fn only(events: &'static [&'static str]) -> SseScanner {
+        SseScanner { only: Some(events), ..SseScanner::default() }
+    }
+
     /// Feeds a chunk; `on_event(event_name, data)` runs for every complete
     /// event (event name empty when none was given).
     pub fn feed(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(&str, &[u8])) {
@@ -82,7 +91,11 @@ impl SseScanner {
             None => (line, &b""[..]),
         };
         match field {
-            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
+            b"event" => {
+                self.event = String::from_utf8_lossy(value).into_owned();
+                self.skipping = self.only.is_some_and(|only| !only.contains(&self.event.as_str()));
+            }
+            b"data" if self.skipping => {}
             b"data" => {
                 if self.has_data {
                     self.data.push(b'\n');
@@ -101,6 +114,7 @@ impl SseScanner {
         self.event.clear();
         self.data.clear();
         self.has_data = false;
+        self.skipping = false;
     }
 }
 
@@ -119,6 +133,15 @@ mod tests {
     }
 
     const STREAM: &[u8] = b"event: a\ndata: {\"x\":1}\n\n: comment\r\nevent: b\r\ndata: line1\r\ndata:line2\r\n\r\ndata: tail";
+
+    #[test]
+    fn only_the_named_events_are_collected() {
+        let mut out = Vec::new();
+        let mut s = SseScanner::only(&["b"]);
+        s.feed(STREAM, |e, d| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned())));
+        s.finish(|e, d| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned())));
+        assert_eq!(out, vec![("b".to_string(), "line1\nline2".to_string()), (String::new(), "tail".to_string())]);
+    }
 
     #[test]
     fn parses_events_with_any_line_ending() {
