@@ -1,5 +1,6 @@
 //! Background jobs, off the request path: disabling expired users and keys,
-//! and recomputing client GA versions (SPEC §2.5).
+//! deleting long-idle sessions, and recomputing client GA versions
+//! (SPEC §2.5).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -43,6 +44,13 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
                 }
                 Err(err) => tracing::warn!(error = format!("{err:#}"), "expiry sweep failed"),
             }
+            match delete_idle_sessions(&sweep_state.pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(count = n, "deleted idle sessions"),
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "session retention sweep failed")
+                }
+            }
         }
     });
     let versions = tokio::spawn(async move {
@@ -81,6 +89,22 @@ pub async fn disable_expired(pool: &PgPool) -> anyhow::Result<u64> {
     }
     tx.commit().await?;
     Ok(users + keys)
+}
+
+/// Sessions idle (no request) for longer than this are deleted.
+pub const SESSION_RETENTION_HOURS: i32 = 24;
+
+/// Deletes sessions whose last request is over
+/// [`SESSION_RETENTION_HOURS`] old (run with the expiry sweep). Returns how
+/// many were deleted.
+pub async fn delete_idle_sessions(pool: &PgPool) -> anyhow::Result<u64> {
+    let deleted =
+        sqlx::query("DELETE FROM sessions WHERE last_seen_at < now() - make_interval(hours => $1)")
+            .bind(SESSION_RETENTION_HOURS)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    Ok(deleted)
 }
 
 /// `major.minor.patch`.

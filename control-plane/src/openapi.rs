@@ -296,6 +296,16 @@ fn operations() -> Vec<Op> {
             "200",
             Some(schema_ref("RequestPage")),
         ),
+        op(
+            "GET",
+            "/api/v1/sessions",
+            "sessions",
+            "Client sessions, most recently active first; only active ones unless active=false",
+            Admin,
+            None,
+            "200",
+            Some(schema_ref("SessionPage")),
+        ),
     ]);
     ops
 }
@@ -366,6 +376,38 @@ fn operation(o: &Op) -> Value {
             params.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
         }
     }
+    if o.path == "/api/v1/sessions" {
+        for (name, schema, description) in [
+            (
+                "user_id",
+                json!({"type": "integer"}),
+                "Only this user's sessions",
+            ),
+            (
+                "key_id",
+                json!({"type": "integer"}),
+                "Only this key's sessions",
+            ),
+            (
+                "active",
+                json!({"type": "boolean", "default": true}),
+                "true: only sessions with a request in the last 300 s; false: every retained session \
+                 (idle ones are deleted after 24 h)",
+            ),
+            (
+                "page",
+                json!({"type": "integer", "minimum": 1, "default": 1}),
+                "1-based page",
+            ),
+            (
+                "page_size",
+                json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+                "Items per page",
+            ),
+        ] {
+            params.push(json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description }));
+        }
+    }
 
     let mut responses = Map::new();
     let mut ok = json!({ "description": "OK" });
@@ -416,7 +458,7 @@ fn operation(o: &Op) -> Value {
     if o.method == "POST" || o.method == "PATCH" {
         responses.insert("409".into(), error_response("Duplicate name"));
     }
-    if o.path == "/api/v1/requests" {
+    if o.path == "/api/v1/requests" || o.path == "/api/v1/sessions" {
         responses.insert(
             "422".into(),
             error_response("Invalid query parameter; `field` names it"),
@@ -797,6 +839,37 @@ fn schemas() -> Value {
     let log_names: Vec<&str> = request_log_props.iter().map(|(n, _)| *n).collect();
     let request_log = object(&log_names, request_log_props);
 
+    let session_props: Vec<(&str, Value)> = vec![
+        (
+            "session_id",
+            json!({ "type": "string", "description": "Client-provided; unique per key, not globally" }),
+        ),
+        ("user_id", nullable(t("integer"))),
+        ("key_id", t("integer")),
+        (
+            "client",
+            json!({ "anyOf": [{ "type": "string", "maxLength": 256 }, { "type": "null" }],
+                    "description": "User agent of the latest request, clipped to 256 characters" }),
+        ),
+        (
+            "provider_id",
+            json!({ "anyOf": [{ "type": "integer" }, { "type": "null" }],
+                    "description": "Provider of the latest request" }),
+        ),
+        ("first_seen_at", time()),
+        ("last_seen_at", time()),
+        (
+            "request_count",
+            json!({ "type": "integer", "description": "Forwarded requests (refusals and warmups not counted)" }),
+        ),
+        (
+            "active",
+            json!({ "type": "boolean", "description": "A request within the last 300 s" }),
+        ),
+    ];
+    let session_names: Vec<&str> = session_props.iter().map(|(n, _)| *n).collect();
+    let session = object(&session_names, session_props);
+
     json!({
         "Error": {
             "type": "object",
@@ -840,6 +913,13 @@ fn schemas() -> Value {
         "RequestLog": request_log,
         "RequestPage": object(&["items", "total", "page", "page_size"], vec![
             ("items", list_of("RequestLog")),
+            ("total", t("integer")),
+            ("page", t("integer")),
+            ("page_size", t("integer")),
+        ]),
+        "Session": session,
+        "SessionPage": object(&["items", "total", "page", "page_size"], vec![
+            ("items", list_of("Session")),
             ("total", t("integer")),
             ("page", t("integer")),
             ("page_size", t("integer")),

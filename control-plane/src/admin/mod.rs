@@ -17,6 +17,7 @@ pub mod providers;
 pub mod request_filters;
 pub mod requests;
 pub mod sensitive_words;
+pub mod sessions;
 pub mod settings;
 pub mod users;
 
@@ -55,6 +56,7 @@ pub fn routes() -> Routes {
         .get("/api/v1/settings", settings::get)
         .patch("/api/v1/settings", settings::update)
         .get("/api/v1/requests", requests::list)
+        .get("/api/v1/sessions", sessions::list)
 }
 
 /// The `{id}` path segment; anything but an integer is a 404.

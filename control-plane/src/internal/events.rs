@@ -1,6 +1,7 @@
 //! `POST EVENTS_PATH`: batched usage events. Inserted in one transaction with
 //! `ON CONFLICT (event_id) DO NOTHING`, so a retried batch never double-counts;
-//! the hourly usage rollup is updated for newly stored events only.
+//! the hourly usage rollup and the `sessions` table (SPEC §2.7) are updated
+//! for newly stored events only, in the same transaction.
 //!
 //! Ingestion never refuses a well-formed batch because of odd values (the
 //! filter retries until accepted): values Postgres cannot store are repaired
@@ -51,6 +52,7 @@ pub async fn ingest(
     let mut tx = state.pool.begin().await?;
     let stored = insert(&mut tx, &rows).await?;
     update_rollup(&mut tx, &stored).await?;
+    update_sessions(&mut tx, &stored, received_at).await?;
     tx.commit().await?;
 
     let accepted = stored.len() as u32;
@@ -215,7 +217,7 @@ impl Row {
     }
 }
 
-/// What the rollup needs from each newly stored event.
+/// What the rollup and the sessions need from each newly stored event.
 #[derive(sqlx::FromRow)]
 struct Stored {
     user_id: Option<i64>,
@@ -226,6 +228,8 @@ struct Stored {
     input_tokens: i64,
     output_tokens: i64,
     blocked_by: Option<String>,
+    session_id: Option<String>,
+    user_agent: Option<String>,
 }
 
 async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sqlx::Error> {
@@ -269,7 +273,8 @@ async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sq
     });
     qb.push(
         " ON CONFLICT (event_id) DO NOTHING \
-         RETURNING user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by",
+         RETURNING user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by, \
+           session_id, user_agent",
     );
     qb.build_query_as().fetch_all(conn).await
 }
@@ -346,4 +351,140 @@ async fn update_rollup(conn: &mut PgConnection, stored: &[Stored]) -> Result<(),
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `sessions.client` holds at most this many characters of the user agent.
+const MAX_CLIENT_CHARS: usize = 256;
+
+fn clip(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    }
+}
+
+/// One (key, session)'s forwarded requests within a batch.
+struct SessionDelta<'a> {
+    user_id: Option<i64>,
+    provider_id: Option<i64>,
+    client: Option<&'a str>,
+    first_seen_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    requests: i64,
+}
+
+/// Records the new events' session activity (SPEC §2.7), one upsert per
+/// batch. Only forwarded requests count: an event a guard answered
+/// (`blocked_by` set: refusals, warmup) is not session activity. Sessions
+/// are keyed by (key_id, session_id), so a client-chosen session id never
+/// reaches another key's session; events without a key are skipped.
+///
+/// A session is seen at its requests' start times (never later than their
+/// arrival here). user_id, provider_id and client come from the latest
+/// request that carries them, across batches too: an older batch arriving
+/// late does not overwrite them.
+async fn update_sessions(
+    conn: &mut PgConnection,
+    stored: &[Stored],
+    received_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let mut events: Vec<(DateTime<Utc>, i64, &str, &Stored)> = stored
+        .iter()
+        .filter(|s| s.blocked_by.is_none())
+        .filter_map(|s| {
+            let key_id = s.key_id?;
+            let session_id = s.session_id.as_deref()?;
+            Some((s.started_at.min(received_at), key_id, session_id, s))
+        })
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    // Oldest first (stable: batch order breaks ties), so later events win.
+    events.sort_by_key(|(seen, ..)| *seen);
+    // BTreeMap: a fixed row order, so concurrent batches lock rows in the
+    // same order and cannot deadlock.
+    let mut sessions: BTreeMap<(i64, &str), SessionDelta<'_>> = BTreeMap::new();
+    for (seen, key_id, session_id, s) in events {
+        let d = sessions
+            .entry((key_id, session_id))
+            .or_insert_with(|| SessionDelta {
+                user_id: None,
+                provider_id: None,
+                client: None,
+                first_seen_at: seen,
+                last_seen_at: seen,
+                requests: 0,
+            });
+        d.first_seen_at = d.first_seen_at.min(seen);
+        d.last_seen_at = d.last_seen_at.max(seen);
+        d.requests += 1;
+        d.user_id = s.user_id.or(d.user_id);
+        d.provider_id = s.provider_id.or(d.provider_id);
+        d.client = s
+            .user_agent
+            .as_deref()
+            .map(|ua| clip(ua, MAX_CLIENT_CHARS))
+            .or(d.client);
+    }
+    let mut key_ids = Vec::with_capacity(sessions.len());
+    let mut session_ids = Vec::with_capacity(sessions.len());
+    let mut user_ids = Vec::with_capacity(sessions.len());
+    let mut provider_ids = Vec::with_capacity(sessions.len());
+    let mut clients = Vec::with_capacity(sessions.len());
+    let mut firsts = Vec::with_capacity(sessions.len());
+    let mut lasts = Vec::with_capacity(sessions.len());
+    let mut requests = Vec::with_capacity(sessions.len());
+    for ((key_id, session_id), d) in sessions {
+        key_ids.push(key_id);
+        session_ids.push(session_id);
+        user_ids.push(d.user_id);
+        provider_ids.push(d.provider_id);
+        clients.push(d.client);
+        firsts.push(d.first_seen_at);
+        lasts.push(d.last_seen_at);
+        requests.push(d.requests);
+    }
+    // In ON CONFLICT DO UPDATE, `sessions.*` is the row before this update.
+    sqlx::query(
+        "INSERT INTO sessions (key_id, session_id, user_id, provider_id, client, first_seen_at, last_seen_at, \
+           request_count) \
+         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[], \
+           $7::timestamptz[], $8::int8[]) \
+         ON CONFLICT (key_id, session_id) DO UPDATE SET \
+           first_seen_at = LEAST(sessions.first_seen_at, EXCLUDED.first_seen_at), \
+           last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at), \
+           request_count = sessions.request_count + EXCLUDED.request_count, \
+           user_id = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
+             THEN COALESCE(EXCLUDED.user_id, sessions.user_id) ELSE COALESCE(sessions.user_id, EXCLUDED.user_id) END, \
+           provider_id = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
+             THEN COALESCE(EXCLUDED.provider_id, sessions.provider_id) \
+             ELSE COALESCE(sessions.provider_id, EXCLUDED.provider_id) END, \
+           client = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
+             THEN COALESCE(EXCLUDED.client, sessions.client) ELSE COALESCE(sessions.client, EXCLUDED.client) END",
+    )
+    .bind(key_ids)
+    .bind(session_ids)
+    .bind(user_ids)
+    .bind(provider_ids)
+    .bind(clients)
+    .bind(firsts)
+    .bind(lasts)
+    .bind(requests)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_counts_characters() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdef", 3), "abc");
+        assert_eq!(clip("ééé", 2), "éé");
+        assert_eq!(clip("", 2), "");
+    }
 }

@@ -19,6 +19,7 @@ mod providers;
 mod requests;
 mod resources;
 mod secrets;
+mod sessions;
 mod throttle;
 mod users;
 mod validation;

@@ -1,0 +1,160 @@
+//! `GET /api/v1/sessions`: client sessions (SPEC §2.7), newest activity
+//! first. A session is *active* for [`ACTIVE_SECS`] after its last request;
+//! only active sessions are listed unless `active=false`.
+//!
+//! Query parameters: user_id, key_id, active (`true`, the default: active
+//! sessions only; `false`: every retained session, idle ones included), page
+//! (from 1), page_size (1..=500, default 50), as for `/api/v1/requests`.
+//! Answer: `{items, total, page, page_size}`.
+//!
+//! Rows are written at event ingestion (`internal::events`) and deleted by
+//! the background sweep once idle for
+//! [`crate::background::SESSION_RETENTION_HOURS`].
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use sqlx::{Postgres, QueryBuilder};
+
+use super::requests::MAX_PAGE_SIZE;
+use crate::app::AppState;
+use crate::errors::{ApiError, ApiResult};
+use crate::validate;
+
+/// A session is active this long after its last request (SPEC §2.7).
+pub const ACTIVE_SECS: i64 = 300;
+const DEFAULT_PAGE_SIZE: i64 = 50;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Session {
+    pub session_id: String,
+    pub user_id: Option<i64>,
+    pub key_id: i64,
+    /// User agent of the latest request (at most 256 characters).
+    pub client: Option<String>,
+    pub provider_id: Option<i64>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub request_count: i64,
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionPage {
+    pub items: Vec<Session>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+#[derive(Debug)]
+struct Filters {
+    user_id: Option<i64>,
+    key_id: Option<i64>,
+    active_only: bool,
+    page: i64,
+    page_size: i64,
+}
+
+fn parse<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::validation(field, format!("invalid value {value:?}")))
+}
+
+impl Filters {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<Filters, ApiError> {
+        let mut f = Filters {
+            user_id: None,
+            key_id: None,
+            active_only: true,
+            page: 1,
+            page_size: DEFAULT_PAGE_SIZE,
+        };
+        for (name, value) in pairs {
+            validate::no_nul(&name, &value)?;
+            match name.as_str() {
+                "user_id" => f.user_id = Some(parse(&name, &value)?),
+                "key_id" => f.key_id = Some(parse(&name, &value)?),
+                "active" => {
+                    f.active_only = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(ApiError::validation(
+                                name,
+                                format!("must be true or false, not {value:?}"),
+                            ))
+                        }
+                    }
+                }
+                "page" => f.page = parse(&name, &value)?,
+                "page_size" => f.page_size = parse(&name, &value)?,
+                _ => return Err(ApiError::validation(name, "unknown query parameter")),
+            }
+        }
+        if f.page < 1 || f.page > 1_000_000 {
+            return Err(ApiError::validation(
+                "page",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&f.page_size) {
+            return Err(ApiError::validation(
+                "page_size",
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            ));
+        }
+        Ok(f)
+    }
+
+    fn push_where(&self, qb: &mut QueryBuilder<'_, Postgres>, cutoff: DateTime<Utc>) {
+        qb.push(" WHERE true");
+        if let Some(v) = self.user_id {
+            qb.push(" AND user_id = ").push_bind(v);
+        }
+        if let Some(v) = self.key_id {
+            qb.push(" AND key_id = ").push_bind(v);
+        }
+        if self.active_only {
+            qb.push(" AND last_seen_at > ").push_bind(cutoff);
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ApiResult<Json<SessionPage>> {
+    let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
+    let filters = Filters::from_pairs(pairs)?;
+    // One instant for the filter and every item's `active`, on the clock
+    // that event ingestion bounds last_seen_at with.
+    let cutoff = Utc::now() - TimeDelta::seconds(ACTIVE_SECS);
+
+    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM sessions");
+    filters.push_where(&mut count, cutoff);
+    let (total,): (i64,) = count.build_query_as().fetch_one(&state.pool).await?;
+
+    let mut select = QueryBuilder::<Postgres>::new(
+        "SELECT session_id, user_id, key_id, client, provider_id, first_seen_at, last_seen_at, request_count, \
+           last_seen_at > ",
+    );
+    select.push_bind(cutoff).push(" AS active FROM sessions");
+    filters.push_where(&mut select, cutoff);
+    select
+        .push(" ORDER BY last_seen_at DESC, key_id, session_id LIMIT ")
+        .push_bind(filters.page_size)
+        .push(" OFFSET ")
+        .push_bind((filters.page - 1) * filters.page_size);
+    let items: Vec<Session> = select.build_query_as().fetch_all(&state.pool).await?;
+
+    Ok(Json(SessionPage {
+        items,
+        total,
+        page: filters.page,
+        page_size: filters.page_size,
+    }))
+}
