@@ -5,6 +5,7 @@ use hubgate_wire::{PolicySnapshot, Provider, Settings};
 
 use crate::cost::PriceTable;
 use crate::guards::client_version::GaVersions;
+use crate::guards::request_filters::RequestFilters;
 use crate::guards::sensitive_words::SensitiveWords;
 use crate::locale::Locale;
 
@@ -53,6 +54,7 @@ pub struct CompiledSnapshot {
     pub providers: Vec<CompiledProvider>,
     pub ga_versions: GaVersions,
     pub sensitive_words: SensitiveWords,
+    pub request_filters: RequestFilters,
 }
 
 impl CompiledSnapshot {
@@ -71,6 +73,8 @@ impl CompiledSnapshot {
         warnings.extend(ga_warnings);
         let (sensitive_words, word_warnings) = SensitiveWords::compile(&snapshot.sensitive_words);
         warnings.extend(word_warnings);
+        let (request_filters, filter_warnings) = RequestFilters::compile(&snapshot.request_filters);
+        warnings.extend(filter_warnings);
         let compiled = CompiledSnapshot {
             version: snapshot.version,
             key_epoch: snapshot.key_epoch,
@@ -80,6 +84,7 @@ impl CompiledSnapshot {
             providers,
             ga_versions,
             sensitive_words,
+            request_filters,
         };
         (compiled, warnings)
     }

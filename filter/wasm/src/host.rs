@@ -69,6 +69,13 @@ pub fn set_response_header(name: &str, value: Option<&str>) {
     }
 }
 
+/// Replaces the first `size` bytes of the (buffered) request body.
+pub fn replace_request_body(size: usize, body: &[u8]) {
+    if let Err(e) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body) {
+        log::warn!("cannot replace the request body: {e:?}");
+    }
+}
+
 /// Replaces the first `size` bytes of the (buffered) response body.
 pub fn replace_response_body(size: usize, body: &[u8]) {
     if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body) {

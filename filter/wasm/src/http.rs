@@ -117,6 +117,7 @@ impl Http {
                     return Action::Pause;
                 }
                 Verdict::Forward => {
+                    self.apply_filter_edits();
                     if let Some(plan) = &self.ex.plan {
                         apply(plan, &self.ex.headers);
                     }
@@ -124,6 +125,22 @@ impl Http {
                     self.body_len = self.ex.body.take().map_or(0, |b| b.len());
                     self.decided = true;
                     return Action::Continue;
+                }
+            }
+        }
+    }
+
+    /// What the request filters changed goes upstream: headers in their
+    /// order, and a new body with its length.
+    fn apply_filter_edits(&mut self) {
+        for (name, value) in &self.ex.header_edits {
+            host::set_request_header(name, value.as_deref());
+        }
+        if self.ex.body_changed {
+            if let Some(body) = &self.ex.body {
+                host::replace_request_body(self.body_size, body);
+                if self.ex.headers.get("content-length").is_some() {
+                    host::set_request_header("content-length", Some(&body.len().to_string()));
                 }
             }
         }

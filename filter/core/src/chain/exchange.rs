@@ -49,6 +49,10 @@ pub struct Exchange {
     pub body_parsed: bool,
     pub session_id: Option<String>,
     pub plan: Option<UpstreamPlan>,
+    /// Header changes of the request filters, in order (`None`: remove).
+    pub header_edits: Vec<(String, Option<String>)>,
+    /// A request filter changed `body`: the upstream gets the new one.
+    pub body_changed: bool,
     /// Index of the guard to run next.
     pub cursor: usize,
 }

@@ -86,7 +86,9 @@ pub static GUARDS: &[&dyn Guard] = &[
     &guards::model::Model,
     &guards::warmup::Warmup,
     &guards::session::Session,
+    &guards::request_filters::GlobalFilters,
     &guards::provider::Provider,
+    &guards::request_filters::ProviderFilters,
 ];
 
 /// What the glue does next.
