@@ -16,6 +16,7 @@ use hubgate_core::guards::body_size::too_large;
 use hubgate_core::guards::lockout::take_global_audit_row;
 use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::headers::Headers;
+use hubgate_core::locale::{localize, Locale};
 use hubgate_core::reply::LocalReply;
 use hubgate_core::usage::{Metered, ResponseMeter};
 use hubgate_wire::{KeyResolveRequest, KeyResolveResponse, RequestEvent};
@@ -68,6 +69,8 @@ impl Http {
         if let Some(vm) = &self.vm {
             vm.metrics.inc(&format!("hubgate_local_reply_{}_total", reply.code));
         }
+        let snapshot = self.ex.snapshot.clone().or_else(|| self.vm.as_ref().and_then(|vm| vm.snapshot()));
+        let reply = localize(reply, snapshot.map_or(Locale::En, |s| s.locale));
         let body = reply.body(self.ex.dialect, &self.ex.request_id);
         host::send_reply(reply.status, &reply.response_headers(&self.ex.request_id), &body);
         self.decided = true;
@@ -417,6 +420,7 @@ impl HttpContext for Http {
                     Some(_) => provider::upstream_failed(status, &details),
                     None => envoy_reply(status, &details),
                 };
+                let reply = localize(reply, self.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale));
                 for (name, value) in reply.response_headers(&self.ex.request_id) {
                     host::set_response_header(&name, Some(&value));
                 }

@@ -312,6 +312,13 @@ async fn sensitive_words_order_and_locale() {
         tokio::time::sleep(stack.poll_interval).await;
     }
 
+    // Every other reply too, e.g. a wrong key.
+    let (req, _) = stack.messages("sk-wrong-wrong-wrong-wrong");
+    let (status, _, body) = read_json(req.json(&hubgate_e2e::simple_body(MODEL, false, "x")).send().await.unwrap()).await.unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    assert_eq!(body["error"]["message"], "API 密钥无效。", "{body}");
+
     // Deleted: the same request goes through within a poll interval.
     let word_id = word["id"].as_i64().unwrap();
     stack.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sensitive-words/{word_id}"), None).await.unwrap();

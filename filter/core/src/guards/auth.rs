@@ -295,7 +295,8 @@ pub fn check_key(key: &ResolvedKey, now_ms: i64) -> Result<(), LocalReply> {
             401,
             "user_expired",
             format!("User account expired on {}. Please renew the subscription.", rfc3339(at)),
-        ));
+        )
+        .with_detail("expired_at", rfc3339(at).into()));
     }
     if !user.enabled {
         return Err(LocalReply::new(
@@ -309,7 +310,8 @@ pub fn check_key(key: &ResolvedKey, now_ms: i64) -> Result<(), LocalReply> {
             401,
             "key_expired",
             format!("API key expired on {}. Please create a new key.", rfc3339(at)),
-        ));
+        )
+        .with_detail("expired_at", rfc3339(at).into()));
     }
     if !key.enabled {
         return Err(LocalReply::new(401, "key_disabled", "API key has been disabled."));

@@ -24,4 +24,5 @@ impl Guard for BodySize {
 
 pub fn too_large(max: usize) -> LocalReply {
     LocalReply::new(413, "request_too_large", format!("Request body is larger than the {max} bytes allowed."))
+        .with_detail("max_bytes", max.into())
 }

@@ -29,11 +29,10 @@ impl Guard for Route {
         if ex.endpoint == Endpoint::Other && snapshot.settings.unknown_path == UnknownPathAction::NotFound {
             // Never echo the query: it may carry `?key=`.
             let path = path_without_query(&ex.path);
-            return Ok(Step::Answer(LocalReply::new(
-                404,
-                "not_found",
-                format!("Unknown path `{}`.", clip(path, MAX_PATH)),
-            )));
+            let path = clip(path, MAX_PATH);
+            return Ok(Step::Answer(
+                LocalReply::new(404, "not_found", format!("Unknown path `{path}`.")).with_detail("path", path.into()),
+            ));
         }
         Ok(Step::Next)
     }
