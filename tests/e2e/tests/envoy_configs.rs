@@ -12,6 +12,7 @@ const TOKEN_ENV: &[(&str, &str)] = &[("HUBGATE_INTERNAL_TOKEN", "validate-only-t
 /// configuration.
 fn vars(plugin: serde_json::Value) -> Vec<(&'static str, String)> {
     let wasm = paths::wasm().expect("the built filter is required");
+    let empty_wasm = paths::empty_wasm().expect("the built empty filter is required");
     vec![
         ("LISTEN_ADDRESS", "127.0.0.1".to_string()),
         ("LISTEN_PORT", "10000".to_string()),
@@ -20,6 +21,7 @@ fn vars(plugin: serde_json::Value) -> Vec<(&'static str, String)> {
         ("CP_HOST", "127.0.0.1".to_string()),
         ("CP_PORT", "8082".to_string()),
         ("WASM_PATH", wasm.display().to_string()),
+        ("EMPTY_WASM_PATH", empty_wasm.display().to_string()),
         ("UPSTREAM_CA", hubgate_e2e::SYSTEM_CA_BUNDLE.to_string()),
         ("PLUGIN_CONFIG", plugin.to_string()),
     ]
@@ -43,6 +45,7 @@ fn every_envoy_config_passes_validate() {
     let names: Vec<String> = entries.iter().map(|p| p.file_name().unwrap().to_string_lossy().to_string()).collect();
     assert!(names.contains(&"hubgate.yaml.tmpl".to_string()), "{names:?}");
     assert!(names.contains(&"plain.yaml.tmpl".to_string()), "{names:?}");
+    assert!(names.contains(&"empty-filter.yaml.tmpl".to_string()), "{names:?}");
 
     let mut failures = Vec::new();
     for path in &entries {
@@ -112,7 +115,7 @@ fn compose_envoy_config_passes_validate() {
     assert!(compose.contains("../../envoy/hubgate.yaml.tmpl:/etc/hubgate/hubgate.yaml.tmpl"), "{compose}");
     let text = std::fs::read_to_string(paths::envoy_template("hubgate.yaml.tmpl")).unwrap();
     let mut vars = vars(json!({"control_plane_authority": "control-plane"}));
-    vars.retain(|(name, _)| *name != "UPSTREAM_PORT");
+    vars.retain(|(name, _)| !matches!(*name, "UPSTREAM_PORT" | "EMPTY_WASM_PATH"));
     for (name, value) in vars.iter_mut() {
         match *name {
             "LISTEN_ADDRESS" => *value = "0.0.0.0".to_string(),

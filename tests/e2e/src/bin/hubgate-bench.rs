@@ -1,20 +1,30 @@
-//! hubgate-bench: plain Envoy vs Envoy + hubgate, same mock upstream, same
-//! load, in one run. Prints RPS, the RPS ratio and the added p50/p99 latency
-//! for 1 KB and ~115 KB (Claude Code-sized) request bodies.
+//! hubgate-bench: plain Envoy, Envoy + an empty proxy-wasm filter, and Envoy +
+//! hubgate, same mock upstream, same load, in one run. Prints RPS, the RPS
+//! ratios, the added p50/p99 latency and Envoy's CPU time per request for
+//! 1 KB and ~115 KB (Claude Code-shaped) request bodies, and the added p50 at
+//! concurrency 1 for the 1 KB body.
+//!
+//! hubgate runs with every guard on: 1,000 `contains`, 1,000 `exact` and 50
+//! regex sensitive words, 20 request filters, a user restricted to the
+//! `claude-cli` client and to the model used, the client version check and
+//! the warmup intercept. The
+//! requests are Claude Code-shaped (its headers and `metadata.user_id`), so
+//! they pass every guard and reach the upstream.
 //!
 //! Usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N]
 //! (or HUBGATE_BENCH_SECS, HUBGATE_BENCH_WARMUP_SECS, HUBGATE_BENCH_CONCURRENCY).
-//! Prerequisites as for the e2e tests (built .wasm, control plane, Envoy,
-//! PostgreSQL). Reports only: nothing here asserts on timings.
+//! Prerequisites as for the e2e tests (built .wasm files, control plane,
+//! Envoy, PostgreSQL). Reports only: nothing here asserts on timings.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use hubgate_e2e::claude_code::{self, ClaudeCodeSession};
 use hubgate_e2e::envoy::{self, Envoy};
-use hubgate_e2e::{paths, Stack, StackOptions};
-use serde_json::json;
+use hubgate_e2e::{paths, AdminClient, Stack, StackOptions};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{json, Value};
 
 struct Settings {
     secs: u64,
@@ -57,10 +67,18 @@ fn settings() -> Result<Settings> {
     Ok(s)
 }
 
-/// One load target: where to send, with which credential.
+/// The three columns, in the order they run and print.
+const COLUMNS: [&str; 3] = ["plain", "empty", "hubgate"];
+const PLAIN: usize = 0;
+const EMPTY: usize = 1;
+const HUBGATE: usize = 2;
+
+/// One load target: where to send, with which headers (credential
+/// included), and the Envoy process that serves it.
 struct Target {
     url: String,
-    api_key: String,
+    headers: HeaderMap,
+    envoy_pid: u32,
 }
 
 #[derive(Default)]
@@ -84,42 +102,48 @@ impl Outcome {
         let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
         self.latencies[i].as_secs_f64() * 1000.0
     }
+
+    fn sent(&self) -> u64 {
+        self.ok + self.errors
+    }
+}
+
+/// One request; Ok(()) on a 200 whose body was read.
+async fn send_once(client: &reqwest::Client, target: &Target, body: &[u8]) -> Result<(), String> {
+    let result = client.post(&target.url).headers(target.headers.clone()).body(body.to_vec()).send().await;
+    match result {
+        Ok(r) => {
+            let status = r.status();
+            match r.bytes().await {
+                Ok(_) if status == 200 => Ok(()),
+                Ok(b) => Err(format!("{status}: {}", String::from_utf8_lossy(&b))),
+                Err(e) => Err(format!("reading body: {e}")),
+            }
+        }
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// `concurrency` workers send the same request back to back for `secs`.
-async fn drive(client: &reqwest::Client, target: &Target, body: Arc<Vec<u8>>, concurrency: usize, secs: u64) -> Outcome {
+async fn drive(
+    client: &reqwest::Client,
+    target: &Arc<Target>,
+    body: Arc<Vec<u8>>,
+    concurrency: usize,
+    secs: u64,
+) -> Outcome {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut workers = Vec::new();
     for _ in 0..concurrency {
         let client = client.clone();
-        let url = target.url.clone();
-        let key = target.api_key.clone();
+        let target = target.clone();
         let body = body.clone();
         workers.push(tokio::spawn(async move {
             let mut out = Outcome::default();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let result = client
-                    .post(&url)
-                    .header("x-api-key", &key)
-                    .header("anthropic-version", "2023-06-01")
-                    .header("content-type", "application/json")
-                    .body(body.as_ref().clone())
-                    .send()
-                    .await;
-                let ok = match result {
-                    Ok(r) => {
-                        let status = r.status();
-                        match r.bytes().await {
-                            Ok(_) if status == 200 => Ok(()),
-                            Ok(b) => Err(format!("{status}: {}", String::from_utf8_lossy(&b))),
-                            Err(e) => Err(format!("reading body: {e}")),
-                        }
-                    }
-                    Err(e) => Err(format!("{e:#}")),
-                };
-                match ok {
+                match send_once(&client, &target, &body).await {
                     Ok(()) => {
                         out.ok += 1;
                         out.latencies.push(t0.elapsed());
@@ -197,25 +221,261 @@ fn client(concurrency: usize) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(concurrency).build()?)
 }
 
-/// An Anthropic request of exactly `size` bytes (±1 for JSON punctuation).
-fn body_of_size(model: &str, size: usize) -> Vec<u8> {
-    let mut body = hubgate_e2e::simple_body(model, false, "");
-    let base = serde_json::to_vec(&body).map(|b| b.len()).unwrap_or(0);
-    body["messages"][0]["content"] = json!("a".repeat(size.saturating_sub(base)));
-    serde_json::to_vec(&body).unwrap_or_default()
+/// Claude Code's request headers plus the credential.
+fn claude_code_headers(session: &ClaudeCodeSession, api_key: &str) -> Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for (name, value) in claude_code::headers(session) {
+        map.insert(HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())?, HeaderValue::from_str(&value)?);
+    }
+    map.insert("x-api-key", HeaderValue::from_str(api_key)?);
+    Ok(map)
 }
 
-async fn start_plain_envoy(stack: &Stack) -> Result<Envoy> {
-    envoy::start(
-        &paths::envoy()?,
-        &paths::envoy_template("plain.yaml.tmpl"),
-        &[("UPSTREAM_PORT", stack.mock.addr().port().to_string())],
-        &[],
-        &stack.log_dir,
-        "envoy-plain",
-        "warning",
-    )
-    .await
+/// What a developer might ask; the 1 KB body is made of it.
+const QUESTION: &str = "Please look at the failing test in src/parser.rs and explain why the tokenizer \
+     skips the last line of the input when it does not end with a newline. ";
+
+/// A small Claude Code-style request of about `size` bytes: one user turn
+/// and `metadata.user_id`, what the `claude-cli` client preset needs.
+fn small_body(model: &str, session: &ClaudeCodeSession, size: usize) -> Result<Vec<u8>> {
+    let mut body = json!({
+        "model": model,
+        "max_tokens": 256,
+        "stream": false,
+        "messages": [{"role": "user", "content": ""}],
+        "metadata": {"user_id": session.metadata_user_id()},
+    });
+    let base = serde_json::to_vec(&body)?.len();
+    let text: String = QUESTION.chars().cycle().take(size.saturating_sub(base)).collect();
+    body["messages"][0]["content"] = json!(text.trim_end());
+    Ok(serde_json::to_vec(&body)?)
+}
+
+/// The same small request with `text` as the user turn.
+fn body_with_text(model: &str, session: &ClaudeCodeSession, text: &str) -> Result<Vec<u8>> {
+    let mut body: Value = serde_json::from_slice(&small_body(model, session, 0)?)?;
+    body["messages"][0]["content"] = json!(text);
+    Ok(serde_json::to_vec(&body)?)
+}
+
+const CONTAINS_WORDS: usize = 1000;
+const EXACT_WORDS: usize = 1000;
+
+/// Deterministic lowercase letters, `len` of them.
+fn token(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// Regex sensitive words: secrets, credentials and personal data as an
+/// admin would list them; most require a literal, a few do not. The last
+/// one is what the readiness probe sends (see [`REGEX_PROBE`]).
+const REGEXES: [&str; 50] = [
+    r"AKIA[0-9A-Z]{16}",
+    r"ASIA[0-9A-Z]{16}",
+    r"(?i)aws_secret_access_key\s*=\s*[A-Za-z0-9/+=]{40}",
+    r"ghp_[A-Za-z0-9]{36}",
+    r"gho_[A-Za-z0-9]{36}",
+    r"ghs_[A-Za-z0-9]{36}",
+    r"github_pat_[A-Za-z0-9_]{40,}",
+    r"glpat-[A-Za-z0-9_-]{20}",
+    r"xox[baprs]-[A-Za-z0-9-]{10,}",
+    r"sk-ant-api\d{2}-[A-Za-z0-9_-]{20,}",
+    r"sk-proj-[A-Za-z0-9_-]{20,}",
+    r"AIza[0-9A-Za-z_-]{35}",
+    r"ya29\.[0-9A-Za-z_-]{20,}",
+    r"-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----",
+    r"-----BEGIN PGP PRIVATE KEY BLOCK-----",
+    r"sk_live_[0-9a-zA-Z]{24,}",
+    r"rk_live_[0-9a-zA-Z]{24,}",
+    r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
+    r"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+    r"discord(app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+",
+    r"npm_[A-Za-z0-9]{36}",
+    r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",
+    r"dop_v1_[a-f0-9]{64}",
+    r"shpat_[a-fA-F0-9]{32}",
+    r"hf_[A-Za-z0-9]{34}",
+    r"r8_[A-Za-z0-9]{37}",
+    r"xai-[A-Za-z0-9]{32,}",
+    r"gsk_[A-Za-z0-9]{48,}",
+    r"AccountKey=[A-Za-z0-9+/=]{40,}",
+    r"SharedAccessSignature=[^;\s]+",
+    r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
+    r"(?i)password\s*[:=]\s*\S{6,}",
+    r"(?i)api[-_ ]?token\s*[:=]\s*[A-Za-z0-9]{16,}",
+    r"(?i)client[-_]secret\s*[:=]\s*\S{8,}",
+    r"(?i)bearer\s+[A-Za-z0-9._-]{30,}",
+    r"mongodb(\+srv)?://[^:\s]+:[^@\s]+@",
+    r"postgres(ql)?://[^:\s]+:[^@\s]+@",
+    r"mysql://[^:\s]+:[^@\s]+@",
+    r"redis://:[^@\s]+@",
+    r"amqps?://[^:\s]+:[^@\s]+@",
+    r"(?i)internal[-_ ]only[-_ ]\d+",
+    r"(?i)codename[-_ ]?(falcon|osprey|kestrel)\d*",
+    r"(?i)project[-_ ]nightjar[-_ ]v\d+",
+    r"(?i)do[-_ ]not[-_ ]distribute[-_ ]\d{4}",
+    r"(?i)employee[-_ ]id[:=]\s*E\d{6}",
+    // No required literal: these run over every checked text.
+    r"\b\d{3}-\d{2}-\d{4}\b",
+    r"\b4\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b",
+    r"\b5[1-5]\d{2}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b",
+    r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{2,5}\b",
+    r"secret[-_ ]?key\d+",
+];
+
+/// Matches the last regex, so once it is refused the filter has every word.
+const REGEX_PROBE: &str = "the deploy script still prints secret_key42 in its log";
+
+/// Sensitive words: `contains` and `exact` ones generated (none occurring in
+/// `bodies`), then [`REGEXES`].
+fn sensitive_words(bodies: &[&[u8]]) -> Vec<(String, &'static str)> {
+    let haystacks: Vec<String> = bodies.iter().map(|b| String::from_utf8_lossy(b).to_lowercase()).collect();
+    let unseen = |w: &str| !haystacks.iter().any(|h| h.contains(w));
+    let mut words = Vec::new();
+    let mut seed = 0u64;
+    while words.len() < CONTAINS_WORDS {
+        seed += 1;
+        let word = token(seed, 6 + (seed % 9) as usize);
+        if unseen(&word) {
+            words.push((word, "contains"));
+        }
+    }
+    for i in 0..EXACT_WORDS as u64 {
+        words.push((format!("{} {}", token(50_000 + i, 5), token(90_000 + i, 7)), "exact"));
+    }
+    words.extend(REGEXES.iter().map(|r| (r.to_string(), "regex")));
+    words
+}
+
+/// Request filters as an admin might set them up, none of them editing the
+/// bench's bodies (so only their scan is measured): header removes and sets
+/// (these apply to every request), and body `text_replace` redactions of
+/// internal host names, paths, tickets and addresses. Four are bound to
+/// the provider, so both the global and the provider-bound pass run.
+fn request_filters(provider_id: i64) -> Vec<Value> {
+    let mut filters = vec![
+        json!({"name": "drop-browser-access", "scope": "header", "action": "remove",
+               "target": "anthropic-dangerous-direct-browser-access"}),
+        json!({"name": "drop-stainless-timeout", "scope": "header", "action": "remove", "target": "x-stainless-timeout"}),
+        json!({"name": "tag-gateway", "scope": "header", "action": "set", "target": "x-gateway", "replacement": "hubgate"}),
+        json!({"name": "tag-org", "scope": "header", "action": "set", "target": "x-org-id", "replacement": "acme-eng",
+               "binding": "providers", "provider_ids": [provider_id]}),
+    ];
+    let hosts = [
+        "build01.corp.acme.internal",
+        "ci-runner.corp.acme.internal",
+        "vault.corp.acme.internal",
+        "grafana.corp.acme.internal",
+        "git.corp.acme.internal",
+        "artifactory.corp.acme.internal",
+        "db-primary.prod.acme.internal",
+        "kafka-3.prod.acme.internal",
+        "ldap.corp.acme.internal",
+        "payroll.hr.acme.internal",
+    ];
+    for host in hosts {
+        filters.push(json!({"name": format!("redact-{host}"), "scope": "body", "action": "text_replace",
+                            "match_type": "contains", "target": host, "replacement": "[internal-host]"}));
+    }
+    let regexes = [
+        (r"(?i)\b[a-z0-9-]+\.corp\.acme\.internal\b", "[internal-host]"),
+        (r"/home/[a-z]+/\.ssh/id_[a-z0-9]+", "[ssh-key]"),
+        (r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+", "[ticket]"),
+        (r"\b10\.20\.\d{1,3}\.\d{1,3}\b", "[internal-ip]"),
+    ];
+    for (pattern, replacement) in regexes {
+        filters.push(json!({"name": format!("redact-{replacement}"), "scope": "body", "action": "text_replace",
+                            "match_type": "regex", "target": pattern, "replacement": replacement}));
+    }
+    for text in ["print the production database password", "show me the payroll export"] {
+        filters.push(json!({"name": format!("drop-{}", text.replace(' ', "-")), "scope": "body",
+                            "action": "text_replace", "match_type": "exact", "target": text,
+                            "replacement": "[removed by policy]"}));
+    }
+    // The last three body filters run after provider selection.
+    let count = filters.len();
+    for (i, f) in filters.iter_mut().enumerate() {
+        f["priority"] = json!(i * 10);
+        if i + 3 >= count {
+            f["binding"] = json!("providers");
+            f["provider_ids"] = json!([provider_id]);
+        }
+    }
+    filters
+}
+
+/// Creates the words through the admin API, a few at a time.
+async fn create_words(admin: &AdminClient, words: &[(String, &'static str)]) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut iter = words.iter().cloned();
+    let mut next = || iter.next();
+    let spawn = |tasks: &mut tokio::task::JoinSet<Result<()>>, (word, match_type): (String, &'static str)| {
+        let admin = admin.clone();
+        tasks.spawn(async move {
+            admin
+                .post("/api/v1/sensitive-words", &json!({"word": word, "match_type": match_type}))
+                .await
+                .map(|_| ())
+                .with_context(|| format!("creating the {match_type} word {word:?}"))
+        });
+    };
+    for _ in 0..8 {
+        if let Some(w) = next() {
+            spawn(&mut tasks, w);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+        if let Some(w) = next() {
+            spawn(&mut tasks, w);
+        }
+    }
+    Ok(())
+}
+
+/// The status and body of one request through hubgate.
+async fn status_of(client: &reqwest::Client, target: &Target, body: &[u8]) -> Result<(u16, String)> {
+    let r = client.post(&target.url).headers(target.headers.clone()).body(body.to_vec()).send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.unwrap_or_default()))
+}
+
+/// True for hubgate's sensitive-word refusal.
+fn is_word_refusal(status: u16, answer: &str) -> bool {
+    let code = serde_json::from_str::<Value>(answer).ok().and_then(|b| b["error"]["code"].as_str().map(str::to_string));
+    status == 400 && code.as_deref() == Some("sensitive_word")
+}
+
+/// Sends `body` until hubgate refuses it for a sensitive word (the filter
+/// has the policy that blocks it), for up to 30 s. Returns how many were sent.
+async fn wait_until_refused(client: &reqwest::Client, target: &Target, body: &[u8]) -> Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0;
+    loop {
+        let (status, text) = status_of(client, target, body).await?;
+        sent += 1;
+        if is_word_refusal(status, &text) {
+            return Ok(sent);
+        }
+        if Instant::now() > deadline {
+            bail!("hubgate did not refuse a request holding a sensitive word within 30 s; last answer {status}: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn start_envoy(stack: &Stack, template: &str, vars: &[(&'static str, String)], name: &str) -> Result<Envoy> {
+    let mut all = vec![("UPSTREAM_PORT", stack.mock.addr().port().to_string())];
+    all.extend(vars.iter().cloned());
+    envoy::start(&paths::envoy()?, &paths::envoy_template(template), &all, &[], &stack.log_dir, name, "warning").await
 }
 
 /// Waits (bounded) for the audit log to catch up, then prints how many of
@@ -225,7 +485,7 @@ async fn report_audit(stack: &Stack, expected: u64) -> Result<()> {
     let mut stored = 0;
     while Instant::now() < deadline {
         let page = stack.admin.get("/api/v1/requests?page_size=1").await?;
-        stored = page.get("total").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        stored = page.get("total").and_then(Value::as_u64).unwrap_or(0);
         if stored >= expected {
             break;
         }
@@ -240,114 +500,285 @@ async fn report_audit(stack: &Stack, expected: u64) -> Result<()> {
     Ok(())
 }
 
+/// One body at one concurrency, through the three columns.
+struct Row {
+    label: &'static str,
+    bytes: usize,
+    results: Vec<(Outcome, Cpu)>,
+}
+
+/// The three targets and what every case shares.
+struct Bench {
+    http: reqwest::Client,
+    targets: Vec<Arc<Target>>,
+    cp_pid: u32,
+    /// Requests sent through hubgate so far: each should become an audit row.
+    hubgate_requests: u64,
+}
+
+impl Bench {
+    /// Runs `body` through every target in turn: warmup, then measure (CPU
+    /// read from /proc around the measurement).
+    async fn run_case(
+        &mut self,
+        label: &'static str,
+        body: Vec<u8>,
+        concurrency: usize,
+        (warmup_secs, secs): (u64, u64),
+    ) -> Row {
+        let body = Arc::new(body);
+        let mut results = Vec::new();
+        for (i, target) in self.targets.iter().enumerate() {
+            let name = COLUMNS[i];
+            eprintln!(
+                "{label} body ({} bytes), concurrency {concurrency}, via {name}: warmup {warmup_secs}s, measure {secs}s...",
+                body.len()
+            );
+            if warmup_secs > 0 {
+                let warm = drive(&self.http, target, body.clone(), concurrency, warmup_secs).await;
+                if i == HUBGATE {
+                    self.hubgate_requests += warm.sent();
+                }
+            }
+            let before = Cpu::read(target.envoy_pid, self.cp_pid);
+            let out = drive(&self.http, target, body.clone(), concurrency, secs).await;
+            // Let the last event batch reach the control plane before reading.
+            if i == HUBGATE {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                self.hubgate_requests += out.sent();
+            }
+            let cpu = Cpu::read(target.envoy_pid, self.cp_pid).since(before);
+            if out.errors > 0 {
+                eprintln!("  {name}: {} errors, first: {}", out.errors, out.first_error.as_deref().unwrap_or(""));
+            }
+            results.push((out, cpu));
+        }
+        Row { label, bytes: body.len(), results }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let s = settings()?;
+    let started = Instant::now();
+    let empty_wasm = paths::empty_wasm()?;
     let mut options = StackOptions::new("bench").poll_interval_ms(1000);
     options.record_requests = false;
     options.envoy_log_level = "warning".to_string();
-    eprintln!("starting the stack (control plane, Envoy + hubgate, plain Envoy, mock provider)...");
+    eprintln!("starting the stack (control plane, Envoy + hubgate, Envoy + empty filter, plain Envoy, mock provider)...");
     let stack = Stack::start(options).await?;
-    let plain = start_plain_envoy(&stack).await?;
-    let (_user, key) = stack.user_with_key(json!({})).await?;
+    let plain = start_envoy(&stack, "plain.yaml.tmpl", &[], "envoy-plain").await?;
+    let empty = start_envoy(
+        &stack,
+        "empty-filter.yaml.tmpl",
+        &[("EMPTY_WASM_PATH", empty_wasm.display().to_string())],
+        "envoy-empty-filter",
+    )
+    .await?;
     let model = stack.claude_model("claude-sonnet-4").await.unwrap_or_else(|_| "claude-sonnet-4-5".to_string());
+    let session = ClaudeCodeSession::random();
+    let small = small_body(&model, &session, 1024)?;
+    let large = serde_json::to_vec(&claude_code::body(&model, &session, false))?;
 
-    let plain_target = Target { url: format!("{}/v1/messages", plain.url()), api_key: stack.mock.api_key().to_string() };
-    let hubgate_target = Target { url: format!("{}/v1/messages", stack.gateway_url()), api_key: key.raw.clone() };
-    let small = body_of_size(&model, 1024);
-    let large = serde_json::to_vec(&claude_code::body(&model, &ClaudeCodeSession::random(), false))?;
-    let cases = [("1 KB", small), ("115 KB", large)];
+    // Every guard on (issue 6, "Speed").
+    eprintln!(
+        "configuring hubgate: settings, user, request filters, {CONTAINS_WORDS} contains + {EXACT_WORDS} exact + {} regex words...",
+        REGEXES.len()
+    );
+    stack
+        .admin
+        .patch(
+            "/api/v1/settings",
+            &json!({"enable_client_version_check": true, "intercept_anthropic_warmup_requests": true}),
+        )
+        .await?;
+    let (_user, key) = stack
+        .user_with_key(json!({"allowed_clients": ["claude-cli"], "allowed_models": [model.clone(), "claude-haiku-4-5"]}))
+        .await?;
+    let filters = request_filters(stack.provider_id()?);
+    for filter in &filters {
+        stack.admin.post("/api/v1/request-filters", filter).await.with_context(|| format!("creating {filter}"))?;
+    }
+    // Words last: once the last one is refused, the filter has it all.
+    let words = sensitive_words(&[&small, &large]);
+    create_words(&stack.admin, &words).await?;
 
+    let mock_key = stack.mock.api_key().to_string();
+    let targets: Vec<Arc<Target>> = vec![
+        Arc::new(Target {
+            url: format!("{}/v1/messages", plain.url()),
+            headers: claude_code_headers(&session, &mock_key)?,
+            envoy_pid: plain.child.pid(),
+        }),
+        Arc::new(Target {
+            url: format!("{}/v1/messages", empty.url()),
+            headers: claude_code_headers(&session, &mock_key)?,
+            envoy_pid: empty.child.pid(),
+        }),
+        Arc::new(Target {
+            url: format!("{}/v1/messages", stack.gateway_url()),
+            headers: claude_code_headers(&session, &key.raw)?,
+            envoy_pid: stack.envoy.child.pid(),
+        }),
+    ];
     let http = client(s.concurrency)?;
     // Every request hubgate answered should end up as one audit row; the
     // stack's readiness probe made one already.
     let mut hubgate_requests: u64 = 1;
-    let mut rows = Vec::new();
-    for (label, body) in cases {
-        let body = Arc::new(body);
-        let mut results = Vec::new();
-        for (name, target) in [("plain", &plain_target), ("hubgate", &hubgate_target)] {
-            eprintln!("{label} body ({} bytes) via {name}: warmup {}s, measure {}s...", body.len(), s.warmup_secs, s.secs);
-            let is_hubgate = name == "hubgate";
-            if s.warmup_secs > 0 {
-                let warm = drive(&http, target, body.clone(), s.concurrency, s.warmup_secs).await;
-                if is_hubgate {
-                    hubgate_requests += warm.ok + warm.errors;
-                }
-            }
-            let envoy_pid = if is_hubgate { stack.envoy.child.pid() } else { plain.child.pid() };
-            let cp_pid = stack.control_plane.child.pid();
-            let before = Cpu::read(envoy_pid, cp_pid);
-            let out = drive(&http, target, body.clone(), s.concurrency, s.secs).await;
-            // Let the last event batch reach the control plane before reading.
-            tokio::time::sleep(Duration::from_millis(if is_hubgate { 1500 } else { 0 })).await;
-            let cpu = Cpu::read(envoy_pid, cp_pid).since(before);
-            if is_hubgate {
-                hubgate_requests += out.ok + out.errors;
-            }
-            if out.errors > 0 {
-                eprintln!(
-                    "  {name}: {} errors, first: {}",
-                    out.errors,
-                    out.first_error.as_deref().unwrap_or("")
-                );
-            }
-            results.push((out, cpu));
-        }
-        rows.push((label, body.len(), results));
-    }
 
+    // The filter has the whole policy once the last word is refused; then
+    // one word of each kind is, and the bench's own requests are not.
+    let hub = &targets[HUBGATE];
+    hubgate_requests += wait_until_refused(&http, hub, &body_with_text(&model, &session, REGEX_PROBE)?).await?;
+    let contains = words.iter().find(|w| w.1 == "contains").map(|w| w.0.clone()).unwrap_or_default();
+    let exact = words.iter().find(|w| w.1 == "exact").map(|w| w.0.clone()).unwrap_or_default();
+    for text in [format!("what does {} mean here?", contains.to_uppercase()), format!("  {exact} ")] {
+        let (status, answer) = status_of(&http, hub, &body_with_text(&model, &session, &text)?).await?;
+        hubgate_requests += 1;
+        if !is_word_refusal(status, &answer) {
+            bail!("hubgate did not refuse a sensitive word ({text:?}): {status} {answer}");
+        }
+    }
+    for (label, body) in [("1 KB", &small), ("115 KB", &large)] {
+        for (i, target) in targets.iter().enumerate() {
+            send_once(&http, target, body)
+                .await
+                .map_err(|e| anyhow!("the {label} bench request fails via {}: {e}", COLUMNS[i]))?;
+            if i == HUBGATE {
+                hubgate_requests += 1;
+            }
+        }
+    }
+    eprintln!("hubgate has the policy ({:.0} s since start)", started.elapsed().as_secs_f64());
+
+    let mut bench = Bench { http, targets, cp_pid: stack.control_plane.child.pid(), hubgate_requests };
+    let times = (s.warmup_secs, s.secs);
+    let mut rows = Vec::new();
+    for (label, body) in [("1 KB", small.clone()), ("115 KB", large)] {
+        rows.push(bench.run_case(label, body, s.concurrency, times).await);
+    }
+    // Latency without queueing: one request at a time, 1 KB.
+    let serial_times = (s.warmup_secs.min(1), s.secs.min(5));
+    let serial = bench.run_case("1 KB", small, 1, serial_times).await;
+
+    let per = |us: u64, n: u64| us as f64 / n.max(1) as f64;
     println!();
     println!(
         "hubgate benchmark: concurrency {}, {} s per case (after {} s warmup), same mock upstream, JSON replies",
         s.concurrency, s.secs, s.warmup_secs
     );
+    println!("  plain   = Envoy, no filter (envoy/plain.yaml.tmpl)");
+    println!("  empty   = Envoy + empty proxy-wasm filter: buffers and reads the body, nothing else (envoy/empty-filter.yaml.tmpl)");
     println!(
-        "{:<8} {:>8} {:>11} {:>11} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}",
-        "body", "bytes", "RPS plain", "RPS hubgate", "ratio", "p50 plain", "p50 hubg.", "p99 plain", "p99 hubg.", "+p50 ms", "+p99 ms", "errors"
+        "  hubgate = Envoy + hubgate, every guard on: {CONTAINS_WORDS} contains, {EXACT_WORDS} exact, {} regex sensitive words;",
+        REGEXES.len()
     );
-    for (label, bytes, results) in &rows {
-        let (p, h) = (&results[0].0, &results[1].0);
+    println!(
+        "            {} request filters; user allowed_clients [claude-cli], allowed_models [{model}, …];",
+        filters.len()
+    );
+    println!("            client version check; warmup intercept;");
+    println!("            with the control plane and PostgreSQL ingesting every audit event");
+    println!("  requests: Claude Code headers and metadata.user_id; 115 KB = a Claude Code first turn");
+    println!();
+    println!(
+        "{:<7} {:>7} {:>10} {:>10} {:>11} {:>12} {:>14} {:>14} {:>7}",
+        "body", "bytes", "RPS plain", "RPS empty", "RPS hubgate", "empty/plain", "hubgate/plain", "hubgate/empty", "errors"
+    );
+    for row in &rows {
+        let [p, e, h] = [&row.results[PLAIN].0, &row.results[EMPTY].0, &row.results[HUBGATE].0];
         println!(
-            "{:<8} {:>8} {:>11.0} {:>11.0} {:>7.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.2} {:>9.2} {:>8}",
-            label,
-            bytes,
+            "{:<7} {:>7} {:>10.0} {:>10.0} {:>11.0} {:>12.2} {:>14.2} {:>14.2} {:>7}",
+            row.label,
+            row.bytes,
             p.rps(),
+            e.rps(),
             h.rps(),
+            e.rps() / p.rps(),
             h.rps() / p.rps(),
-            p.percentile_ms(0.5),
-            h.percentile_ms(0.5),
-            p.percentile_ms(0.99),
-            h.percentile_ms(0.99),
-            h.percentile_ms(0.5) - p.percentile_ms(0.5),
-            h.percentile_ms(0.99) - p.percentile_ms(0.99),
-            p.errors + h.errors,
+            h.rps() / e.rps(),
+            p.errors + e.errors + h.errors,
         );
     }
-    println!("(ratio = RPS hubgate / RPS plain; +p50/+p99 = latency hubgate adds over plain Envoy)");
+    println!();
+    println!("latency, ms (+ = added over plain Envoy)");
+    println!(
+        "{:<7} {:>9} {:>9} {:>11} {:>10} {:>12} {:>9} {:>9} {:>11} {:>10} {:>12}",
+        "body", "p50 plain", "p50 empty", "p50 hubgate", "+p50 empty", "+p50 hubgate", "p99 plain", "p99 empty",
+        "p99 hubgate", "+p99 empty", "+p99 hubgate"
+    );
+    for row in &rows {
+        let [p, e, h] = [&row.results[PLAIN].0, &row.results[EMPTY].0, &row.results[HUBGATE].0];
+        let (p50, p99) = (|o: &Outcome| o.percentile_ms(0.5), |o: &Outcome| o.percentile_ms(0.99));
+        println!(
+            "{:<7} {:>9.2} {:>9.2} {:>11.2} {:>10.2} {:>12.2} {:>9.2} {:>9.2} {:>11.2} {:>10.2} {:>12.2}",
+            row.label,
+            p50(p),
+            p50(e),
+            p50(h),
+            p50(e) - p50(p),
+            p50(h) - p50(p),
+            p99(p),
+            p99(e),
+            p99(h),
+            p99(e) - p99(p),
+            p99(h) - p99(p),
+        );
+    }
     println!();
     println!("CPU per request, microseconds (from /proc; independent of what else loads the machine):");
     println!(
-        "{:<8} {:>12} {:>14} {:>12} {:>16} {:>14}",
-        "body", "envoy plain", "envoy+hubgate", "added", "control plane", "postgres"
+        "{:<7} {:>11} {:>11} {:>13} {:>11} {:>13} {:>13} {:>14} {:>9}",
+        "body", "envoy plain", "envoy empty", "envoy hubgate", "empty-plain", "hubgate-plain", "hubgate-empty",
+        "control plane", "postgres"
     );
-    for (label, _, results) in &rows {
-        let ((p, pc), (h, hc)) = (&results[0], &results[1]);
-        let per = |us: u64, n: u64| us as f64 / n.max(1) as f64;
-        let plain_us = per(pc.envoy, p.ok);
-        let hub_us = per(hc.envoy, h.ok);
+    for row in &rows {
+        let [(p, pc), (e, ec), (h, hc)] = [&row.results[PLAIN], &row.results[EMPTY], &row.results[HUBGATE]];
+        let (plain_us, empty_us, hub_us) = (per(pc.envoy, p.ok), per(ec.envoy, e.ok), per(hc.envoy, h.ok));
         println!(
-            "{:<8} {:>12.1} {:>14.1} {:>12.1} {:>16.1} {:>14.1}",
-            label,
+            "{:<7} {:>11.1} {:>11.1} {:>13.1} {:>11.1} {:>13.1} {:>13.1} {:>14.1} {:>9.1}",
+            row.label,
             plain_us,
+            empty_us,
             hub_us,
+            empty_us - plain_us,
             hub_us - plain_us,
+            hub_us - empty_us,
             per(hc.control_plane, h.ok),
             per(hc.postgres, h.ok),
         );
     }
+    println!("(control plane and postgres: per request through hubgate, ingesting its audit events)");
+    println!();
+    let [(p, pc), (e, ec), (h, hc)] = [&serial.results[PLAIN], &serial.results[EMPTY], &serial.results[HUBGATE]];
+    let p50_us = |o: &Outcome| o.percentile_ms(0.5) * 1000.0;
+    println!(
+        "concurrency 1, {} body ({} bytes), {} s per column (after {} s warmup): p50 and Envoy CPU per request, microseconds",
+        serial.label, serial.bytes, serial_times.1, serial_times.0
+    );
+    println!(
+        "{:>9} {:>9} {:>11} {:>10} {:>12} {:>12} {:>11} {:>11} {:>13} {:>7}",
+        "p50 plain", "p50 empty", "p50 hubgate", "+p50 empty", "+p50 hubgate", "hubgate-empty", "cpu plain", "cpu empty",
+        "cpu hubgate", "errors"
+    );
+    println!(
+        "{:>9.0} {:>9.0} {:>11.0} {:>10.0} {:>12.0} {:>12.0} {:>11.1} {:>11.1} {:>13.1} {:>7}",
+        p50_us(p),
+        p50_us(e),
+        p50_us(h),
+        p50_us(e) - p50_us(p),
+        p50_us(h) - p50_us(p),
+        p50_us(h) - p50_us(e),
+        per(pc.envoy, p.ok),
+        per(ec.envoy, e.ok),
+        per(hc.envoy, h.ok),
+        p.errors + e.errors + h.errors,
+    );
+    println!();
     println!("mock upstream served {} requests in total", stack.mock.request_count());
-    report_audit(&stack, hubgate_requests).await?;
+    report_audit(&stack, bench.hubgate_requests).await?;
+    eprintln!("bench done in {:.0} s", started.elapsed().as_secs_f64());
+    drop(empty);
     drop(plain);
     Ok(())
 }
