@@ -28,8 +28,9 @@ pub struct PluginConfig {
     pub lockout_max_failures: u32,
     pub lockout_window_secs: u64,
     pub lockout_secs: u64,
-    /// Requests per client address and worker that may wait for their key
-    /// to be resolved (their bodies are buffered meanwhile); more get 429.
+    /// Distinct keys per client address and worker whose requests may wait
+    /// for the key to be resolved (their bodies are buffered meanwhile);
+    /// requests for more keys get 429.
     pub max_pending_auth_per_client: u32,
     /// Shared-data buckets (of 4 records) per kind (client address, key)
     /// for lockout counting: memory is fixed however many clients guess.

@@ -81,7 +81,8 @@ fn find_key(cx: &mut Cx<'_>) -> Option<Step> {
 /// allowance of such requests (their bodies are buffered meanwhile).
 fn wait_for_key(cx: &mut Cx<'_>, hash: String) -> Step {
     if let Some(ip) = &cx.ex.client_ip {
-        if let Err(reply) = cx.vm.pending_auth.borrow_mut().acquire(ip, cx.vm.config.max_pending_auth_per_client) {
+        let max_keys = cx.vm.config.max_pending_auth_per_client;
+        if let Err(reply) = cx.vm.pending_auth.borrow_mut().acquire(ip, &hash, max_keys) {
             return Step::Answer(reply);
         }
         cx.ex.pending_auth = true;
@@ -170,8 +171,8 @@ pub fn on_key_resolved(cx: &mut Cx<'_>, answer: Result<KeyResolveResponse, Strin
 /// Gives back this request's place among the client's pending key checks.
 pub fn release_pending_auth(cx: &mut Cx<'_>) {
     if std::mem::take(&mut cx.ex.pending_auth) {
-        if let Some(ip) = &cx.ex.client_ip {
-            cx.vm.pending_auth.borrow_mut().release(ip);
+        if let (Some(ip), Some(hash)) = (&cx.ex.client_ip, &cx.ex.key_hash) {
+            cx.vm.pending_auth.borrow_mut().release(ip, hash);
         }
     }
 }
