@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use crate::api::Endpoint;
 use crate::chain::{Cx, Guard, Step};
 use crate::headers::Headers;
-use crate::request::RequestInfo;
+use crate::request::{Object, RequestInfo};
 
 pub struct Session;
 
@@ -57,7 +57,8 @@ pub fn session_id(headers: &Headers, info: &RequestInfo) -> Option<String> {
 /// Without an id from the client: a hash of the key and the text of the
 /// first three turns, which stay the same as a conversation grows.
 pub fn fallback_session_id(endpoint: Endpoint, key_id: i64, body: &[u8]) -> Option<String> {
-    let turns: FirstTurns = serde_json::from_slice(body).ok()?;
+    // An object only: derived `Deserialize` would also take `[messages, …]`.
+    let Object(turns) = serde_json::from_slice::<Object<FirstTurns>>(body).ok()?;
     let texts = match endpoint {
         Endpoint::Gemini { .. } => turns.contents,
         Endpoint::OpenAiResponses => turns.input,
@@ -236,6 +237,20 @@ mod tests {
         assert!(fallback_session_id(Endpoint::OpenAiResponses, 1, responses).is_some());
         assert_eq!(fallback_session_id(Endpoint::AnthropicMessages, 1, br#"{"messages":[]}"#), None);
         assert_eq!(fallback_session_id(Endpoint::AnthropicMessages, 1, b"[1,2]"), None);
+    }
+
+    /// Same class as the request inspection bug the fuzz oracle caught (now
+    /// checked by filter/fuzz `body_guards`, input
+    /// corpus/body_guards/regress-array-body): a JSON array of the fields in
+    /// order, `[[turns], null, null]`, got the session id of
+    /// `{"messages": [turns]}`, though no API takes an array body.
+    #[test]
+    fn fuzz_array_body_has_no_fallback_id() {
+        let turns = r#"[{"role":"user","content":"hi"}]"#;
+        let object = format!(r#"{{"messages":{turns}}}"#);
+        assert!(fallback_session_id(Endpoint::AnthropicMessages, 1, object.as_bytes()).is_some());
+        let array = format!("[{turns},null,null]");
+        assert_eq!(fallback_session_id(Endpoint::AnthropicMessages, 1, array.as_bytes()), None);
     }
 
     #[test]
