@@ -1,3 +1,4 @@
+//! Compiled only under #[cfg(test)] (declared in chain/mod.rs).
 //! The chain with a fake host: pausing for the body and for callouts,
 //! resuming where it stopped, fail-open and fail-closed.
 
