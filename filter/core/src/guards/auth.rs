@@ -254,7 +254,11 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        // Two hex digits exactly: `from_str_radix` alone would take `%+1`.
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (b, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -356,6 +360,12 @@ mod tests {
     fn a_repeated_header_with_another_key_conflicts() {
         let h = headers(&[("x-api-key", "k1"), ("x-api-key", "k2")]);
         assert_eq!(extract_key(&h, "/").unwrap_err().code, "conflicting_credentials");
+    }
+
+    #[test]
+    fn a_percent_sign_needs_two_hex_digits() {
+        assert_eq!(query_param("/x?key=%+1", "key").as_deref(), Some("% 1"));
+        assert_eq!(query_param("/x?key=a%2Bb", "key").as_deref(), Some("a+b"));
     }
 
     #[test]
