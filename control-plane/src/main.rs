@@ -58,6 +58,11 @@ enum Command {
         internal_token: String,
         #[arg(long, env = "HUBGATE_DB_MAX_CONNECTIONS", default_value_t = 10)]
         db_max_connections: u32,
+        /// Seconds between recomputations of the client GA versions (SPEC
+        /// §2.5) from the last 7 days of requests.
+        #[arg(long, env = "HUBGATE_CLIENT_VERSION_INTERVAL_SECS", default_value_t = 300,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        client_version_interval_secs: u32,
     },
     /// Run the embedded migrations and upsert the committed price seed.
     Migrate,
@@ -126,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin_auth_lockout_secs,
             internal_token,
             db_max_connections,
+            client_version_interval_secs,
         } => {
             check_internal_token(&internal_token)?;
             let internal_allow = parse_allow_list(&internal_allow)?;
@@ -137,6 +143,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lockout: Duration::from_secs(admin_auth_lockout_secs.into()),
             };
             config.db_max_connections = db_max_connections;
+            config.client_version_interval =
+                Duration::from_secs(client_version_interval_secs.into());
             let app = Application::build(config).await?;
             let addr = app.address()?;
             let internal_addr = app.internal_address()?;

@@ -288,6 +288,16 @@ fn operations() -> Vec<Op> {
         ),
         op(
             "GET",
+            "/api/v1/client-versions",
+            "settings",
+            "GA version per client type (highest version used by ga_threshold distinct users in the last 7 days); the client version check compares against these",
+            Admin,
+            None,
+            "200",
+            Some(list_of("ClientVersion")),
+        ),
+        op(
+            "GET",
             "/api/v1/requests",
             "requests",
             "Audit log, newest first",
@@ -910,6 +920,12 @@ fn schemas() -> Value {
         "RequestFilter": output_of(filter_props(), vec![]),
         "SettingsPatch": settings_in,
         "Settings": settings_out,
+        "ClientVersion": object(&["client_type", "version", "users", "computed_at"], vec![
+            ("client_type", t("string")),
+            ("version", t("string")),
+            ("users", t("integer")),
+            ("computed_at", json!({ "type": "string", "format": "date-time" })),
+        ]),
         "RequestLog": request_log,
         "RequestPage": object(&["items", "total", "page", "page_size"], vec![
             ("items", list_of("RequestLog")),

@@ -12,6 +12,7 @@ use crate::validate::{self, Check};
 
 mod crud;
 pub mod keys;
+pub mod paging;
 pub mod prices;
 pub mod providers;
 pub mod request_filters;
@@ -55,6 +56,7 @@ pub fn routes() -> Routes {
         .delete("/api/v1/request-filters/{id}", request_filters::delete)
         .get("/api/v1/settings", settings::get)
         .patch("/api/v1/settings", settings::update)
+        .get("/api/v1/client-versions", settings::client_versions)
         .get("/api/v1/requests", requests::list)
         .get("/api/v1/sessions", sessions::list)
 }

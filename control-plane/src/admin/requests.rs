@@ -11,12 +11,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
 
+use super::paging::{parse, Page, Paging};
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
 use crate::validate;
-
-pub const MAX_PAGE_SIZE: i64 = 500;
-const DEFAULT_PAGE_SIZE: i64 = 50;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RequestLog {
@@ -58,14 +56,6 @@ const COLUMNS: &str = "id, event_id, request_id, started_at, received_at, user_i
     output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
     cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags";
 
-#[derive(Debug, Serialize)]
-pub struct RequestPage {
-    pub items: Vec<RequestLog>,
-    pub total: i64,
-    pub page: i64,
-    pub page_size: i64,
-}
-
 #[derive(Debug, Default)]
 struct Filters {
     user_id: Option<i64>,
@@ -76,14 +66,7 @@ struct Filters {
     blocked_by: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-    page: i64,
-    page_size: i64,
-}
-
-fn parse<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::validation(field, format!("invalid value {value:?}")))
+    paging: Paging,
 }
 
 fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -94,13 +77,12 @@ fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
 
 impl Filters {
     fn from_pairs(pairs: Vec<(String, String)>) -> Result<Filters, ApiError> {
-        let mut f = Filters {
-            page: 1,
-            page_size: DEFAULT_PAGE_SIZE,
-            ..Filters::default()
-        };
+        let mut f = Filters::default();
         for (name, value) in pairs {
             validate::no_nul(&name, &value)?;
+            if f.paging.take(&name, &value)? {
+                continue;
+            }
             match name.as_str() {
                 "user_id" => f.user_id = Some(parse(&name, &value)?),
                 "key_id" => f.key_id = Some(parse(&name, &value)?),
@@ -110,23 +92,10 @@ impl Filters {
                 "blocked_by" => f.blocked_by = Some(value),
                 "from" => f.from = Some(parse_time(&name, &value)?),
                 "to" => f.to = Some(parse_time(&name, &value)?),
-                "page" => f.page = parse(&name, &value)?,
-                "page_size" => f.page_size = parse(&name, &value)?,
                 _ => return Err(ApiError::validation(name, "unknown query parameter")),
             }
         }
-        if f.page < 1 || f.page > 1_000_000 {
-            return Err(ApiError::validation(
-                "page",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&f.page_size) {
-            return Err(ApiError::validation(
-                "page_size",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            ));
-        }
+        f.paging.check()?;
         Ok(f)
     }
 
@@ -162,7 +131,7 @@ impl Filters {
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ApiResult<Json<RequestPage>> {
+) -> ApiResult<Json<Page<RequestLog>>> {
     let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
     let filters = Filters::from_pairs(pairs)?;
 
@@ -173,17 +142,8 @@ pub async fn list(
     let mut select =
         QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM message_request"));
     filters.push_where(&mut select);
-    select
-        .push(" ORDER BY started_at DESC, id DESC LIMIT ")
-        .push_bind(filters.page_size)
-        .push(" OFFSET ")
-        .push_bind((filters.page - 1) * filters.page_size);
+    select.push(" ORDER BY started_at DESC, id DESC");
+    filters.paging.push_limit(&mut select);
     let items: Vec<RequestLog> = select.build_query_as().fetch_all(&state.pool).await?;
-
-    Ok(Json(RequestPage {
-        items,
-        total,
-        page: filters.page,
-        page_size: filters.page_size,
-    }))
+    Ok(Json(filters.paging.page(items, total)))
 }

@@ -18,14 +18,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
 
-use super::requests::MAX_PAGE_SIZE;
+use super::paging::{parse, Page, Paging};
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
 use crate::validate;
 
 /// A session is active this long after its last request (SPEC §2.7).
 pub const ACTIVE_SECS: i64 = 300;
-const DEFAULT_PAGE_SIZE: i64 = 50;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Session {
@@ -41,27 +40,12 @@ pub struct Session {
     pub active: bool,
 }
 
-#[derive(Debug, Serialize)]
-pub struct SessionPage {
-    pub items: Vec<Session>,
-    pub total: i64,
-    pub page: i64,
-    pub page_size: i64,
-}
-
 #[derive(Debug)]
 struct Filters {
     user_id: Option<i64>,
     key_id: Option<i64>,
     active_only: bool,
-    page: i64,
-    page_size: i64,
-}
-
-fn parse<T: std::str::FromStr>(field: &str, value: &str) -> Result<T, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::validation(field, format!("invalid value {value:?}")))
+    paging: Paging,
 }
 
 impl Filters {
@@ -70,11 +54,13 @@ impl Filters {
             user_id: None,
             key_id: None,
             active_only: true,
-            page: 1,
-            page_size: DEFAULT_PAGE_SIZE,
+            paging: Paging::default(),
         };
         for (name, value) in pairs {
             validate::no_nul(&name, &value)?;
+            if f.paging.take(&name, &value)? {
+                continue;
+            }
             match name.as_str() {
                 "user_id" => f.user_id = Some(parse(&name, &value)?),
                 "key_id" => f.key_id = Some(parse(&name, &value)?),
@@ -90,23 +76,10 @@ impl Filters {
                         }
                     }
                 }
-                "page" => f.page = parse(&name, &value)?,
-                "page_size" => f.page_size = parse(&name, &value)?,
                 _ => return Err(ApiError::validation(name, "unknown query parameter")),
             }
         }
-        if f.page < 1 || f.page > 1_000_000 {
-            return Err(ApiError::validation(
-                "page",
-                "must be between 1 and 1000000",
-            ));
-        }
-        if !(1..=MAX_PAGE_SIZE).contains(&f.page_size) {
-            return Err(ApiError::validation(
-                "page_size",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            ));
-        }
+        f.paging.check()?;
         Ok(f)
     }
 
@@ -127,7 +100,7 @@ impl Filters {
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ApiResult<Json<SessionPage>> {
+) -> ApiResult<Json<Page<Session>>> {
     let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
     let filters = Filters::from_pairs(pairs)?;
     // One instant for the filter and every item's `active`, on the clock
@@ -144,17 +117,8 @@ pub async fn list(
     );
     select.push_bind(cutoff).push(" AS active FROM sessions");
     filters.push_where(&mut select, cutoff);
-    select
-        .push(" ORDER BY last_seen_at DESC, key_id, session_id LIMIT ")
-        .push_bind(filters.page_size)
-        .push(" OFFSET ")
-        .push_bind((filters.page - 1) * filters.page_size);
+    select.push(" ORDER BY last_seen_at DESC, key_id, session_id");
+    filters.paging.push_limit(&mut select);
     let items: Vec<Session> = select.build_query_as().fetch_all(&state.pool).await?;
-
-    Ok(Json(SessionPage {
-        items,
-        total,
-        page: filters.page,
-        page_size: filters.page_size,
-    }))
+    Ok(Json(filters.paging.page(items, total)))
 }

@@ -65,6 +65,24 @@ pub async fn get(State(state): State<AppState>) -> ApiResult<Json<Settings>> {
     Ok(Json(load(&state.pool).await?))
 }
 
+/// The GA version of a client type (SPEC §2.5), as last computed.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ClientVersion {
+    pub client_type: String,
+    pub version: String,
+    /// Distinct users on this version in the last 7 days.
+    pub users: i32,
+    pub computed_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/client-versions`: what the version check compares against.
+pub async fn client_versions(State(state): State<AppState>) -> ApiResult<Json<Vec<ClientVersion>>> {
+    let rows = sqlx::query_as("SELECT client_type, version, users, computed_at FROM client_ga_versions ORDER BY client_type")
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(Json(rows))
+}
+
 pub async fn update(
     State(state): State<AppState>,
     JsonObject(patch): JsonObject,

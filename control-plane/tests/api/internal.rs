@@ -309,6 +309,15 @@ async fn client_ga_versions_come_from_recent_traffic() {
             version: "2.0.5".into()
         }]
     );
+    // Admins read the same through the admin API.
+    let (status, versions) = app.get("/api/v1/client-versions").await;
+    assert_eq!(status, StatusCode::OK);
+    let versions = versions.as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0]["client_type"], "claude-cli");
+    assert_eq!(versions[0]["version"], "2.0.5");
+    assert_eq!(versions[0]["users"], 2);
+    assert!(versions[0]["computed_at"].is_string());
     // Unchanged input → no new version.
     assert!(
         !hubgate_control_plane::background::refresh_client_versions(&app.pool)
@@ -403,11 +412,12 @@ async fn an_oversized_indexed_value_cannot_block_its_batch() {
     events[2].blocked_by = Some("b".repeat(5000));
     ingest(&app, &events).await;
     type Stored = (String, Option<String>, Option<String>, Vec<String>);
-    let rows: Vec<Stored> =
-        sqlx::query_as("SELECT event_id, session_id, blocked_by, flags FROM message_request ORDER BY event_id")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT event_id, session_id, blocked_by, flags FROM message_request ORDER BY event_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(rows.len(), 3, "every event of the batch is stored");
     assert_eq!(rows[1].1.as_deref().map(str::len), Some(256));
     assert_eq!(rows[1].3, vec!["session_id_truncated"]);

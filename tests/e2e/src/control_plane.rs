@@ -35,8 +35,15 @@ fn base_command(bin: &Path, database_url: &str) -> Command {
 
 /// `hubgate-cp serve` with both listeners on free ports; waits until both
 /// are bound (`HUBGATE_CP_LISTENING=`, `HUBGATE_CP_INTERNAL_LISTENING=`).
-pub async fn start(bin: &Path, database_url: &str, internal_token: &str, log: &Path) -> Result<ControlPlane> {
-    start_on(bin, database_url, internal_token, log, "127.0.0.1:0", "127.0.0.1:0").await
+/// `env` adds or overrides settings (e.g. `HUBGATE_CLIENT_VERSION_INTERVAL_SECS`).
+pub async fn start(
+    bin: &Path,
+    database_url: &str,
+    internal_token: &str,
+    log: &Path,
+    env: &[(&'static str, String)],
+) -> Result<ControlPlane> {
+    start_on(bin, database_url, internal_token, log, "127.0.0.1:0", "127.0.0.1:0", env).await
 }
 
 /// Like `start`, on given addresses (to bring a stopped control plane back
@@ -48,10 +55,12 @@ pub async fn start_on(
     log: &Path,
     listen: &str,
     internal_listen: &str,
+    env: &[(&'static str, String)],
 ) -> Result<ControlPlane> {
     let mut cmd = base_command(bin, database_url);
     cmd.args(["serve", "--listen", listen, "--internal-listen", internal_listen])
-        .env("HUBGATE_INTERNAL_TOKEN", internal_token);
+        .env("HUBGATE_INTERNAL_TOKEN", internal_token)
+        .envs(env.iter().map(|(k, v)| (k, v)));
     // The admin address is printed first, the internal one right after.
     let (child, internal) = Child::spawn_with_marker(
         "control plane",

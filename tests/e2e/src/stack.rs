@@ -38,6 +38,8 @@ pub struct StackOptions {
     /// Values for the Envoy template's placeholders with defaults (e.g.
     /// `REQUEST_TIMEOUT`, `XFF_TRUSTED_HOPS`).
     pub envoy_vars: Vec<(&'static str, String)>,
+    /// Environment settings of the control plane process.
+    pub control_plane_env: Vec<(&'static str, String)>,
 }
 
 impl StackOptions {
@@ -53,6 +55,7 @@ impl StackOptions {
             mock_usage: AnthropicUsage::default(),
             upstream_ca: crate::SYSTEM_CA_BUNDLE.to_string(),
             envoy_vars: Vec::new(),
+            control_plane_env: Vec::new(),
         }
     }
 
@@ -64,6 +67,12 @@ impl StackOptions {
     /// Fills one of the Envoy template's placeholders that have defaults.
     pub fn envoy_var(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.envoy_vars.push((name, value.into()));
+        self
+    }
+
+    /// Sets one of the control plane's environment settings.
+    pub fn control_plane_env(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.control_plane_env.push((name, value.into()));
         self
     }
 
@@ -105,6 +114,7 @@ pub struct Stack {
     pub mock: MockHandle,
     pub envoy: Envoy,
     pub control_plane: ControlPlane,
+    control_plane_env: Vec<(&'static str, String)>,
     // Dropped last, after the processes using it are gone.
     db: TestDb,
 }
@@ -127,7 +137,14 @@ impl Stack {
         let internal_token = crate::random_token(32);
         let admin_token = crate::random_token(32);
         let control_plane =
-            control_plane::start(&cp_bin, &db.url, &internal_token, &log_dir.join("control-plane.log")).await?;
+            control_plane::start(
+            &cp_bin,
+            &db.url,
+            &internal_token,
+            &log_dir.join("control-plane.log"),
+            &options.control_plane_env,
+        )
+        .await?;
         control_plane::bootstrap(&cp_bin, &db.url, &admin_token, &log_dir.join("bootstrap.log")).await?;
         let admin = AdminClient::new(&control_plane.url(), &admin_token);
 
@@ -173,6 +190,7 @@ impl Stack {
             mock,
             envoy,
             control_plane,
+            control_plane_env: options.control_plane_env.clone(),
             db,
         };
         if options.create_provider {
@@ -213,6 +231,7 @@ impl Stack {
             &log,
             &listen,
             &internal,
+            &self.control_plane_env,
         )
         .await?;
         Ok(())

@@ -333,3 +333,88 @@ async fn sensitive_words_order_and_locale() {
         tokio::time::sleep(stack.poll_interval).await;
     }
 }
+
+/// Guard 5 (SPEC §2.5): the control plane computes the GA version from the
+/// audit log (two distinct users on a version make it GA), ships it in the
+/// snapshot, and older clients are asked to upgrade; the check fails open
+/// for clients it has no GA data for, and is off unless enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_version_check_uses_the_ga_version_from_the_audit_log() {
+    let options =
+        StackOptions::new("guards_client_version").control_plane_env("HUBGATE_CLIENT_VERSION_INTERVAL_SECS", "1");
+    let stack = Stack::start(options).await.unwrap();
+    let current = claude_code::USER_AGENT; // claude-cli/2.1.197
+    let old = "claude-cli/2.0.5 (external, cli)";
+
+    // Two users on the current version: that makes it GA.
+    for _ in 0..2 {
+        let (user, key) = stack.user_with_key(json!({})).await.unwrap();
+        let (status, body, id) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(current)).await;
+        assert_eq!(status, 200, "{body}");
+        audit_row(&stack, &user, &id).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let versions = stack.admin.get("/api/v1/client-versions").await.unwrap();
+        let claude = versions.as_array().unwrap().iter().find(|v| v["client_type"] == "claude-cli");
+        if let Some(claude) = claude {
+            assert_eq!(claude["version"], "2.1.197", "{versions}");
+            assert_eq!(claude["users"], 2, "{versions}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the control plane computed no GA version: {versions}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (user, key) = stack.user_with_key(json!({})).await.unwrap();
+
+    // Off by default: the old client passes.
+    let (status, body, _) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(old)).await;
+    assert_eq!(status, 200, "{body}");
+
+    stack.admin.patch("/api/v1/settings", &json!({"enable_client_version_check": true})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (body, id) = loop {
+        let (status, body, id) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(old)).await;
+        if status == 400 {
+            break (body, id);
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "no GA version reached the filter");
+        tokio::time::sleep(stack.poll_interval).await;
+    };
+    assert_eq!(body["type"], "error", "{body}");
+    let error = &body["error"];
+    assert_eq!(error["type"], "client_upgrade_required", "{body}");
+    assert_eq!(
+        error["message"],
+        "Your Claude Code CLI (v2.0.5) is outdated. Please upgrade to v2.1.197 or later to continue using this service.",
+        "{body}"
+    );
+    assert_eq!(error["current_version"], "2.0.5", "{body}");
+    assert_eq!(error["required_version"], "2.1.197", "{body}");
+    assert_eq!(error["client_type"], "claude-cli", "{body}");
+    assert_eq!(error["client_display_name"], "Claude Code CLI", "{body}");
+    let row = audit_row(&stack, &user, &id).await;
+    assert_eq!(row["status"], 400, "{row}");
+    assert_eq!(row["blocked_by"], "client_upgrade_required", "{row}");
+    assert_eq!(row["provider_id"], Value::Null, "{row}");
+
+    // The GA version itself and newer ones pass; so does a client type
+    // without GA data (fail-open), and a User-Agent that names no version.
+    for ua in [current, "claude-cli/2.3.0 (external, cli)", "codex_cli_rs/0.1.0 (Debian 12; x86_64)", "curl/8.5.0"] {
+        let (status, body, _) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(ua)).await;
+        assert_eq!(status, 200, "{ua}: {body}");
+    }
+
+    // Switched off again at runtime: the old client passes within a poll.
+    stack.admin.patch("/api/v1/settings", &json!({"enable_client_version_check": false})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(old)).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "switching the check off did not take effect");
+        tokio::time::sleep(stack.poll_interval).await;
+    }
+}

@@ -11,11 +11,22 @@
 //! requests are Claude Code-shaped (its headers and `metadata.user_id`), so
 //! they pass every guard and reach the upstream.
 //!
+//! The ~115 KB body runs three ways: the same bytes every time; a new last
+//! turn in every request (what a Claude Code session sends: all earlier parts
+//! repeat); and every part new (a first request, nothing seen before).
+//!
+//! The memory case then reports Envoy's RSS with hubgate as 0, 10,000 and
+//! `--memory-keys` (default 100,000) distinct keys are used, and again after
+//! each of `--memory-passes` more passes over all of them.
+//!
 //! Usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N]
-//! (or HUBGATE_BENCH_SECS, HUBGATE_BENCH_WARMUP_SECS, HUBGATE_BENCH_CONCURRENCY).
+//! [--memory-keys N] [--memory-passes N] (or HUBGATE_BENCH_SECS,
+//! HUBGATE_BENCH_WARMUP_SECS, HUBGATE_BENCH_CONCURRENCY,
+//! HUBGATE_BENCH_MEMORY_KEYS, HUBGATE_BENCH_MEMORY_PASSES).
 //! Prerequisites as for the e2e tests (built .wasm files, control plane,
 //! Envoy, PostgreSQL). Reports only: nothing here asserts on timings.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +41,10 @@ struct Settings {
     secs: u64,
     warmup_secs: u64,
     concurrency: usize,
+    /// Users (one key each) of the memory case; 0 skips it.
+    memory_keys: u64,
+    /// Passes over all of them after the first.
+    memory_passes: u64,
 }
 
 fn settings() -> Result<Settings> {
@@ -43,6 +58,8 @@ fn settings() -> Result<Settings> {
         secs: env("HUBGATE_BENCH_SECS", 10)?,
         warmup_secs: env("HUBGATE_BENCH_WARMUP_SECS", 2)?,
         concurrency: env("HUBGATE_BENCH_CONCURRENCY", 16)? as usize,
+        memory_keys: env("HUBGATE_BENCH_MEMORY_KEYS", 100_000)?,
+        memory_passes: env("HUBGATE_BENCH_MEMORY_PASSES", 2)?,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -54,8 +71,12 @@ fn settings() -> Result<Settings> {
             "--secs" => s.secs = value()?,
             "--warmup-secs" => s.warmup_secs = value()?,
             "--concurrency" => s.concurrency = value()? as usize,
+            "--memory-keys" => s.memory_keys = value()?,
+            "--memory-passes" => s.memory_passes = value()?,
             "-h" | "--help" => {
-                println!("usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N]");
+                println!(
+                    "usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N] [--memory-keys N] [--memory-passes N]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -108,9 +129,60 @@ impl Outcome {
     }
 }
 
+/// Stands where a varying body gets its per-request text.
+const MARKER: &str = "HUBGATE-BENCH-MARKER";
+
+/// The bodies a case sends.
+#[derive(Clone)]
+enum Bodies {
+    /// The same bytes every time.
+    Same(Arc<Vec<u8>>),
+    /// A template cut at every [`MARKER`]: each request fills the cuts with
+    /// a number of its own, so whatever holds a marker is new every time.
+    Fresh { parts: Arc<Vec<Vec<u8>>>, next: Arc<AtomicU64> },
+}
+
+impl Bodies {
+    fn fresh(template: &[u8]) -> Result<Bodies> {
+        let text = std::str::from_utf8(template)?;
+        let parts: Vec<Vec<u8>> = text.split(MARKER).map(|p| p.as_bytes().to_vec()).collect();
+        if parts.len() < 2 {
+            bail!("the template has no {MARKER}");
+        }
+        Ok(Bodies::Fresh { parts: Arc::new(parts), next: Arc::new(AtomicU64::new(0)) })
+    }
+
+    fn next(&self) -> Vec<u8> {
+        match self {
+            Bodies::Same(body) => body.to_vec(),
+            Bodies::Fresh { parts, next } => {
+                let fill = format!("req{:010}", next.fetch_add(1, Ordering::Relaxed));
+                let mut body = Vec::with_capacity(self.len() + 16);
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        body.extend_from_slice(fill.as_bytes());
+                    }
+                    body.extend_from_slice(part);
+                }
+                body
+            }
+        }
+    }
+
+    /// Bytes per request.
+    fn len(&self) -> usize {
+        match self {
+            Bodies::Same(body) => body.len(),
+            Bodies::Fresh { parts, .. } => {
+                parts.iter().map(Vec::len).sum::<usize>() + (parts.len() - 1) * "req0000000000".len()
+            }
+        }
+    }
+}
+
 /// One request; Ok(()) on a 200 whose body was read.
-async fn send_once(client: &reqwest::Client, target: &Target, body: &[u8]) -> Result<(), String> {
-    let result = client.post(&target.url).headers(target.headers.clone()).body(body.to_vec()).send().await;
+async fn send_once(client: &reqwest::Client, target: &Target, body: Vec<u8>) -> Result<(), String> {
+    let result = client.post(&target.url).headers(target.headers.clone()).body(body).send().await;
     match result {
         Ok(r) => {
             let status = r.status();
@@ -128,7 +200,7 @@ async fn send_once(client: &reqwest::Client, target: &Target, body: &[u8]) -> Re
 async fn drive(
     client: &reqwest::Client,
     target: &Arc<Target>,
-    body: Arc<Vec<u8>>,
+    bodies: &Bodies,
     concurrency: usize,
     secs: u64,
 ) -> Outcome {
@@ -138,12 +210,13 @@ async fn drive(
     for _ in 0..concurrency {
         let client = client.clone();
         let target = target.clone();
-        let body = body.clone();
+        let bodies = bodies.clone();
         workers.push(tokio::spawn(async move {
             let mut out = Outcome::default();
             while Instant::now() < deadline {
+                let body = bodies.next();
                 let t0 = Instant::now();
-                match send_once(&client, &target, &body).await {
+                match send_once(&client, &target, body).await {
                     Ok(()) => {
                         out.ok += 1;
                         out.latencies.push(t0.elapsed());
@@ -256,6 +329,172 @@ fn body_with_text(model: &str, session: &ClaudeCodeSession, text: &str) -> Resul
     let mut body: Value = serde_json::from_slice(&small_body(model, session, 0)?)?;
     body["messages"][0]["content"] = json!(text);
     Ok(serde_json::to_vec(&body)?)
+}
+
+/// The Claude Code body after one exchange: the first turn, the answer and
+/// a new question whose text holds the [`MARKER`].
+fn next_turn_body(model: &str, session: &ClaudeCodeSession) -> Result<Vec<u8>> {
+    let mut body = claude_code::body(model, session, false);
+    let messages = body["messages"].as_array_mut().context("the Claude Code body has no messages")?;
+    messages.push(json!({"role": "assistant", "content": [{"type": "text",
+        "text": "The repository is a command-line tool that parses configuration files and reports errors."}]}));
+    messages.push(json!({"role": "user", "content": [{"type": "text",
+        "text": format!("Now fix the tokenizer bug {MARKER} in src/parser.rs and add a test for it.")}]}));
+    Ok(serde_json::to_vec(&body)?)
+}
+
+/// The Claude Code body with the [`MARKER`] in every system block, tool
+/// description and message, so no part of it repeats between requests.
+fn all_new_body(model: &str, session: &ClaudeCodeSession) -> Result<Vec<u8>> {
+    let mut body = claude_code::body(model, session, false);
+    let mark = |text: &mut Value| {
+        if let Some(t) = text.as_str() {
+            *text = json!(format!("{MARKER} {t}"));
+        }
+    };
+    for block in body["system"].as_array_mut().context("no system blocks")? {
+        mark(&mut block["text"]);
+    }
+    for tool in body["tools"].as_array_mut().context("no tools")? {
+        mark(&mut tool["description"]);
+    }
+    for message in body["messages"].as_array_mut().context("no messages")? {
+        for block in message["content"].as_array_mut().context("no content blocks")? {
+            mark(&mut block["text"]);
+        }
+    }
+    Ok(serde_json::to_vec(&body)?)
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// The raw key of memory-case user `i`.
+fn memory_key(i: u64) -> String {
+    format!("sk-benchmem-{i:08}")
+}
+
+/// Envoy's RSS as more and more distinct keys are used: `keys` users with
+/// one key each (written straight into the database: the admin API would
+/// take minutes), one 1 KB request per key, then `passes` more passes over
+/// them all. Returns the number of requests sent.
+async fn memory_case(stack: &Stack, body: &[u8], session: &ClaudeCodeSession, keys: u64, passes: u64) -> Result<u64> {
+    eprintln!("memory case: creating {keys} users with one key each...");
+    let pool = sqlx::PgPool::connect(stack.database_url()).await?;
+    let keys_i64 = i64::try_from(keys)?;
+    sqlx::query(
+        "INSERT INTO users (name, name_fold) \
+         SELECT 'bench-mem-' || lpad(i::text, 8, '0'), 'bench-mem-' || lpad(i::text, 8, '0') \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(keys_i64)
+    .execute(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO keys (user_id, name, key_hash, key_masked) \
+         SELECT id, 'bench', encode(sha256(convert_to('sk-benchmem-' || substr(name, 11), 'UTF8')), 'hex'), \
+                'sk-…' || right(name, 4) \
+         FROM users WHERE name LIKE 'bench-mem-%'",
+    )
+    .execute(&pool)
+    .await?;
+    pool.close().await;
+
+    let pid = stack.envoy.child.pid();
+    let mut report = vec![(0u64, "", rss_kib(pid))];
+    let mut sent = 0;
+    let mut steps = vec![(1, keys.min(10_000), "first use"), (keys.min(10_000) + 1, keys, "first use")];
+    for _ in 0..passes {
+        steps.push((1, keys, "again"));
+    }
+    let mut used = 0;
+    for (from, to, what) in steps {
+        if from > to {
+            continue;
+        }
+        eprintln!("memory case: keys {from}..={to} ({what})...");
+        let (ok, errors, first_error) = send_with_keys(stack, body, session, from, to).await?;
+        sent += ok + errors;
+        if errors > 0 {
+            eprintln!("  {errors} errors, first: {}", first_error.unwrap_or_default());
+        }
+        used = used.max(to);
+        report.push((used, what, rss_kib(pid)));
+    }
+    println!();
+    println!("memory: Envoy + hubgate RSS by distinct keys used (one 1 KB request per key and pass)");
+    println!("{:>12} {:>10} {:>10} {:>11}", "keys used", "", "RSS MiB", "growth MiB");
+    let base = report.first().map(|r| r.2).unwrap_or(0);
+    for (used, what, rss) in &report {
+        println!(
+            "{:>12} {:>10} {:>10.1} {:>11.1}",
+            used,
+            what,
+            *rss as f64 / 1024.0,
+            (*rss as f64 - base as f64) / 1024.0
+        );
+    }
+    Ok(sent)
+}
+
+/// One request per key `from..=to`, from 8 workers, each with its own
+/// client address (127.0.0.10 + n) and one request at a time, so no address
+/// ever waits on more than one unknown key (the pending-auth bound).
+async fn send_with_keys(
+    stack: &Stack,
+    body: &[u8],
+    session: &ClaudeCodeSession,
+    from: u64,
+    to: u64,
+) -> Result<(u64, u64, Option<String>)> {
+    const WORKERS: u64 = 8;
+    let url = format!("{}/v1/messages", stack.gateway_url());
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..WORKERS {
+        let local = std::net::IpAddr::from([127, 0, 0, 10 + w as u8]);
+        let client = reqwest::Client::builder().no_proxy().local_address(local).build()?;
+        let (url, body, session) = (url.clone(), body.to_vec(), session.clone());
+        tasks.spawn(async move {
+            let (mut ok, mut errors, mut first) = (0u64, 0u64, None);
+            let mut i = from + w;
+            while i <= to {
+                let headers = claude_code_headers(&session, &memory_key(i)).map_err(|e| e.to_string());
+                let result = match headers {
+                    Ok(headers) => {
+                        let target = Target { url: url.clone(), headers, envoy_pid: 0 };
+                        send_once(&client, &target, body.clone()).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => ok += 1,
+                    Err(e) => {
+                        errors += 1;
+                        first.get_or_insert(e);
+                    }
+                }
+                i += WORKERS;
+            }
+            (ok, errors, first)
+        });
+    }
+    let (mut ok, mut errors, mut first) = (0, 0, None);
+    while let Some(done) = tasks.join_next().await {
+        let (o, e, f) = done?;
+        ok += o;
+        errors += e;
+        if first.is_none() {
+            first = f;
+        }
+    }
+    Ok((ok, errors, first))
 }
 
 const CONTAINS_WORDS: usize = 1000;
@@ -522,26 +761,25 @@ impl Bench {
     async fn run_case(
         &mut self,
         label: &'static str,
-        body: Vec<u8>,
+        bodies: Bodies,
         concurrency: usize,
         (warmup_secs, secs): (u64, u64),
     ) -> Row {
-        let body = Arc::new(body);
         let mut results = Vec::new();
         for (i, target) in self.targets.iter().enumerate() {
             let name = COLUMNS[i];
             eprintln!(
                 "{label} body ({} bytes), concurrency {concurrency}, via {name}: warmup {warmup_secs}s, measure {secs}s...",
-                body.len()
+                bodies.len()
             );
             if warmup_secs > 0 {
-                let warm = drive(&self.http, target, body.clone(), concurrency, warmup_secs).await;
+                let warm = drive(&self.http, target, &bodies, concurrency, warmup_secs).await;
                 if i == HUBGATE {
                     self.hubgate_requests += warm.sent();
                 }
             }
             let before = Cpu::read(target.envoy_pid, self.cp_pid);
-            let out = drive(&self.http, target, body.clone(), concurrency, secs).await;
+            let out = drive(&self.http, target, &bodies, concurrency, secs).await;
             // Let the last event batch reach the control plane before reading.
             if i == HUBGATE {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -553,7 +791,7 @@ impl Bench {
             }
             results.push((out, cpu));
         }
-        Row { label, bytes: body.len(), results }
+        Row { label, bytes: bodies.len(), results }
     }
 }
 
@@ -579,6 +817,8 @@ async fn main() -> Result<()> {
     let session = ClaudeCodeSession::random();
     let small = small_body(&model, &session, 1024)?;
     let large = serde_json::to_vec(&claude_code::body(&model, &session, false))?;
+    let next_turn = Bodies::fresh(&next_turn_body(&model, &session)?)?;
+    let all_new = Bodies::fresh(&all_new_body(&model, &session)?)?;
 
     // Every guard on (issue 6, "Speed").
     eprintln!(
@@ -639,9 +879,10 @@ async fn main() -> Result<()> {
             bail!("hubgate did not refuse a sensitive word ({text:?}): {status} {answer}");
         }
     }
-    for (label, body) in [("1 KB", &small), ("115 KB", &large)] {
+    let first_requests = [small.clone(), large.clone(), next_turn.next(), all_new.next()];
+    for (label, body) in ["1 KB", "115 KB", "115 KB+", "115 KB*"].into_iter().zip(first_requests) {
         for (i, target) in targets.iter().enumerate() {
-            send_once(&http, target, body)
+            send_once(&http, target, body.clone())
                 .await
                 .map_err(|e| anyhow!("the {label} bench request fails via {}: {e}", COLUMNS[i]))?;
             if i == HUBGATE {
@@ -654,12 +895,18 @@ async fn main() -> Result<()> {
     let mut bench = Bench { http, targets, cp_pid: stack.control_plane.child.pid(), hubgate_requests };
     let times = (s.warmup_secs, s.secs);
     let mut rows = Vec::new();
-    for (label, body) in [("1 KB", small.clone()), ("115 KB", large)] {
-        rows.push(bench.run_case(label, body, s.concurrency, times).await);
+    let cases = [
+        ("1 KB", Bodies::Same(Arc::new(small.clone()))),
+        ("115 KB", Bodies::Same(Arc::new(large))),
+        ("115 KB+", next_turn),
+        ("115 KB*", all_new),
+    ];
+    for (label, bodies) in cases {
+        rows.push(bench.run_case(label, bodies, s.concurrency, times).await);
     }
     // Latency without queueing: one request at a time, 1 KB.
     let serial_times = (s.warmup_secs.min(1), s.secs.min(5));
-    let serial = bench.run_case("1 KB", small, 1, serial_times).await;
+    let serial = bench.run_case("1 KB", Bodies::Same(Arc::new(small.clone())), 1, serial_times).await;
 
     let per = |us: u64, n: u64| us as f64 / n.max(1) as f64;
     println!();
@@ -679,7 +926,9 @@ async fn main() -> Result<()> {
     );
     println!("            client version check; warmup intercept;");
     println!("            with the control plane and PostgreSQL ingesting every audit event");
-    println!("  requests: Claude Code headers and metadata.user_id; 115 KB = a Claude Code first turn");
+    println!("  requests: Claude Code headers and metadata.user_id; 115 KB = a Claude Code first turn, the same bytes each time;");
+    println!("            115 KB+ = the same with a new last turn in every request (what a session sends);");
+    println!("            115 KB* = every part new in every request (system, tools, messages: nothing seen before)");
     println!();
     println!(
         "{:<7} {:>7} {:>10} {:>10} {:>11} {:>12} {:>14} {:>14} {:>7}",
@@ -774,6 +1023,10 @@ async fn main() -> Result<()> {
         per(hc.envoy, h.ok),
         p.errors + e.errors + h.errors,
     );
+    if s.memory_keys > 0 {
+        let sent = memory_case(&stack, &small, &session, s.memory_keys, s.memory_passes).await?;
+        bench.hubgate_requests += sent;
+    }
     println!();
     println!("mock upstream served {} requests in total", stack.mock.request_count());
     report_audit(&stack, bench.hubgate_requests).await?;
