@@ -119,7 +119,7 @@ struct Fixed {
     exact: RequestFilters,
     set: RequestFilters,
     remove: RequestFilters,
-    re: regex_lite::Regex,
+    re: regex::Regex,
 }
 
 static FIXED: OnceLock<Fixed> = OnceLock::new();
@@ -148,7 +148,7 @@ fn fixed() -> Fixed {
         contains.clone(), regex.clone(), exact.clone(), set.clone(), remove.clone(), set_index,
         headers_set, headers_remove, headers_replace,
     ]);
-    let re = match regex_lite::Regex::new("s.cr(e)t") {
+    let re = match regex::Regex::new("s.cr(e)t") {
         Ok(re) => re,
         Err(e) => hubgate_fuzz::fail("fixed regex", &e.to_string()),
     };
