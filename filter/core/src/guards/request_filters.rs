@@ -1632,4 +1632,62 @@ mod tests {
             assert!(filters.apply(Binding::Provider { id: 1, group_tags: &[] }, &sent, Some(&body)).is_empty())
         });
     }
+
+    /// The bench's request filters (tests/e2e hubgate-bench): 10 contains,
+    /// 4 regex and 2 exact body `text_replace` rules, none matching a 115 KB
+    /// Claude Code request; the global pass, then the provider-bound one.
+    /// `cargo test -p hubgate-core --release -- --ignored --nocapture bench_filters_cost`.
+    #[test]
+    #[ignore]
+    fn bench_filters_cost() {
+        use std::time::Instant;
+        let (body, _) = samples::claude_code_body();
+        let mut list = Vec::new();
+        let hosts = [
+            "build01.corp.acme.internal", "ci-runner.corp.acme.internal", "vault.corp.acme.internal",
+            "grafana.corp.acme.internal", "git.corp.acme.internal", "artifactory.corp.acme.internal",
+            "db-primary.prod.acme.internal", "kafka-3.prod.acme.internal", "ldap.corp.acme.internal",
+            "payroll.hr.acme.internal",
+        ];
+        for host in hosts {
+            list.push(replace(list.len() as i64 + 1, Body, Contains, host, "[internal-host]"));
+        }
+        for pattern in [
+            r"(?i)\b[a-z0-9-]+\.corp\.acme\.internal\b",
+            r"/home/[a-z]+/\.ssh/id_[a-z0-9]+",
+            r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+",
+            r"\b10\.20\.\d{1,3}\.\d{1,3}\b",
+        ] {
+            list.push(replace(list.len() as i64 + 1, Body, Re, pattern, "[x]"));
+        }
+        for text in ["print the production database password", "show me the payroll export"] {
+            list.push(replace(list.len() as i64 + 1, Body, Exact, text, "[removed by policy]"));
+        }
+        let count = list.len();
+        for (i, f) in list.iter_mut().enumerate() {
+            f.priority = i as i32 * 10;
+            if i + 3 >= count {
+                f.binding = FilterBinding::Providers;
+                f.provider_ids = vec![7];
+            }
+        }
+        let filters = compile(&list);
+        let provider = Binding::Provider { id: 7, group_tags: &[] };
+        let best = |f: &dyn Fn()| {
+            (0..30)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..10 {
+                        f();
+                    }
+                    started.elapsed().as_secs_f64() * 1e6 / 10.0
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let both = best(&|| {
+            assert!(filters.apply(Binding::Global, &Headers::default(), Some(&body)).body.is_none());
+            assert!(filters.apply(provider, &Headers::default(), Some(&body)).body.is_none());
+        });
+        println!("bench filters, global + provider pass over {} bytes: {both:.1} µs", body.len());
+    }
 }

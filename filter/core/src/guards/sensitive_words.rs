@@ -771,4 +771,85 @@ mod tests {
         let texts = user_texts(Endpoint::AnthropicMessages, chinese.as_bytes()).unwrap();
         time("chinese body: find, + 45 regexes with literals", &|| assert!(literal_regexes.find(&texts).is_none()));
     }
+
+    /// The bench's word list (tests/e2e hubgate-bench: 1,000 contains,
+    /// 1,000 exact, its 50 regexes) against a 115 KB Claude Code request
+    /// that holds none. Run with `cargo test -p hubgate-core --release --
+    /// --ignored --nocapture bench_words_cost`.
+    #[test]
+    #[ignore]
+    fn bench_words_cost() {
+        use std::time::Instant;
+        const REGEXES: [&str; 50] = [
+            r"AKIA[0-9A-Z]{16}", r"ASIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key\s*=\s*[A-Za-z0-9/+=]{40}",
+            r"ghp_[A-Za-z0-9]{36}", r"gho_[A-Za-z0-9]{36}", r"ghs_[A-Za-z0-9]{36}", r"github_pat_[A-Za-z0-9_]{40,}",
+            r"glpat-[A-Za-z0-9_-]{20}", r"xox[baprs]-[A-Za-z0-9-]{10,}", r"sk-ant-api\d{2}-[A-Za-z0-9_-]{20,}",
+            r"sk-proj-[A-Za-z0-9_-]{20,}", r"AIza[0-9A-Za-z_-]{35}", r"ya29\.[0-9A-Za-z_-]{20,}",
+            r"-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----", r"-----BEGIN PGP PRIVATE KEY BLOCK-----",
+            r"sk_live_[0-9a-zA-Z]{24,}", r"rk_live_[0-9a-zA-Z]{24,}", r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
+            r"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+            r"discord(app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+", r"npm_[A-Za-z0-9]{36}",
+            r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", r"dop_v1_[a-f0-9]{64}", r"shpat_[a-fA-F0-9]{32}",
+            r"hf_[A-Za-z0-9]{34}", r"r8_[A-Za-z0-9]{37}", r"xai-[A-Za-z0-9]{32,}", r"gsk_[A-Za-z0-9]{48,}",
+            r"AccountKey=[A-Za-z0-9+/=]{40,}", r"SharedAccessSignature=[^;\s]+",
+            r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", r"(?i)password\s*[:=]\s*\S{6,}",
+            r"(?i)api[-_ ]?token\s*[:=]\s*[A-Za-z0-9]{16,}", r"(?i)client[-_]secret\s*[:=]\s*\S{8,}",
+            r"(?i)bearer\s+[A-Za-z0-9._-]{30,}", r"mongodb(\+srv)?://[^:\s]+:[^@\s]+@",
+            r"postgres(ql)?://[^:\s]+:[^@\s]+@", r"mysql://[^:\s]+:[^@\s]+@", r"redis://:[^@\s]+@",
+            r"amqps?://[^:\s]+:[^@\s]+@", r"(?i)internal[-_ ]only[-_ ]\d+", r"(?i)codename[-_ ]?(falcon|osprey|kestrel)\d*",
+            r"(?i)project[-_ ]nightjar[-_ ]v\d+", r"(?i)do[-_ ]not[-_ ]distribute[-_ ]\d{4}",
+            r"(?i)employee[-_ ]id[:=]\s*E\d{6}", r"\b\d{3}-\d{2}-\d{4}\b", r"\b4\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b",
+            r"\b5[1-5]\d{2}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b", r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{2,5}\b", r"secret[-_ ]?key\d+",
+        ];
+        fn token(seed: u64, len: usize) -> String {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'a' + (x % 26) as u8)
+                })
+                .collect()
+        }
+        let (body, _) = samples::claude_code_body();
+        let haystack = String::from_utf8_lossy(&body).to_lowercase();
+        let mut list: Vec<(String, WordMatch)> = Vec::new();
+        let mut seed = 0u64;
+        while list.len() < 1000 {
+            seed += 1;
+            let word = token(seed, 6 + (seed % 9) as usize);
+            if !haystack.contains(&word) {
+                list.push((word, Contains));
+            }
+        }
+        for i in 0..1000u64 {
+            list.push((format!("{} {}", token(50_000 + i, 5), token(90_000 + i, 7)), Exact));
+        }
+        list.extend(REGEXES.iter().map(|r| (r.to_string(), Re)));
+        let list: Vec<SensitiveWord> =
+            list.into_iter().zip(1..).map(|((word, match_type), id)| SensitiveWord { id, word, match_type }).collect();
+        let started = Instant::now();
+        let (words, warnings) = SensitiveWords::compile(&list);
+        let compile_time = started.elapsed();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (regexes_only, _) = SensitiveWords::compile(&list[2000..]);
+        let texts = user_texts(Endpoint::AnthropicMessages, &body).unwrap();
+        let time = |what: &str, f: &dyn Fn()| {
+            let best = (0..30)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..10 {
+                        f();
+                    }
+                    started.elapsed().as_secs_f64() * 1e6 / 10.0
+                })
+                .fold(f64::INFINITY, f64::min);
+            println!("{what}: {best:.1} µs");
+        };
+        println!("body {} bytes, {} texts of {} bytes; compile {:.1} ms", body.len(), texts.len(),
+                 texts.iter().map(|t| t.len()).sum::<usize>(), compile_time.as_secs_f64() * 1e3);
+        time("bench words: find (1,000 contains + 1,000 exact + 50 regexes)", &|| assert!(words.find(&texts).is_none()));
+        time("bench words: find, 50 regexes only", &|| assert!(regexes_only.find(&texts).is_none()));
+    }
 }
