@@ -210,6 +210,8 @@ mod tests {
     use super::*;
     use hubgate_wire::pattern::{parse, PatternUse};
 
+    type Case<'a> = (&'a str, Option<(&'a [&'a str], &'a [char])>);
+
     fn literals(pattern: &str, kind: PatternUse, fold: Fold) -> Option<(Vec<String>, Vec<char>)> {
         let hir = parse(pattern, kind).unwrap();
         required(&hir, fold).map(|r| (r.literals, r.unseen))
@@ -218,7 +220,7 @@ mod tests {
     #[test]
     fn case_insensitive_word_literals() {
         let none: &[char] = &[];
-        let cases: &[(&str, Option<(&[&str], &[char])>)] = &[
+        let cases: &[Case] = &[
             ("secret", Some((&["secret"], &['ſ']))),
             ("(?i)password", Some((&["password"], &['ſ']))),
             ("Secret", Some((&["secret"], &['ſ']))),
@@ -266,7 +268,7 @@ mod tests {
     #[test]
     fn raw_body_literals() {
         let none: &[char] = &[];
-        let cases: &[(&str, Option<(&[&str], &[char])>)] = &[
+        let cases: &[Case] = &[
             (r"(?i)\b[a-z0-9-]+\.corp\.acme\.internal\b", Some((&[".corp.acme.internal"], none))),
             (r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+", Some((&["jira.acme.com/browse/"], &['ſ']))),
             (r"/home/[a-z]+/\.ssh/id_[a-z0-9]+", Some((&["/.ssh/id_"], none))),

@@ -169,7 +169,7 @@ struct Prefilter {
 #[derive(Debug, Clone)]
 enum StringSearch {
     /// The one needle, case as it is.
-    Exact(Finder<'static>),
+    Exact(Box<Finder<'static>>),
     /// The needles, ASCII case ignored.
     Any(AhoCorasick),
 }
@@ -420,7 +420,7 @@ fn escaped(text: &str) -> String {
 
 fn text_prefilter(text: &str) -> Prefilter {
     let needle = escaped(text);
-    let search = StringSearch::Exact(Finder::new(needle.as_bytes()).into_owned());
+    let search = StringSearch::Exact(Box::new(Finder::new(needle.as_bytes()).into_owned()));
     Prefilter { ids: Vec::new(), needles: vec![needle], search, unseen: Vec::new() }
 }
 
