@@ -277,7 +277,7 @@ fuzz_target!(|data: &[u8]| {
     {
         let re = &fixed.re;
         let expected = expect_strings(&|s| {
-            re.replace_all(s, |c: &regex_lite::Captures<'_>| {
+            re.replace_all(s, |c: &regex::Captures<'_>| {
                 format!("<{}|{}|$>", c.get(0).map_or("", |m| m.as_str()), c.get(1).map_or("", |m| m.as_str()))
             })
             .into_owned()
