@@ -1,6 +1,7 @@
 //! Validation rules shared by the admin resources (SPEC §2 and §7). Each
 //! check returns a 422 naming the field, e.g. `allowed_models[3]`.
 
+use hubgate_wire::pattern::PatternUse;
 use rust_decimal::Decimal;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -13,8 +14,6 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_LIST_ITEMS: usize = 50;
 pub const MAX_PATTERN_CHARS: usize = 64;
 pub const MAX_REGEX_CHARS: usize = 512;
-/// Compiled-program budget for admin-supplied regexes.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Upper bound for any USD amount or price, to keep NUMERIC values sane.
 const MAX_USD: i64 = 1_000_000_000;
 
@@ -246,8 +245,10 @@ pub fn base_url(field: &str, value: &str) -> Check {
     Ok(())
 }
 
-/// A regex the filter can compile (regex-lite) whose compiled size is bounded.
-pub fn regex(field: &str, pattern: &str) -> Check {
+/// A regex the filter can compile for `kind`, with its size limits (the
+/// same compile: `hubgate_wire::pattern`). A sensitive word that matches
+/// empty text would block every request: refused too.
+pub fn regex(field: &str, pattern: &str, kind: PatternUse) -> Check {
     if pattern.is_empty() {
         return fail(field, "must not be empty");
     }
@@ -263,21 +264,10 @@ pub fn regex(field: &str, pattern: &str) -> Check {
             "must not contain control characters (write them as escapes, e.g. \\n)",
         );
     }
-    if let Err(e) = regex::RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .nest_limit(64)
-        .build()
-    {
-        return fail(field, format!("invalid or too complex regex: {e}"));
+    match hubgate_wire::pattern::compile(pattern, kind) {
+        Ok(_) => Ok(()),
+        Err(e) => fail(field, e),
     }
-    if let Err(e) = regex_lite::RegexBuilder::new(pattern)
-        .nest_limit(64)
-        .build()
-    {
-        return fail(field, format!("regex not supported by the filter: {e}"));
-    }
-    Ok(())
 }
 
 /// An IANA time zone name such as `UTC` or `Asia/Shanghai`.
@@ -365,9 +355,12 @@ mod tests {
 
     #[test]
     fn regex_rules() {
-        assert!(regex("r", "^claude-.*$").is_ok());
-        assert!(regex("r", "(unclosed").is_err());
-        assert!(regex("r", r"\w{1000}{1000}").is_err());
+        let redirect = PatternUse::ModelRedirect;
+        assert!(regex("r", "^claude-.*$", redirect).is_ok());
+        assert!(regex("r", "(unclosed", redirect).is_err());
+        assert!(regex("r", r"\w{1000}{1000}", redirect).is_err());
+        assert!(regex("r", "x*", PatternUse::RequestFilter).is_ok());
+        assert!(regex("r", "x*", PatternUse::SensitiveWord).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use hubgate_wire::pattern::PatternUse;
 use hubgate_wire::{ModelRedirect, RedirectMatch};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -152,7 +153,7 @@ impl ProviderInput {
         for (i, r) in self.model_redirects.iter().enumerate() {
             let field = format!("model_redirects[{i}].pattern");
             if r.match_type == RedirectMatch::Regex {
-                validate::regex(&field, &r.pattern)?;
+                validate::regex(&field, &r.pattern, PatternUse::ModelRedirect)?;
             } else {
                 validate::text(&field, &r.pattern, 128)?;
             }

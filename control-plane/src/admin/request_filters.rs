@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use hubgate_wire::pattern::PatternUse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json as DbJson;
@@ -76,7 +77,7 @@ impl FilterInput {
             (None, _) => {}
         }
         if self.match_type.as_deref() == Some("regex") {
-            validate::regex("target", &self.target)?;
+            validate::regex("target", &self.target, PatternUse::RequestFilter)?;
         } else {
             validate::text("target", &self.target, 1024)?;
         }

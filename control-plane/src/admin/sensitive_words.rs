@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use hubgate_wire::pattern::PatternUse;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
@@ -40,7 +41,7 @@ impl WordInput {
             &["contains", "exact", "regex"],
         )?;
         if self.match_type == "regex" {
-            validate::regex("word", &self.word)?;
+            validate::regex("word", &self.word, PatternUse::SensitiveWord)?;
         } else {
             validate::text("word", &self.word, 256)?;
         }

@@ -126,6 +126,15 @@ async fn sensitive_words_crud() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(&body, "validation_failed", Some("word"));
+    let (status, body) = app
+        .post(
+            "/api/v1/sensitive-words",
+            json!({ "word": "x*", "match_type": "regex" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "validation_failed", Some("word"));
+    assert!(body.to_string().contains("matches empty text"), "{body}");
     let (status, _) = app
         .post(
             "/api/v1/sensitive-words",

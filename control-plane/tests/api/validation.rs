@@ -97,6 +97,9 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
         post(words, json!({ "word": "bad\u{0}" }), "word"),
         post(words, json!({ "word": "bad\u{0}", "match_type": "regex" }), "word"),
         post(words, json!({ "word": "a\tb", "match_type": "regex" }), "word"),
+        // a regex word that matches empty text would block every request
+        post(words, json!({ "word": "a*|b", "match_type": "regex" }), "word"),
+        post(words, json!({ "word": "(?i)(secret)?", "match_type": "regex" }), "word"),
         post(words, json!({ "word": "fine", "description": "\u{0}" }), "description"),
         post(filters, filter_with("description", json!("x\u{0}")), "description"),
         post(filters, filter_with("replacement", json!({ "a": ["ok", "b\u{0}"] })), "replacement"),

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod keys;
 pub mod locale;
 pub mod path;
+pub mod regex_literals;
 pub mod reply;
 pub mod request;
 pub mod shared;

@@ -119,7 +119,7 @@ struct Fixed {
     exact: RequestFilters,
     set: RequestFilters,
     remove: RequestFilters,
-    re: regex_lite::Regex,
+    re: regex::Regex,
 }
 
 static FIXED: OnceLock<Fixed> = OnceLock::new();
@@ -148,7 +148,7 @@ fn fixed() -> Fixed {
         contains.clone(), regex.clone(), exact.clone(), set.clone(), remove.clone(), set_index,
         headers_set, headers_remove, headers_replace,
     ]);
-    let re = match regex_lite::Regex::new("s.cr(e)t") {
+    let re = match regex::Regex::new("s.cr(e)t") {
         Ok(re) => re,
         Err(e) => hubgate_fuzz::fail("fixed regex", &e.to_string()),
     };
@@ -277,7 +277,7 @@ fuzz_target!(|data: &[u8]| {
     {
         let re = &fixed.re;
         let expected = expect_strings(&|s| {
-            re.replace_all(s, |c: &regex_lite::Captures<'_>| {
+            re.replace_all(s, |c: &regex::Captures<'_>| {
                 format!("<{}|{}|$>", c.get(0).map_or("", |m| m.as_str()), c.get(1).map_or("", |m| m.as_str()))
             })
             .into_owned()

@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod keys;
+pub mod pattern;
 pub mod snapshot;
 
 pub use events::{EventBatch, EventBatchAck, RequestEvent, Usage};

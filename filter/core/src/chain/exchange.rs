@@ -2,6 +2,7 @@
 //! copied during the headers phase, they are gone after it) and what the
 //! guards decided so far.
 
+use crate::guards::request_filters::BodyScan;
 use std::rc::Rc;
 
 use crate::api::{Dialect, Endpoint};
@@ -53,6 +54,9 @@ pub struct Exchange {
     pub header_edits: Vec<(String, Option<String>)>,
     /// A request filter changed `body`: the upstream gets the new one.
     pub body_changed: bool,
+    /// The request filters' needle search of `body`, shared by the global
+    /// and the provider-bound pass; cleared when a filter changes `body`.
+    pub filter_scan: Option<BodyScan>,
     /// Index of the guard to run next.
     pub cursor: usize,
 }

@@ -36,17 +36,18 @@
 use std::borrow::Cow;
 
 use hubgate_wire::{FilterAction, FilterBinding, FilterScope, RequestFilter, TextMatch};
-use memchr::memmem::Finder;
+use aho_corasick::{AhoCorasick, MatchKind};
+use hubgate_wire::pattern::{self, PatternUse};
+use memchr::memmem::{self, Finder};
 use memchr::{memchr, memchr2};
-use regex_lite::{Captures, Regex, RegexBuilder};
+use regex::{Captures, Regex};
 use serde_json::Value;
 
 use crate::chain::{self, Cx, Guard};
 use crate::headers::Headers;
+use crate::regex_literals::{self, Fold};
 use crate::snapshot::CompiledSnapshot;
 
-/// Compiled size bound of one regex (regex-lite's own default is 10 MiB).
-const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 const PROTECTED_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection", "host"];
 /// The group of a provider without group tags (SPEC §6).
 const DEFAULT_GROUP: &str = "default";
@@ -56,6 +57,25 @@ const MALFORMED: &str = "malformed JSON";
 pub struct RequestFilters {
     /// In the order they run.
     filters: Vec<Filter>,
+    /// The needles of every body `text_replace` rule (`TextRule::needles`
+    /// are ids here), ASCII case ignored: one search per body finds them.
+    needles: Option<AhoCorasick>,
+    needle_count: usize,
+    /// Every rule's `Prefilter::unseen`.
+    unseen: Vec<char>,
+}
+
+/// Which needles a body holds. Made for one body: a new body needs a new
+/// scan.
+#[derive(Debug, Clone)]
+pub struct BodyScan {
+    len: usize,
+    found: Vec<bool>,
+    /// The body spells a string with other than the short escapes (`\n`…),
+    /// so a needle may be hidden in it.
+    other_escapes: bool,
+    /// The body has a character of `RequestFilters::unseen`.
+    unseen: bool,
 }
 
 /// Which filters to run: the global ones (before provider selection), or
@@ -129,9 +149,29 @@ enum Step {
 struct TextRule {
     matcher: Matcher,
     replacement: String,
-    /// JSON-escaped text that every match holds (for `exact`, that is
-    /// all of it), to pass over body strings without decoding them.
-    needle: Option<Finder<'static>>,
+    /// JSON-escaped texts of which every match holds one (for `exact`, the
+    /// whole text), to pass over body strings without decoding them.
+    /// `None`: no such text is known.
+    prefilter: Option<Prefilter>,
+}
+
+#[derive(Debug, Clone)]
+struct Prefilter {
+    /// Ids in `RequestFilters::needles` (set at compile).
+    ids: Vec<usize>,
+    needles: Vec<String>,
+    /// Finds the needles in one string.
+    search: StringSearch,
+    /// A string with one of these may match without holding a needle.
+    unseen: Vec<char>,
+}
+
+#[derive(Debug, Clone)]
+enum StringSearch {
+    /// The one needle, case as it is.
+    Exact(Box<Finder<'static>>),
+    /// The needles, ASCII case ignored.
+    Any(AhoCorasick),
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +213,33 @@ impl RequestFilters {
             }
         }
         compiled.sort_by_key(|f| (f.priority, f.id));
-        (RequestFilters { filters: compiled }, warnings)
+        let mut needles = Vec::new();
+        let mut unseen = Vec::new();
+        for f in &mut compiled {
+            if let Op::Body(BodyOp::Replace(rule)) = &mut f.op {
+                if let Some(prefilter) = &mut rule.prefilter {
+                    unseen.extend(prefilter.unseen.iter().copied());
+                    let first = needles.len();
+                    needles.extend(prefilter.needles.iter().cloned());
+                    prefilter.ids = (first..needles.len()).collect();
+                }
+            }
+        }
+        let automaton = match needles.is_empty() {
+            true => None,
+            false => AhoCorasick::builder().ascii_case_insensitive(true).build(&needles).ok(),
+        };
+        if automaton.is_none() {
+            // No search: every rule looks at every string.
+            for f in &mut compiled {
+                if let Op::Body(BodyOp::Replace(rule)) = &mut f.op {
+                    rule.prefilter = None;
+                }
+            }
+        }
+        unseen.sort_unstable();
+        unseen.dedup();
+        (RequestFilters { filters: compiled, needles: automaton, needle_count: needles.len(), unseen }, warnings)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,10 +255,24 @@ impl RequestFilters {
     /// Runs the filters of `which` in order over the request as the client
     /// sent it. An absent or empty body is left alone.
     pub fn apply(&self, which: Binding<'_>, headers: &Headers, body: Option<&[u8]>) -> Edits {
+        self.apply_scanned(which, headers, body, &mut None)
+    }
+
+    /// `apply`, with the needle search of `body` kept in `scan` (made here
+    /// if `None`) for the next pass over the same body.
+    pub fn apply_scanned(
+        &self,
+        which: Binding<'_>,
+        headers: &Headers,
+        body: Option<&[u8]>,
+        scan: &mut Option<BodyScan>,
+    ) -> Edits {
         let sent_body = body.filter(|b| !b.is_empty());
         let mut view = HeaderView { sent: headers, changes: Vec::new() };
         let mut body_check: Option<Result<(), String>> = None;
         let mut edited: Option<Vec<u8>> = None;
+        // The scan of the edited body, once one is needed.
+        let mut edited_scan: Option<BodyScan> = None;
         let mut failures = Vec::new();
         for f in self.selected(which) {
             let result = match &f.op {
@@ -204,14 +284,20 @@ impl RequestFilters {
                     let Some(sent) = sent_body else { continue };
                     match body_check.get_or_insert_with(|| check_json(sent)) {
                         Err(reason) => Err(reason.clone()),
-                        Ok(()) => match op.apply(edited.as_deref().unwrap_or(sent)) {
-                            Ok(Some(new)) => {
-                                edited = Some(new);
-                                Ok(())
+                        Ok(()) => {
+                            let current = edited.as_deref().unwrap_or(sent);
+                            let slot = if edited.is_some() { &mut edited_scan } else { &mut *scan };
+                            let scan = matches!(op, BodyOp::Replace(_)).then(|| self.scan(current, slot));
+                            match op.apply(current, scan) {
+                                Ok(Some(new)) => {
+                                    edited = Some(new);
+                                    edited_scan = None;
+                                    Ok(())
+                                }
+                                Ok(None) => Ok(()),
+                                Err(reason) => Err(reason),
                             }
-                            Ok(None) => Ok(()),
-                            Err(reason) => Err(reason),
-                        },
+                        }
                     }
                 }
             };
@@ -231,6 +317,25 @@ impl RequestFilters {
             }
         }
         edits
+    }
+
+    /// The needles in `body`: `scan` if it was made for it, else a new one.
+    fn scan<'s>(&self, body: &[u8], scan: &'s mut Option<BodyScan>) -> &'s BodyScan {
+        if scan.as_ref().is_some_and(|s| s.len != body.len()) {
+            *scan = None;
+        }
+        scan.get_or_insert_with(|| {
+            let mut found = vec![false; self.needle_count];
+            if let Some(needles) = &self.needles {
+                for m in needles.find_overlapping_iter(body) {
+                    if let Some(found) = found.get_mut(m.pattern().as_usize()) {
+                        *found = true;
+                    }
+                }
+            }
+            let unseen = has_unseen(body, &self.unseen);
+            BodyScan { len: body.len(), found, other_escapes: !short_escapes_only(body), unseen }
+        })
     }
 
     fn selected<'s>(&'s self, which: Binding<'s>) -> impl Iterator<Item = &'s Filter> + 's {
@@ -291,24 +396,46 @@ fn text_rule(f: &RequestFilter) -> Result<TextRule, String> {
     if f.target.is_empty() {
         return Err("the target is empty".to_string());
     }
-    let (matcher, literal) = match f.match_type.ok_or("text_replace needs a match_type")? {
-        TextMatch::Contains => (Matcher::Contains(f.target.clone()), Some(f.target.clone())),
-        TextMatch::Exact => (Matcher::Exact(f.target.clone()), Some(f.target.clone())),
+    let (matcher, prefilter) = match f.match_type.ok_or("text_replace needs a match_type")? {
+        TextMatch::Contains => (Matcher::Contains(f.target.clone()), Some(text_prefilter(&f.target))),
+        TextMatch::Exact => (Matcher::Exact(f.target.clone()), Some(text_prefilter(&f.target))),
         TextMatch::Regex => {
-            let regex = RegexBuilder::new(&f.target)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| format!("invalid regex: {e}"))?;
+            let regex = pattern::compile(&f.target, PatternUse::RequestFilter)?;
             let template = template(&replacement, &regex);
-            (Matcher::Regex(regex, template), required_literal(&f.target))
+            let prefilter = pattern::parse(&f.target, PatternUse::RequestFilter)
+                .ok()
+                .and_then(|hir| regex_literals::required(&hir, Fold::Ascii))
+                .and_then(literal_prefilter);
+            (Matcher::Regex(regex, template), prefilter)
         }
     };
-    let needle = literal.map(|text| {
-        let json = serde_json::to_string(&text).unwrap_or_default();
-        let escaped = json.get(1..json.len().saturating_sub(1)).unwrap_or_default();
-        Finder::new(escaped.as_bytes()).into_owned()
-    });
-    Ok(TextRule { matcher, replacement, needle })
+    Ok(TextRule { matcher, replacement, prefilter })
+}
+
+/// `text` as a JSON string spells it, quotes aside.
+fn escaped(text: &str) -> String {
+    let json = serde_json::to_string(text).unwrap_or_default();
+    json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string()
+}
+
+fn text_prefilter(text: &str) -> Prefilter {
+    let needle = escaped(text);
+    let search = StringSearch::Exact(Box::new(Finder::new(needle.as_bytes()).into_owned()));
+    Prefilter { ids: Vec::new(), needles: vec![needle], search, unseen: Vec::new() }
+}
+
+fn literal_prefilter(required: regex_literals::Required) -> Option<Prefilter> {
+    let needles: Vec<String> = required.literals.iter().map(|l| escaped(l)).collect();
+    let search = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .ascii_case_insensitive(true)
+        .build(&needles)
+        .ok()?;
+    Some(Prefilter { ids: Vec::new(), needles, search: StringSearch::Any(search), unseen: required.unseen })
+}
+
+fn has_unseen(bytes: &[u8], unseen: &[char]) -> bool {
+    unseen.iter().any(|c| memmem::find(bytes, c.encode_utf8(&mut [0; 4]).as_bytes()).is_some())
 }
 
 /// A string replacement as is, any other JSON value as its JSON text.
@@ -398,22 +525,25 @@ impl TextRule {
     /// Whether the text of a JSON string may hold a match; `raw` is the
     /// string as written, quotes excluded. `false` is certain: escaping a
     /// text character by character, with only the short escapes (`\"`,
-    /// `\n`…), gives one spelling, so a match spells the needle.
+    /// `\n`…), gives one spelling, so a match spells a needle.
     fn may_match(&self, raw: &[u8]) -> bool {
-        let Some(needle) = &self.needle else { return true };
-        if !short_escapes_only(raw) {
+        let Some(prefilter) = &self.prefilter else { return true };
+        if !short_escapes_only(raw) || has_unseen(raw, &prefilter.unseen) {
             return true;
         }
-        match self.matcher {
-            Matcher::Exact(_) => raw == needle.needle(),
-            _ => needle.find(raw).is_some(),
+        match (&self.matcher, &prefilter.search) {
+            (Matcher::Exact(_), StringSearch::Exact(needle)) => raw == needle.needle(),
+            (_, StringSearch::Exact(needle)) => needle.find(raw).is_some(),
+            (_, StringSearch::Any(needles)) => needles.is_match(raw),
         }
     }
 
-    /// Whether some string of the JSON text `body` may hold a match.
-    fn may_match_somewhere(&self, body: &[u8]) -> bool {
-        let Some(needle) = &self.needle else { return true };
-        needle.find(body).is_some() || !short_escapes_only(body)
+    /// Whether some string of the body `scan` was made of may hold a match.
+    fn may_match_somewhere(&self, scan: &BodyScan) -> bool {
+        let Some(prefilter) = &self.prefilter else { return true };
+        scan.other_escapes
+            || (scan.unseen && !prefilter.unseen.is_empty())
+            || prefilter.ids.iter().any(|&id| scan.found.get(id) == Some(&true))
     }
 
     /// The new text, if it differs.
@@ -440,127 +570,6 @@ fn short_escapes_only(raw: &[u8]) -> bool {
     true
 }
 
-/// Text that every match of `pattern` holds: its longest top-level run of
-/// plain characters that no quantifier makes optional. `None` if it has
-/// none, a top-level `|`, inline flags (`(?i)` lets case vary), or escapes
-/// not followed here (`\x41`…).
-fn required_literal(pattern: &str) -> Option<String> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut best = String::new();
-    let mut run = String::new();
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        let (atom, next) = match c {
-            '\\' => match *chars.get(i + 1)? {
-                'x' | 'u' | 'U' | 'p' | 'P' => return None,
-                e if e.is_ascii_alphanumeric() || e == '<' || e == '>' => (None, i + 2),
-                e => (Some(e), i + 2),
-            },
-            '(' => {
-                if chars.get(i + 1) == Some(&'?') {
-                    let flag = |c: &&char| c.is_ascii_alphabetic() || **c == '-';
-                    let flags = chars.get(i + 2..)?.iter().take_while(flag).count();
-                    if chars.get(i + 2 + flags) == Some(&')') {
-                        return None;
-                    }
-                }
-                (None, group_end(&chars, i)?)
-            }
-            '[' => (None, class_end(&chars, i)?),
-            '.' | '^' | '$' => (None, i + 1),
-            '|' | ')' | ']' | '{' | '}' | '*' | '+' | '?' => return None,
-            c => (Some(c), i + 1),
-        };
-        let (optional, repeats, after) = quantifier(&chars, next)?;
-        if let Some(a) = atom.filter(|_| !optional) {
-            run.push(a);
-        }
-        // What follows a repeated or optional atom is not always right after it.
-        if atom.is_none() || optional || repeats {
-            if run.len() > best.len() {
-                best = std::mem::take(&mut run);
-            }
-            run.clear();
-        }
-        i = after;
-    }
-    if run.len() > best.len() {
-        best = run;
-    }
-    (!best.is_empty()).then_some(best)
-}
-
-/// The quantifier at `i`: whether it makes the atom before it optional,
-/// whether it repeats it, and where it ends.
-fn quantifier(chars: &[char], i: usize) -> Option<(bool, bool, usize)> {
-    let (optional, repeats, mut end) = match chars.get(i) {
-        Some('?') => (true, false, i + 1),
-        Some('*') => (true, true, i + 1),
-        Some('+') => (false, true, i + 1),
-        Some('{') => {
-            let close = i + chars.get(i..)?.iter().position(|&c| c == '}')?;
-            let inside: String = chars.get(i + 1..close)?.iter().collect();
-            let min: usize = inside.split(',').next()?.trim().parse().ok()?;
-            (min == 0, true, close + 1)
-        }
-        _ => return Some((false, false, i)),
-    };
-    // Lazy (`+?`) or possessive forms change nothing here.
-    if matches!(chars.get(end), Some('?' | '+')) {
-        end += 1;
-    }
-    Some((optional, repeats, end))
-}
-
-/// Where the group opened at `open` ends.
-fn group_end(chars: &[char], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = open;
-    while let Some(&c) = chars.get(i) {
-        match c {
-            '\\' => i += 1,
-            '[' => {
-                i = class_end(chars, i)?;
-                continue;
-            }
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Where the class opened at `open` ends (classes nest: `[a[:digit:]]`).
-fn class_end(chars: &[char], open: usize) -> Option<usize> {
-    let mut i = open + 1;
-    if chars.get(i) == Some(&'^') {
-        i += 1;
-    }
-    if chars.get(i) == Some(&']') {
-        i += 1;
-    }
-    while let Some(&c) = chars.get(i) {
-        match c {
-            '\\' => i += 1,
-            '[' => {
-                i = class_end(chars, i)?;
-                continue;
-            }
-            ']' => return Some(i + 1),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
 fn replace_matches(regex: &Regex, template: &[Piece], text: &str) -> Option<String> {
     if !regex.is_match(text) {
         return None;
@@ -578,7 +587,7 @@ fn replace_matches(regex: &Regex, template: &[Piece], text: &str) -> Option<Stri
 }
 
 fn expand(template: &[Piece], caps: &Captures<'_>, text: &str, out: &mut String) {
-    fn group<'h>(m: Option<regex_lite::Match<'h>>) -> &'h str {
+    fn group<'h>(m: Option<regex::Match<'h>>) -> &'h str {
         m.map_or("", |m| m.as_str())
     }
     let (start, end) = caps.get(0).map_or((0, 0), |m| (m.start(), m.end()));
@@ -714,19 +723,20 @@ fn check_json(body: &[u8]) -> Result<(), String> {
 }
 
 impl BodyOp {
-    /// The new body, if this changes it. `body` is valid JSON.
-    fn apply(&self, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    /// The new body, if this changes it. `body` is valid JSON; `scan`, its
+    /// needle search (for `Replace`).
+    fn apply(&self, body: &[u8], scan: Option<&BodyScan>) -> Result<Option<Vec<u8>>, String> {
         match self {
             BodyOp::Remove(path) => remove_path(body, path),
             BodyOp::Set { path, value, json } => set_path(body, path, value, json),
-            BodyOp::Replace(rule) => replace_in_strings(body, rule),
+            BodyOp::Replace(rule) => replace_in_strings(body, rule, scan),
         }
     }
 }
 
 /// Applies `rule` to every string value (not key) of the JSON text `s`.
-fn replace_in_strings(s: &[u8], rule: &TextRule) -> Result<Option<Vec<u8>>, String> {
-    if !rule.may_match_somewhere(s) {
+fn replace_in_strings(s: &[u8], rule: &TextRule, scan: Option<&BodyScan>) -> Result<Option<Vec<u8>>, String> {
+    if scan.is_some_and(|scan| !rule.may_match_somewhere(scan)) {
         return Ok(None);
     }
     let mut out: Option<Vec<u8>> = None;
@@ -1041,7 +1051,7 @@ fn run(cx: &mut Cx<'_>, which: impl for<'s> Fn(&'s CompiledSnapshot) -> Option<B
         return Ok(chain::Step::Next);
     }
     let ex = &mut *cx.ex;
-    let edits = filters.apply(binding, &ex.headers, ex.body.as_deref());
+    let edits = filters.apply_scanned(binding, &ex.headers, ex.body.as_deref(), &mut ex.filter_scan);
     for failure in &edits.failures {
         log::warn!("{failure}");
         cx.host.count("hubgate_request_filter_failures_total");
@@ -1057,6 +1067,7 @@ fn run(cx: &mut Cx<'_>, which: impl for<'s> Fn(&'s CompiledSnapshot) -> Option<B
     if let Some(body) = edits.body {
         ex.body = Some(body);
         ex.body_changed = true;
+        ex.filter_scan = None;
     }
     Ok(chain::Step::Next)
 }
@@ -1253,32 +1264,25 @@ mod tests {
     }
 
     #[test]
-    fn regex_literals() {
-        let cases = [
-            (r"sk-ant-[A-Za-z0-9_-]{20,}", Some("sk-ant-")),
-            (r"(?P<user>\w+)@example\.com", Some("@example.com")),
-            (r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}", Some("@")),
-            (r"/repo/(\w+)", Some("/repo/")),
-            (r"ab+cd", Some("ab")),
-            (r"abc?de", Some("ab")),
-            (r"xa{0,2}bcd", Some("bcd")),
-            (r"xya{2}bc", Some("xya")),
-            (r"a*?bc", Some("bc")),
-            (r"[\]x](yz)klm", Some("klm")),
-            (r"\bfoo\b", Some("foo")),
-            (r"\$\{VAR\}", Some("${VAR}")),
-            (r"机密\d+", Some("机密")),
-            (r"\b\d{3}-\d{3}-\d{4}\b", Some("-")),
-            (r"(?i)secret", None),
-            (r"a(?i)bc", None),
-            (r"(?i:x)secret", Some("secret")),
-            (r"cat|dog", None),
-            (r"\x41bc", None),
+    fn regex_needles() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            (r"sk-ant-[A-Za-z0-9_-]{20,}", Some(&["sk-ant-"])),
+            (r"(?P<user>\w+)@example\.com", Some(&["@example.com"])),
+            (r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}", None),
+            (r"/repo/(\w+)", Some(&["/repo/"])),
+            (r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+", Some(&["jira.acme.com/browse/"])),
+            (r"(?i)\b[a-z0-9-]+\.corp\.acme\.internal\b", Some(&[".corp.acme.internal"])),
+            (r"\$\{VAR\}", Some(&["${var}"])),
+            (r#"say "hi""#, Some(&[r#"say \"hi\""#])),
+            (r"机密\d+", Some(&["机密"])),
+            (r"cat|dog", Some(&["cat", "dog"])),
             (r"\d+", None),
-            (r".*", None),
         ];
         for (pattern, want) in cases {
-            assert_eq!(required_literal(pattern).as_deref(), want, "{pattern}");
+            let filters = compile(&[replace(1, Body, Re, pattern, "x")]);
+            let Op::Body(BodyOp::Replace(rule)) = &filters.filters[0].op else { panic!() };
+            let got = rule.prefilter.as_ref().map(|p| p.needles.clone());
+            assert_eq!(got, want.map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>()), "{pattern}");
         }
         // The prefilter never hides a match, however the string is escaped.
         let filters = compile(&[replace(1, Body, Re, r"key: s\.(\d)", "k$1"), replace(2, Body, Exact, "a/é\n", "x")]);
@@ -1290,6 +1294,65 @@ mod tests {
             let edits = filters.apply(Binding::Global, &Headers::default(), Some(body.as_bytes()));
             assert_eq!(String::from_utf8(edits.body.unwrap()).unwrap(), want);
         }
+    }
+
+    /// The needle search never changes what the filters make of a body,
+    /// on many generated bodies; a scan made by one pass serves the next.
+    #[test]
+    fn prefilter_agrees_with_running_every_rule() {
+        let list = [
+            replace(1, Body, Re, r"(?i)\b[a-z0-9-]+\.corp\.acme\.internal\b", "[host]"),
+            replace(2, Body, Re, r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+", "[ticket]"),
+            replace(3, Body, Re, r"\b10\.20\.\d{1,3}\.\d{1,3}\b", "[ip]"),
+            replace(4, Body, Contains, "vault.corp.acme.internal", "[vault]"),
+            replace(5, Body, Exact, "say \"hi\"", "bye"),
+            replace(6, Body, Re, r"(?i)ärger|secret", "[x]"),
+            replace(7, Body, Re, r"\d{3}-\d{4}", "[phone]"),
+            replace(8, Body, Contains, "[host]", "[HOST]"),
+            RequestFilter { binding: FilterBinding::Providers, provider_ids: vec![7], ..replace(9, Body, Re, r"(?i)browse/X", "b") },
+        ];
+        let filters = compile(&list);
+        let mut unfiltered = filters.clone();
+        for f in &mut unfiltered.filters {
+            if let Op::Body(BodyOp::Replace(rule)) = &mut f.op {
+                rule.prefilter = None;
+            }
+        }
+        let pieces = [
+            "build01.corp.acme.internal", "VAULT.Corp.Acme.Internal", "vault.corp.acme.internal", "x.corp\\u002eacme.internal",
+            "JIRA.acme.com/browse/AB-12", "jira.acme.com/bro\\u017fe/A-1", "jira.acme.com/broſe/A-1", "10.20.1.2",
+            "say \\\"hi\\\"", "ÄRGER", "ärger", "\\u00c4rger", "SECRET", "ſecret", "555-1234", " ", "/", "é", "\\n",
+            "[host]",
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let provider = Binding::Provider { id: 7, group_tags: &[] };
+        let mut changed = 0;
+        for _ in 0..2000 {
+            let strings: Vec<String> = (0..1 + next(3))
+                .map(|_| (0..1 + next(3)).map(|_| pieces[next(pieces.len())]).collect::<Vec<_>>().join(""))
+                .collect();
+            let body = format!(r#"{{"k":[{}],"say \"hi\"":1}}"#, strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(","));
+            serde_json::from_str::<Value>(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            let want = unfiltered.apply(Binding::Global, &Headers::default(), Some(body.as_bytes()));
+            let mut scan = None;
+            let got = filters.apply_scanned(Binding::Global, &Headers::default(), Some(body.as_bytes()), &mut scan);
+            assert_eq!(got, want, "{body}");
+            changed += usize::from(got.body.is_some());
+            // The provider pass, over the body the global one left.
+            let after = got.body.clone().unwrap_or_else(|| body.clone().into_bytes());
+            if got.body.is_some() {
+                scan = None;
+            }
+            let want = unfiltered.apply(provider, &Headers::default(), Some(&after));
+            assert_eq!(filters.apply_scanned(provider, &Headers::default(), Some(&after), &mut scan), want, "{body}");
+        }
+        assert!(changed > 1000, "{changed}");
     }
 
     #[test]
@@ -1568,5 +1631,63 @@ mod tests {
         time("no filter for this provider", &|| {
             assert!(filters.apply(Binding::Provider { id: 1, group_tags: &[] }, &sent, Some(&body)).is_empty())
         });
+    }
+
+    /// The bench's request filters (tests/e2e hubgate-bench): 10 contains,
+    /// 4 regex and 2 exact body `text_replace` rules, none matching a 115 KB
+    /// Claude Code request; the global pass, then the provider-bound one.
+    /// `cargo test -p hubgate-core --release -- --ignored --nocapture bench_filters_cost`.
+    #[test]
+    #[ignore]
+    fn bench_filters_cost() {
+        use std::time::Instant;
+        let (body, _) = samples::claude_code_body();
+        let mut list = Vec::new();
+        let hosts = [
+            "build01.corp.acme.internal", "ci-runner.corp.acme.internal", "vault.corp.acme.internal",
+            "grafana.corp.acme.internal", "git.corp.acme.internal", "artifactory.corp.acme.internal",
+            "db-primary.prod.acme.internal", "kafka-3.prod.acme.internal", "ldap.corp.acme.internal",
+            "payroll.hr.acme.internal",
+        ];
+        for host in hosts {
+            list.push(replace(list.len() as i64 + 1, Body, Contains, host, "[internal-host]"));
+        }
+        for pattern in [
+            r"(?i)\b[a-z0-9-]+\.corp\.acme\.internal\b",
+            r"/home/[a-z]+/\.ssh/id_[a-z0-9]+",
+            r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+",
+            r"\b10\.20\.\d{1,3}\.\d{1,3}\b",
+        ] {
+            list.push(replace(list.len() as i64 + 1, Body, Re, pattern, "[x]"));
+        }
+        for text in ["print the production database password", "show me the payroll export"] {
+            list.push(replace(list.len() as i64 + 1, Body, Exact, text, "[removed by policy]"));
+        }
+        let count = list.len();
+        for (i, f) in list.iter_mut().enumerate() {
+            f.priority = i as i32 * 10;
+            if i + 3 >= count {
+                f.binding = FilterBinding::Providers;
+                f.provider_ids = vec![7];
+            }
+        }
+        let filters = compile(&list);
+        let provider = Binding::Provider { id: 7, group_tags: &[] };
+        let best = |f: &dyn Fn()| {
+            (0..30)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..10 {
+                        f();
+                    }
+                    started.elapsed().as_secs_f64() * 1e6 / 10.0
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let both = best(&|| {
+            assert!(filters.apply(Binding::Global, &Headers::default(), Some(&body)).body.is_none());
+            assert!(filters.apply(provider, &Headers::default(), Some(&body)).body.is_none());
+        });
+        println!("bench filters, global + provider pass over {} bytes: {both:.1} µs", body.len());
     }
 }
