@@ -15,6 +15,7 @@ pub mod locale;
 pub mod path;
 pub mod reply;
 pub mod request;
+pub mod segments;
 pub mod shared;
 pub mod snapshot;
 pub mod snapshot_store;
