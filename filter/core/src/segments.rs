@@ -113,6 +113,7 @@ struct Piece {
     key: u64,
     shape: Option<Shape>,
     texts: Vec<Rc<str>>,
+    seen: bool,
     words_clean: bool,
     needles_clean: bool,
     /// Its index in `uncovered`, unless known needle-free.
@@ -208,6 +209,9 @@ impl SeenParts {
             let words_clean = piece.words_clean || parts.words_checked;
             let needle_free = piece.uncovered.and_then(|i| parts.needles.as_ref()?.get(i).copied());
             let needles_clean = piece.needles_clean || needle_free == Some(true);
+            if piece.seen && words_clean == piece.words_clean && needles_clean == piece.needles_clean {
+                continue;
+            }
             let Some(bytes) = body.get(piece.range.clone()) else {
                 continue;
             };
@@ -452,6 +456,7 @@ impl<'b> Walk<'b, '_> {
                     key,
                     shape,
                     texts: part.texts.clone(),
+                    seen: true,
                     words_clean,
                     needles_clean: part.needles_clean,
                     uncovered: None,
@@ -473,6 +478,7 @@ impl<'b> Walk<'b, '_> {
                 key,
                 shape,
                 texts,
+                seen: false,
                 words_clean: false,
                 needles_clean: false,
                 uncovered: None,
@@ -931,5 +937,106 @@ mod tests {
         }
         assert!(!same_bytes(b"ab", b"abc"));
         assert_eq!(nesting(br#"{"a":[{"b":"[[[{"}]}"#), 3);
+    }
+
+    /// Prints the cost of the body-reading guards' work on a 115 KB Claude
+    /// Code request, read in full and with seen parts (cold, seen again,
+    /// seen with one new turn), against 1,000 contains words and a text
+    /// replace filter (none matching). Run with `cargo test --release -p
+    /// hubgate-core -- --ignored --nocapture seen_parts_cost`.
+    #[test]
+    #[ignore]
+    fn seen_parts_cost() {
+        use crate::guards::request_filters::{Binding, RequestFilters};
+        use crate::guards::sensitive_words::SensitiveWords;
+        use crate::headers::Headers;
+        use hubgate_wire::{FilterAction, FilterBinding, FilterScope, RequestFilter, SensitiveWord, TextMatch, WordMatch};
+        use std::borrow::Cow;
+        use std::time::Instant;
+
+        let token = |seed: u64| -> String {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..6 + seed % 9)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'a' + (x % 26) as u8)
+                })
+                .collect()
+        };
+        let list: Vec<SensitiveWord> =
+            (0..1000).map(|i| SensitiveWord { id: i, word: token(i as u64), match_type: WordMatch::Contains }).collect();
+        let (words, _) = SensitiveWords::compile(&list);
+        let filter = RequestFilter {
+            id: 1,
+            name: "f".into(),
+            scope: FilterScope::Body,
+            action: FilterAction::TextReplace,
+            match_type: Some(TextMatch::Contains),
+            target: "internal.example.com".into(),
+            replacement: Some(json!("proxy.example.com")),
+            priority: 0,
+            binding: FilterBinding::Global,
+            provider_ids: vec![],
+            group_tags: vec![],
+        };
+        let (filters, _) = RequestFilters::compile(&[filter]);
+        let headers = Headers::default();
+        let endpoint = Endpoint::AnthropicMessages;
+
+        let (body, _) = claude_code_body();
+        let base: Value = serde_json::from_slice(&body).unwrap();
+        // Next requests: the body and one more exchange, different each time.
+        let next: Vec<Vec<u8>> = (0..400)
+            .map(|i| {
+                let mut v = base.clone();
+                let messages = v["messages"].as_array_mut().unwrap();
+                messages.push(json!({"role": "assistant", "content": [{"type": "text", "text": format!("Done {i}.")}]}));
+                messages.push(json!({"role": "user", "content": [{"type": "text", "text": format!("Next step {i}: {}", prose(i, 300))}]}));
+                to_vec(&v)
+            })
+            .collect();
+
+        let full = |body: &[u8]| {
+            assert!(inspect(endpoint, MESSAGES, body).is_ok());
+            let texts = user_texts(endpoint, body).unwrap();
+            assert!(words.find(&texts).is_none());
+            assert!(filters.apply(Binding::Global, &headers, Some(body)).is_empty());
+        };
+        let with_parts = |seen: &mut SeenParts, body: &[u8]| {
+            let mut parts = read(seen, 1, endpoint, MESSAGES, body).unwrap();
+            let texts: Vec<Cow<str>> = parts.new_texts().map(Cow::Borrowed).collect();
+            assert!(words.find(&texts).is_none());
+            parts.words_checked = true;
+            assert!(parts.needle_free(body, |chunk| filters.needle_free(chunk)));
+            assert!(filters.apply(Binding::Global, &headers, None).is_empty());
+            seen.remember(&parts, body);
+        };
+        // The machine is shared: the best of 20 batches is the least noisy.
+        let time = |what: &str, f: &mut dyn FnMut(usize)| {
+            let mut i = 0;
+            let best = (0..20)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..20 {
+                        f(i);
+                        i += 1;
+                    }
+                    started.elapsed().as_secs_f64() * 1e6 / 20.0
+                })
+                .fold(f64::INFINITY, f64::min);
+            println!("{what}: {best:.1} µs");
+        };
+        println!("body {} bytes", body.len());
+        time("full read: inspect + user_texts + words + filters", &mut |_| full(&body));
+        time("  inspect alone", &mut |_| assert!(inspect(endpoint, MESSAGES, &body).is_ok()));
+        time("seen parts, cold (empty store)", &mut |_| with_parts(&mut SeenParts::default(), &body));
+        let mut seen = SeenParts::default();
+        with_parts(&mut seen, &body);
+        time("seen parts, same body seen again", &mut |_| with_parts(&mut seen, &body));
+        time("  read alone, seen again", &mut |_| assert!(read(&mut seen, 1, endpoint, MESSAGES, &body).is_some()));
+        time("seen parts, one new exchange", &mut |i| with_parts(&mut seen, next.get(i).unwrap()));
+        println!("store: {} parts, {} KiB", seen.len(), seen.size() / 1024);
     }
 }
