@@ -923,6 +923,57 @@ mod tests {
         assert!(uncovered(&mut seen, 41) < 100);
     }
 
+    /// Bytes changed at random in a remembered body: wherever the walk
+    /// does not give up, it agrees with the full reads.
+    #[test]
+    fn mutated_bodies_agree_or_are_left_to_the_full_read() {
+        let cases = [
+            (Endpoint::OpenAiChat, "/v1/chat/completions", big_openai_chat()),
+            (Endpoint::OpenAiResponses, "/v1/responses", big_responses()),
+            (GEMINI, GEMINI_PATH, big_gemini()),
+        ];
+        for (endpoint, path, value) in cases {
+            mutate(endpoint, path, &to_vec(&value));
+        }
+    }
+
+    fn mutate(endpoint: Endpoint, path: &str, body: &[u8]) {
+        let mut seen = SeenParts::default();
+        read_checked(&mut seen, endpoint, path, body);
+        let bytes = b"\"\\,]}{[ x\xff0:n-";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let (mut kept, mut gave_up) = (0, 0);
+        for _ in 0..800 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut mutated = body.to_vec();
+            let at = (x >> 8) as usize % mutated.len();
+            let with = bytes[(x >> 40) as usize % bytes.len()];
+            if x.is_multiple_of(5) {
+                mutated.truncate(at);
+            } else if x % 5 == 1 {
+                mutated.insert(at, with);
+            } else {
+                mutated[at] = with;
+            }
+            let Some(parts) = read(&mut seen, 1, endpoint, path, &mutated) else {
+                gave_up += 1;
+                continue;
+            };
+            kept += 1;
+            let shown = String::from_utf8_lossy(&mutated);
+            assert_eq!(parts.info, inspect(endpoint, path, &mutated).unwrap(), "{shown}");
+            let texts: Vec<&str> = parts.texts.iter().map(|t| &*t.text).collect();
+            assert_eq!(texts, user_texts(endpoint, &mutated).unwrap(), "{shown}");
+            assert!(serde_json::from_slice::<IgnoredAny>(&mutated).is_ok(), "{shown}");
+            let turns = parts.first_turns(&mutated).unwrap();
+            let via_parts = turns.and_then(|t| fallback_session_id_of_turns(9, &t));
+            assert_eq!(via_parts, fallback_session_id(endpoint, 9, &mutated), "{shown}");
+        }
+        assert!(kept > 100 && gave_up > 100, "{path}: {kept} kept, {gave_up} gave up");
+    }
+
     #[test]
     fn bytes_compare_in_words() {
         let a: Vec<u8> = (0..200u8).collect();
