@@ -29,9 +29,46 @@ pub fn user_texts(endpoint: Endpoint, body: &[u8]) -> Result<Vec<Cow<'_, str>>, 
     Ok(texts)
 }
 
+/// The texts of the one JSON value at the start of `s`, read as `shape`
+/// (as `user_texts` reads that value inside a body), and the length of
+/// the value. `None` if it is not a valid value. The seen-parts walk
+/// (`segments`) reads a body this way, one value at a time.
+pub(crate) fn value_texts(shape: Shape, s: &[u8]) -> Option<(Vec<Cow<'_, str>>, usize)> {
+    fn first<'a, const S: u8>(s: &'a [u8]) -> Option<(Vec<Cow<'a, str>>, usize)> {
+        let mut values = serde_json::Deserializer::from_slice(s).into_iter::<ValueTexts<'a, S>>();
+        let texts = values.next()?.ok()?.0;
+        Some((texts, values.byte_offset()))
+    }
+    match shape {
+        Shape::Texts => first::<0>(s),
+        Shape::Block => first::<1>(s),
+        Shape::Turns => first::<2>(s),
+        Shape::Turn => first::<3>(s),
+        Shape::Body => None,
+    }
+}
+
+/// The texts of one value of shape number `S` (see `value_texts`).
+struct ValueTexts<'a, const S: u8>(Vec<Cow<'a, str>>);
+
+impl<'a, const S: u8> serde::Deserialize<'a> for ValueTexts<'a, S> {
+    fn deserialize<D: Deserializer<'a>>(deserializer: D) -> Result<Self, D::Error> {
+        let shape = match S {
+            0 => Shape::Texts,
+            1 => Shape::Block,
+            2 => Shape::Turns,
+            _ => Shape::Turn,
+        };
+        let mut out = Vec::new();
+        let text = Walk { shape, out: &mut out }.deserialize(deserializer)?;
+        push(&mut out, text);
+        Ok(ValueTexts(out))
+    }
+}
+
 /// What a JSON value is expected to be, and so what is taken from it.
-#[derive(Clone, Copy)]
-enum Shape {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
     /// The request object.
     Body,
     /// `system`, `content`, `parts`, `prompt`, `instructions`: a string or

@@ -16,6 +16,7 @@ pub mod path;
 pub mod regex_literals;
 pub mod reply;
 pub mod request;
+pub mod segments;
 pub mod shared;
 pub mod snapshot;
 pub mod snapshot_store;

@@ -11,7 +11,10 @@ use crate::headers::Headers;
 use crate::keys::CachedKey;
 use crate::reply::LocalReply;
 use crate::request::{inspect, RequestInfo};
+use crate::segments::{self, BodyParts};
 use crate::snapshot::CompiledSnapshot;
+
+use super::VmState;
 
 #[derive(Default)]
 pub struct Exchange {
@@ -48,6 +51,9 @@ pub struct Exchange {
     /// The body's fields the guards use, once parsed (`parse_body`).
     pub info: RequestInfo,
     pub body_parsed: bool,
+    /// The body as read with the VM's seen parts, unless it was read in
+    /// full; the body guards record their findings in it.
+    pub parts: Option<BodyParts>,
     pub session_id: Option<String>,
     pub plan: Option<UpstreamPlan>,
     /// Header changes of the request filters, in order (`None`: remove).
@@ -62,9 +68,10 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Parses the body once. `Ok(false)` while it has not arrived; a body
-    /// that is not the JSON object of its API is a 400.
-    pub fn parse_body(&mut self) -> Result<bool, LocalReply> {
+    /// Parses the body once, with the VM's seen parts where it can, else
+    /// in full. `Ok(false)` while it has not arrived; a body that is not
+    /// the JSON object of its API is a 400.
+    pub fn parse_body(&mut self, vm: &VmState) -> Result<bool, LocalReply> {
         if self.body_parsed {
             return Ok(true);
         }
@@ -72,7 +79,19 @@ impl Exchange {
             return Ok(false);
         };
         if self.endpoint != Endpoint::Other {
-            self.info = inspect(self.endpoint, &self.path, body)?;
+            let parts = match (&self.snapshot, vm.seen_parts.try_borrow_mut()) {
+                (Some(snapshot), Ok(mut seen)) => {
+                    segments::read(&mut seen, snapshot.version, self.endpoint, &self.path, body)
+                }
+                _ => None,
+            };
+            match parts {
+                Some(parts) => {
+                    self.info = parts.info.clone();
+                    self.parts = Some(parts);
+                }
+                None => self.info = inspect(self.endpoint, &self.path, body)?,
+            }
         }
         self.body_parsed = true;
         Ok(true)

@@ -9,6 +9,7 @@ use crate::config::PluginConfig;
 use crate::guards::lockout::ClientTable;
 use crate::guards::pending_auth::PendingAuth;
 use crate::keys::KeyCache;
+use crate::segments::SeenParts;
 use crate::shared::{FakeShared, SharedData};
 
 pub trait Host {
@@ -29,13 +30,21 @@ pub struct VmState {
     pub keys: KeyCache,
     pub clients: ClientTable,
     pub pending_auth: RefCell<PendingAuth>,
+    /// Big parts of recent bodies and what the guards found in them.
+    pub seen_parts: RefCell<SeenParts>,
 }
 
 impl VmState {
     /// `seed` keys the lockout buckets; the same for every VM of a process.
     pub fn new(config: PluginConfig, seed: &str) -> VmState {
         let clients = ClientTable::new(seed, config.lockout_buckets);
-        VmState { config, keys: KeyCache::default(), clients, pending_auth: RefCell::new(PendingAuth::default()) }
+        VmState {
+            config,
+            keys: KeyCache::default(),
+            clients,
+            pending_auth: RefCell::new(PendingAuth::default()),
+            seen_parts: RefCell::default(),
+        }
     }
 }
 

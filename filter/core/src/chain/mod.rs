@@ -87,6 +87,7 @@ pub static GUARDS: &[&dyn Guard] = &[
     &guards::warmup::Warmup,
     &guards::session::Session,
     &guards::request_filters::GlobalFilters,
+    &guards::seen_parts::RememberParts,
     &guards::provider::Provider,
     &guards::request_filters::ProviderFilters,
 ];

@@ -28,18 +28,25 @@ fn resolved(enabled: bool) -> ResolvedKey {
 }
 
 fn snapshot() -> Rc<CompiledSnapshot> {
+    policy(1, json!([]), json!([]))
+}
+
+/// A policy of `version` with these sensitive words and request filters.
+fn policy(version: u64, words: serde_json::Value, filters: serde_json::Value) -> Rc<CompiledSnapshot> {
     let snap: PolicySnapshot = serde_json::from_value(json!({
-        "version": 1, "key_epoch": 1,
+        "version": version, "key_epoch": 1,
         "settings": {"enable_client_version_check": false, "intercept_anthropic_warmup_requests": false,
             "timezone": "UTC", "unknown_path": "not_found"},
         "providers": [{"id": 5, "name": "p", "type": "claude", "base_url": "https://api.example.com/relay",
             "credential": "cred", "enabled": true, "weight": 1, "priority": 0, "cost_multiplier": "1",
             "group_tags": [], "allowed_models": [], "model_redirects": [], "limits": Limits::default(),
             "circuit": CircuitSettings::default(), "timeouts": ProviderTimeouts::default()}],
-        "prices": [], "sensitive_words": [], "request_filters": [], "client_versions": []
+        "prices": [], "sensitive_words": words, "request_filters": filters, "client_versions": []
     }))
     .unwrap();
-    Rc::new(CompiledSnapshot::compile(snap).0)
+    let (compiled, warnings) = CompiledSnapshot::compile(snap);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    Rc::new(compiled)
 }
 
 struct World {
@@ -69,6 +76,22 @@ impl World {
     fn run(&self, ex: &mut Exchange) -> Verdict {
         let mut cx = Cx { host: &self.host, vm: &self.vm, ex, background: Vec::new() };
         run(&mut cx)
+    }
+
+    /// A request with the valid key under `policy`, run to the end with
+    /// `body`.
+    fn send(&self, policy: &Rc<CompiledSnapshot>, body: &[u8]) -> (Verdict, Exchange) {
+        let mut ex = self.request(&[("x-api-key", KEY)]);
+        ex.snapshot = Some(policy.clone());
+        ex.snapshot_fetched = true;
+        let mut v = self.run(&mut ex);
+        if matches!(v, Verdict::Call(Callout::ResolveKey { .. })) {
+            self.answer_key(&mut ex, Some(resolved(true)));
+            v = self.run(&mut ex);
+        }
+        assert!(matches!(v, Verdict::NeedBody), "{v:?}");
+        ex.body = Some(body.to_vec());
+        (self.run(&mut ex), ex)
     }
 
     fn answer_key(&self, ex: &mut Exchange, key: Option<ResolvedKey>) {
@@ -228,4 +251,100 @@ fn fail_open_passes_and_fail_closed_answers() {
     let v = run_guards(&mut cx, &[&Failing { open: false }, &Counting]);
     assert!(matches!(&v, Verdict::Answer(r) if r.status == 500 && r.code == "guard_failed"), "{v:?}");
     assert_eq!(w.host.counter("counting_ran"), 1, "the chain stopped at the failing guard");
+}
+
+/// How many of the request's texts came from seen parts found clean.
+fn seen_texts(ex: &Exchange) -> usize {
+    ex.parts.as_ref().map_or(0, |p| p.texts.iter().filter(|t| t.seen).count())
+}
+
+fn word(word: &str) -> serde_json::Value {
+    json!([{"id": 1, "word": word, "match_type": "contains"}])
+}
+
+fn replace(target: &str, with: &str) -> serde_json::Value {
+    json!([{"id": 1, "name": "f", "scope": "body", "action": "text_replace", "match_type": "contains",
+        "target": target, "replacement": with, "priority": 0, "binding": "global", "provider_ids": [], "group_tags": []}])
+}
+
+/// In the 16 KB system prompt block of the sample, a seen part.
+const IN_SYSTEM_PART: &str = "You are an interactive CLI tool.";
+
+#[test]
+fn a_word_in_a_seen_part_is_found_after_the_policy_changes() {
+    let (body, _) = crate::body_text::samples::claude_code_body();
+    let w = World::new();
+    let v1 = policy(1, word("nowhere-in-the-body"), json!([]));
+    let (v, ex) = w.send(&v1, &body);
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert_eq!(seen_texts(&ex), 0);
+    let (v, ex) = w.send(&v1, &body);
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert!(seen_texts(&ex) >= 3, "the big texts were not scanned again");
+
+    let v2 = policy(2, word("interactive cli"), json!([]));
+    let (v, ex) = w.send(&v2, &body);
+    assert_eq!(code(&v), "sensitive_word");
+    assert_eq!(seen_texts(&ex), 0);
+}
+
+#[test]
+fn a_needle_in_a_seen_part_is_found_after_the_policy_changes() {
+    let (body, _) = crate::body_text::samples::claude_code_body();
+    let w = World::new();
+    let v1 = policy(1, json!([]), replace("nowhere-in-the-body", "x"));
+    for _ in 0..2 {
+        let (v, ex) = w.send(&v1, &body);
+        assert!(matches!(v, Verdict::Forward), "{v:?}");
+        assert!(!ex.body_changed);
+    }
+    let parts = w.send(&v1, &body).1.parts.unwrap();
+    assert!(parts.uncovered.iter().map(|r| r.len()).sum::<usize>() < 2_000, "the seen parts are needle-free");
+
+    let v2 = policy(2, json!([]), replace(IN_SYSTEM_PART, "You are a CLI."));
+    let (v, ex) = w.send(&v2, &body);
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert!(ex.body_changed);
+    let sent = String::from_utf8(ex.body.unwrap()).unwrap();
+    assert!(sent.contains("You are a CLI.") && !sent.contains(IN_SYSTEM_PART));
+}
+
+#[test]
+fn parts_are_not_remembered_when_a_guard_answered_or_a_filter_edited() {
+    let (body, _) = crate::body_text::samples::claude_code_body();
+    let w = World::new();
+    let words = policy(1, word("interactive cli"), json!([]));
+    for _ in 0..2 {
+        assert_eq!(code(&w.send(&words, &body).0), "sensitive_word");
+        assert!(w.vm.seen_parts.borrow().is_empty());
+    }
+
+    let w = World::new();
+    let filters = policy(1, word("nowhere-in-the-body"), replace(IN_SYSTEM_PART, "You are a CLI."));
+    for _ in 0..2 {
+        let (v, ex) = w.send(&filters, &body);
+        assert!(matches!(v, Verdict::Forward) && ex.body_changed, "{v:?}");
+        assert!(w.vm.seen_parts.borrow().is_empty());
+        assert_eq!(seen_texts(&ex), 0);
+    }
+}
+
+#[test]
+fn a_needle_outside_the_parts_leaves_them_remembered_but_not_needle_free() {
+    let (body, _) = crate::body_text::samples::claude_code_body();
+    let w = World::new();
+    // Only in the last, small user turn.
+    let v1 = policy(1, word("nowhere-in-the-body"), replace("commit it please", "commit it"));
+    let (v, ex) = w.send(&v1, &body);
+    assert!(matches!(v, Verdict::Forward) && ex.body_changed, "{v:?}");
+    assert!(w.vm.seen_parts.borrow().is_empty(), "the edited body is not remembered");
+
+    // A body without it: remembered, then seen and needle-free.
+    let plain = String::from_utf8(body).unwrap().replace("commit it please", "ship it");
+    let (v, ex) = w.send(&v1, plain.as_bytes());
+    assert!(matches!(v, Verdict::Forward) && !ex.body_changed, "{v:?}");
+    assert!(!w.vm.seen_parts.borrow().is_empty());
+    let (_, ex) = w.send(&v1, plain.as_bytes());
+    assert!(seen_texts(&ex) >= 3);
+    assert!(ex.parts.unwrap().uncovered.iter().map(|r| r.len()).sum::<usize>() < 2_000);
 }

@@ -11,7 +11,7 @@ impl Guard for Body {
     }
 
     fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
-        match cx.ex.parse_body() {
+        match cx.ex.parse_body(cx.vm) {
             Ok(true) => Ok(Step::Next),
             Ok(false) => Ok(Step::NeedBody),
             Err(reply) => Ok(Step::Answer(reply)),

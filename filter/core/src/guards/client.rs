@@ -216,7 +216,7 @@ impl Guard for Client {
             return Ok(Step::Next);
         }
         if rule.needs_body() {
-            match cx.ex.parse_body() {
+            match cx.ex.parse_body(cx.vm) {
                 Ok(true) => {}
                 Ok(false) => return Ok(Step::NeedBody),
                 Err(reply) => return Ok(Step::Answer(reply)),

@@ -2,9 +2,10 @@
 //! `chain::GUARDS`. Wired so far: body size, 1 auth (with the brute-force
 //! lockout and the pending-auth bound), route (policy, path), 3 client,
 //! 5 client version, body (parse), 2 sensitive words, 4 model, 6 warmup,
-//! 7 session (id discovery), 8 request filters (global), 10 provider
-//! selection, then the provider-bound request filters. Not yet: 7 session
-//! concurrency, 9 rate limits.
+//! 7 session (id discovery), 8 request filters (global), remembering the
+//! body's parts (seen_parts), 10 provider selection, then the
+//! provider-bound request filters. Not yet: 7 session concurrency, 9 rate
+//! limits.
 
 pub mod auth;
 pub mod body;
@@ -17,6 +18,7 @@ pub mod pending_auth;
 pub mod provider;
 pub mod request_filters;
 pub mod route;
+pub mod seen_parts;
 pub mod sensitive_words;
 pub mod session;
 pub mod warmup;

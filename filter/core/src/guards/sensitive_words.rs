@@ -413,17 +413,28 @@ impl Guard for SensitiveWordsGuard {
     }
 
     fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
-        let ex = &*cx.ex;
+        let ex = &mut *cx.ex;
         let (Some(snapshot), Some(body)) = (ex.snapshot.as_ref(), ex.body.as_deref()) else {
             return Err("no policy or body".to_string());
         };
         if snapshot.sensitive_words.is_empty() {
             return Ok(Step::Next);
         }
-        let texts = user_texts(ex.endpoint, body).map_err(|e| e.to_string())?;
+        // Texts of seen parts already found clean under this policy are
+        // not scanned again (segments.rs).
+        let parts = ex.parts.as_mut().filter(|p| p.version == snapshot.version);
+        let texts = match &parts {
+            Some(parts) => parts.new_texts().map(Cow::Borrowed).collect(),
+            None => user_texts(ex.endpoint, body).map_err(|e| e.to_string())?,
+        };
         match snapshot.sensitive_words.find(&texts) {
             Some(hit) => Ok(Step::Answer(hit.reply(snapshot.locale))),
-            None => Ok(Step::Next),
+            None => {
+                if let Some(parts) = parts {
+                    parts.words_checked = true;
+                }
+                Ok(Step::Next)
+            }
         }
     }
 }

@@ -23,7 +23,14 @@ impl Guard for Session {
         ex.session_id = session_id(&ex.headers, &ex.info).or_else(|| {
             let key = ex.key()?;
             let body = ex.body.as_deref()?;
-            ex.endpoint.is_conversation().then(|| fallback_session_id(ex.endpoint, key.id, body)).flatten()
+            if !ex.endpoint.is_conversation() {
+                return None;
+            }
+            // Read with seen parts: only the first turns are parsed.
+            match ex.parts.as_ref().filter(|_| !ex.body_changed).and_then(|p| p.first_turns(body)) {
+                Some(turns) => fallback_session_id_of_turns(key.id, &turns?),
+                None => fallback_session_id(ex.endpoint, key.id, body),
+            }
         });
         Ok(Step::Next)
     }
@@ -64,11 +71,25 @@ pub fn fallback_session_id(endpoint: Endpoint, key_id: i64, body: &[u8]) -> Opti
         Endpoint::OpenAiResponses => turns.input,
         _ => turns.messages,
     }?;
-    if texts.0.is_empty() {
+    fallback_of_texts(key_id, &texts.0)
+}
+
+/// `fallback_session_id` of a body whose conversation array starts with
+/// `turns` (its first three elements, or fewer if it has fewer).
+pub fn fallback_session_id_of_turns(key_id: i64, turns: &[&[u8]]) -> Option<String> {
+    let mut texts = Vec::new();
+    for turn in turns.iter().take(TURNS) {
+        texts.extend(serde_json::from_slice::<Turn>(turn).ok()?.texts());
+    }
+    fallback_of_texts(key_id, &texts)
+}
+
+fn fallback_of_texts(key_id: i64, texts: &[Cow<str>]) -> Option<String> {
+    if texts.is_empty() {
         return None;
     }
     let mut material = key_id.to_string();
-    for text in &texts.0 {
+    for text in texts {
         material.push('\u{1f}');
         material.push_str(text);
     }

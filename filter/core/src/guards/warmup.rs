@@ -221,7 +221,10 @@ impl Guard for Warmup {
         let Some(body) = ex.body.as_deref() else {
             return Ok(Step::Next);
         };
-        if !on || !is_warmup(ex.endpoint, &ex.path, body) {
+        // A warmup has one message: a parsed body with another count is
+        // not one, and is not parsed again.
+        let one_message = !ex.body_parsed || ex.info.message_count == 1;
+        if !on || !one_message || !is_warmup(ex.endpoint, &ex.path, body) {
             return Ok(Step::Next);
         }
         let reply = reply(ex.info.model.as_deref(), ex.info.stream, &ex.request_id);
