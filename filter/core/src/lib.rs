@@ -8,6 +8,8 @@ pub mod chain;
 pub mod clip;
 pub mod config;
 pub mod cost;
+pub mod event_depth;
+pub mod events;
 pub mod guards;
 pub mod headers;
 pub mod keys;

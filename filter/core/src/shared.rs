@@ -89,6 +89,41 @@ impl SharedData for FakeShared {
     }
 }
 
+/// A shared queue of this Envoy process (`register_shared_queue`). Every
+/// enqueue wakes the VM that registered it, on another thread: enqueue
+/// seldom, in batches.
+pub trait SharedQueue {
+    fn enqueue(&self, item: &[u8]) -> Result<(), String>;
+    /// The oldest item, `None` when empty.
+    fn dequeue(&self) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// An in-memory queue for native tests.
+#[derive(Default)]
+pub struct FakeQueue {
+    pub items: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    /// Makes the next N enqueues fail.
+    pub failures: Cell<u32>,
+    /// Enqueues done (each one a wake-up in Envoy).
+    pub enqueues: Cell<u32>,
+}
+
+impl SharedQueue for FakeQueue {
+    fn enqueue(&self, item: &[u8]) -> Result<(), String> {
+        if self.failures.get() > 0 {
+            self.failures.set(self.failures.get() - 1);
+            return Err("queue unavailable".to_string());
+        }
+        self.enqueues.set(self.enqueues.get() + 1);
+        self.items.borrow_mut().push_back(item.to_vec());
+        Ok(())
+    }
+
+    fn dequeue(&self) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.items.borrow_mut().pop_front())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

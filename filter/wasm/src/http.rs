@@ -470,7 +470,7 @@ impl HttpContext for Http {
             return;
         }
         let event = self.event(&vm);
-        events::enqueue(&vm, &event);
+        events::record(&vm, &event);
     }
 }
 

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use hubgate_core::config::PluginConfig;
+use hubgate_core::events::{Drain, DROPPED};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -29,7 +30,7 @@ pub struct Root {
     /// Events taken off the queue but not yet accepted; they are resent as
     /// they are (same event ids), so delivery is at-least-once and the
     /// control plane deduplicates.
-    unsent: Vec<Vec<u8>>,
+    drain: Drain,
     flushing: bool,
     /// Failures are logged when they start and when they end, not per tick.
     poll_failing: bool,
@@ -68,14 +69,8 @@ impl Root {
         if self.flushing {
             return;
         }
-        if self.unsent.is_empty() {
-            self.unsent = events::take(vm, vm.config().event_batch_max);
-        }
-        if self.unsent.is_empty() {
-            return;
-        }
-        let count = self.unsent.len();
-        let body = events::batch_body(&self.unsent);
+        let batch = self.drain.batch(vm, &vm.queue, &vm.outbox.depth, vm.config().event_batch_max);
+        let Some((body, count)) = batch else { return };
         match vm.call_control_plane("POST", hubgate_wire::EVENTS_PATH, None, Some(&body)) {
             Some(token) => {
                 self.calls.insert(token, Call::Events { count });
@@ -87,14 +82,13 @@ impl Root {
 }
 
 impl Context for Root {
-    /// The plugin is going away (config change, shutdown): events it holds
-    /// go back on the shared queue for the next root context.
+    /// The plugin is going away (config change, shutdown): this VM's batch
+    /// goes on the shared queue, and the events being sent go back on it,
+    /// for the next root context.
     fn on_done(&mut self) -> bool {
         if let Some(vm) = &self.vm {
-            if !self.unsent.is_empty() {
-                events::put_back(vm, &self.unsent);
-                self.unsent.clear();
-            }
+            events::close(vm);
+            self.drain.put_back(vm.as_ref(), &vm.queue, &vm.outbox.depth);
         }
         true
     }
@@ -134,17 +128,15 @@ impl Context for Root {
                         log::info!("event delivery recovered");
                     }
                     self.flush_failing = false;
-                    self.unsent.clear();
-                    events::delivered(count);
+                    let count = self.drain.done(vm.as_ref(), &vm.outbox.depth);
                     vm.metrics.add("hubgate_events_sent_total", count as i64);
                     // Keep draining while the queue has more.
                     self.flush_events(&vm);
                 } else if matches!(status, Some(400 | 413 | 422)) {
                     // The control plane will never take this batch: retrying
                     // would block delivery for good. Drop it, loudly.
-                    self.unsent.clear();
-                    events::delivered(count);
-                    vm.metrics.add("hubgate_events_dropped_total", count as i64);
+                    let count = self.drain.done(vm.as_ref(), &vm.outbox.depth);
+                    vm.metrics.add(DROPPED, count as i64);
                     log::error!("control plane refused an event batch (status {status:?}); {count} events dropped");
                     self.flush_events(&vm);
                 } else {
@@ -166,6 +158,10 @@ impl RootContext for Root {
         match PluginConfig::parse(&bytes) {
             Ok(config) => {
                 let tick = Duration::from_millis(config.poll_interval_ms);
+                // Configured again: the old VM state's events go out first.
+                if let Some(old) = self.vm.take() {
+                    events::close(&old);
+                }
                 match Vm::new(config) {
                     Ok(vm) => self.vm = Some(Rc::new(vm)),
                     Err(e) => {
@@ -188,6 +184,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
+        events::flush_local(&vm);
         self.poll_snapshot(&vm);
         self.flush_events(&vm);
     }

@@ -7,12 +7,14 @@ use std::rc::Rc;
 
 use hubgate_core::chain::{Host, VmState};
 use hubgate_core::config::PluginConfig;
+use hubgate_core::events::Outbox;
 use hubgate_core::shared::SharedData;
 use hubgate_core::snapshot::CompiledSnapshot;
 use hubgate_core::snapshot_store::SnapshotStore;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use crate::events::Queue;
 use crate::host;
 
 pub const EVENT_QUEUE: &str = "hubgate.events";
@@ -27,7 +29,9 @@ pub struct Vm {
     /// Unique per VM in this process and across processes; prefixes event ids.
     id_prefix: String,
     event_seq: Cell<u64>,
-    pub queue_id: u32,
+    /// The process's event queue, and this VM's events on their way to it.
+    pub queue: Queue,
+    pub outbox: Outbox,
     pub metrics: Metrics,
 }
 
@@ -59,7 +63,8 @@ impl Vm {
             // makes that harmless.
             id_prefix: format!("{nonce}-{index}-{:x}", host::now_ns() % 0xffff_ffff),
             event_seq: Cell::new(0),
-            queue_id,
+            queue: Queue(queue_id),
+            outbox: Outbox::default(),
             metrics: Metrics::default(),
         })
     }
@@ -136,6 +141,10 @@ impl Host for Vm {
 
     fn count(&self, metric: &str) {
         self.metrics.inc(metric);
+    }
+
+    fn count_n(&self, metric: &str, n: u64) {
+        self.metrics.add(metric, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 

@@ -100,15 +100,31 @@ pub enum FiveHourMode {
 
 /// Cost and concurrency limits shared by keys, users and providers. `None`
 /// means unlimited.
+/// Unset limits are left out of the JSON (and read back as unset).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(default)]
 pub struct Limits {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_total_usd: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_5h_usd: Option<Decimal>,
+    /// Always written: an older filter requires it in a snapshot.
     pub limit_5h_mode: FiveHourMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_daily_usd: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_weekly_usd: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_monthly_usd: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_concurrent_sessions: Option<u32>,
+}
+
+impl Limits {
+    /// No limit set (and the default 5 h mode): the JSON leaves it out.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Limits::default()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq)]

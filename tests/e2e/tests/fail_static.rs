@@ -26,6 +26,17 @@ async fn wait_for_total(stack: &Stack, want: u64) -> u64 {
     }
 }
 
+async fn wait_for_dropped(stack: &Stack, want: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dropped = stack.filter_counter("hubgate_events_dropped_total").await.unwrap();
+        if dropped >= want || tokio::time::Instant::now() > deadline {
+            return dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn send(stack: &Stack, key: &str) -> (u16, Value) {
     let (req, _) = stack.messages(key);
     let resp = req
@@ -64,6 +75,10 @@ async fn control_plane_outage_loses_nothing_within_the_bound() {
     let (status, body) = send(&stack, "sk-never-issued-0123456789abcdef").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "auth_unavailable", "{body}");
+    // Each worker puts its batch on the queue on its tick: the drops are
+    // counted then.
+    assert_eq!(wait_for_dropped(&stack, 3).await, 3);
+    tokio::time::sleep(stack.poll_interval * 2).await;
     assert_eq!(stack.filter_counter("hubgate_events_dropped_total").await.unwrap(), 3);
 
     stack.restart_control_plane().await.unwrap();

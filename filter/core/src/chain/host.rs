@@ -22,6 +22,12 @@ pub trait Host {
     fn shared(&self) -> &dyn SharedData;
     /// Adds one to a counter.
     fn count(&self, metric: &str);
+    /// Adds `n` to a counter.
+    fn count_n(&self, metric: &str, n: u64) {
+        for _ in 0..n {
+            self.count(metric);
+        }
+    }
 }
 
 /// State one VM (one Envoy worker) keeps for its requests.
@@ -76,6 +82,10 @@ impl Host for FakeHost {
     }
 
     fn count(&self, metric: &str) {
-        *self.counters.borrow_mut().entry(metric.to_string()).or_default() += 1;
+        self.count_n(metric, 1);
+    }
+
+    fn count_n(&self, metric: &str, n: u64) {
+        *self.counters.borrow_mut().entry(metric.to_string()).or_default() += n;
     }
 }

@@ -104,11 +104,25 @@ impl<'de> Deserialize<'de> for WarmupText {
     }
 }
 
+/// Whether `body` could hold the word: `warmup` in any case, or a JSON
+/// escape (`\u0057armup` is the word too). A scan, no parse: most bodies
+/// are ruled out here.
+fn may_mention_warmup(body: &[u8]) -> bool {
+    body.iter().enumerate().any(|(i, &b)| match b {
+        b'\\' => body.get(i + 1) == Some(&b'u'),
+        b'w' | b'W' => body.get(i..i + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"warmup")),
+        _ => false,
+    })
+}
+
 /// A Claude Code warmup: `POST /v1/messages` with one user message holding
 /// one `text` block, `warmup` in any case, marked `cache_control` ephemeral.
 pub fn is_warmup(endpoint: Endpoint, path: &str, body: &[u8]) -> bool {
     // CCH compares the exact pathname, so `/v1/messages/` is not a warmup.
     if endpoint != Endpoint::AnthropicMessages || path_without_query(path) != "/v1/messages" {
+        return false;
+    }
+    if !may_mention_warmup(body) {
         return false;
     }
     let Ok(Object(body)) = serde_json::from_slice::<Object<BodyJson>>(body) else {
@@ -331,6 +345,16 @@ mod tests {
         ];
         for body in &bodies {
             assert!(!is_warmup(Endpoint::AnthropicMessages, PATH, body.as_bytes()), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_byte_check_rules_out_only_bodies_without_the_word() {
+        for body in [&br#"{"text":"Warmup"}"#[..], b"WARMUP", b"xwArMuP", br#""\u0057armup""#, br#""w\u0061rmup""#] {
+            assert!(may_mention_warmup(body), "{}", String::from_utf8_lossy(body));
+        }
+        for body in [&br#"{"text":"Warm up"}"#[..], b"", b"warmu", b"w", b"\\", br#"{"messages":[{"role":"user","content":"hi"}]}"#] {
+            assert!(!may_mention_warmup(body), "{}", String::from_utf8_lossy(body));
         }
     }
 
