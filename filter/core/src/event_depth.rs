@@ -11,7 +11,7 @@ use std::cell::Cell;
 use crate::chain::Host;
 use crate::shared;
 
-pub const DEPTH_KEY: &str = "hubgate.events.depth";
+pub const DEPTH_KEY: &str = "hubgate.events.v2.depth";
 
 /// This VM's view of the counter: the change it still owes.
 #[derive(Default)]

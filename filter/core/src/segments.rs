@@ -40,8 +40,19 @@ pub const BUDGET: usize = 4 << 20;
 /// A bigger value is read each time rather than push out everything else.
 const MAX_PART: usize = 1 << 20;
 const OVERHEAD: usize = 64;
-/// Bytes hashed to find candidates.
-const PREFIX: usize = 32;
+/// Bytes hashed to find candidates: `SAMPLE` bytes at each of these
+/// offsets, all within `MIN_PART`, so any value that could be a part has
+/// them. Turns often begin alike (`{"role":"user","content":[{"type":…`);
+/// samples further in tell them apart.
+const SAMPLES: [usize; 3] = [0, MIN_PART / 2 - SAMPLE, MIN_PART - SAMPLE];
+const SAMPLE: usize = 32;
+/// Remembered parts with the same key (shape and first bytes) at most: the
+/// oldest makes room. Turns often start alike, and each is compared.
+const MAX_CANDIDATES: usize = 8;
+/// Bytes compared against remembered parts per body byte, at most: past
+/// that the body is read in full (a body of near-copies of seen parts costs
+/// no more than a full read).
+const COMPARE_PER_BYTE: usize = 2;
 /// The first turns of a conversation that the fallback session id reads.
 const FIRST_TURNS: usize = 3;
 /// A first turn nested deeper is left to the full read: serde's recursion
@@ -52,7 +63,7 @@ const MAX_TURN_NESTING: usize = 100;
 #[derive(Default)]
 pub struct SeenParts {
     version: Option<u64>,
-    /// By `key`: a hash of the shape and the first `PREFIX` bytes.
+    /// By `key`: a hash of the shape and the `SAMPLES`.
     parts: HashMap<u64, Vec<Part>>,
     /// Last use → key: the oldest first.
     ages: BTreeMap<u64, u64>,
@@ -182,20 +193,35 @@ impl SeenParts {
     }
 
     /// The remembered part that `rest` starts with, as a complete value
-    /// followed by one of `closers`; its use is refreshed.
-    fn find(&mut self, key: u64, shape: Option<Shape>, rest: &[u8], closers: &[u8]) -> Option<&Part> {
+    /// followed by one of `closers`; its use is refreshed. The bytes
+    /// compared come off `budget`; `Err` once it would run out.
+    fn find(
+        &mut self,
+        key: u64,
+        shape: Option<Shape>,
+        rest: &[u8],
+        closers: &[u8],
+        budget: &mut usize,
+    ) -> Result<Option<&Part>, OutOfBudget> {
         let now = self.clock + 1;
-        let candidates = self.parts.get_mut(&key)?;
-        let part = candidates.iter_mut().find(|p| {
-            p.shape == shape
-                && rest.get(skip_ws(rest, p.bytes.len())).is_some_and(|b| closers.contains(b))
-                && rest.get(..p.bytes.len()).is_some_and(|r| same_bytes(r, &p.bytes))
-        })?;
+        let Some(candidates) = self.parts.get_mut(&key) else { return Ok(None) };
+        let mut found = None;
+        for (i, p) in candidates.iter().enumerate() {
+            if p.shape != shape || !rest.get(skip_ws(rest, p.bytes.len())).is_some_and(|b| closers.contains(b)) {
+                continue;
+            }
+            *budget = budget.checked_sub(p.bytes.len()).ok_or(OutOfBudget)?;
+            if rest.get(..p.bytes.len()).is_some_and(|r| same_bytes(r, &p.bytes)) {
+                found = Some(i);
+                break;
+            }
+        }
+        let Some(part) = found.and_then(|i| candidates.get_mut(i)) else { return Ok(None) };
         self.ages.remove(&part.last_use);
         self.ages.insert(now, key);
         part.last_use = now;
         self.clock = now;
-        Some(part)
+        Ok(Some(part))
     }
 
     /// Keeps the parts of a body the body guards have passed, with what
@@ -224,6 +250,7 @@ impl SeenParts {
                 part.needles_clean |= needles_clean;
                 continue;
             }
+            self.make_room(piece.key);
             let part = Part {
                 bytes: bytes.into(),
                 shape: piece.shape,
@@ -238,6 +265,20 @@ impl SeenParts {
         }
         while self.size > BUDGET {
             self.drop_oldest();
+        }
+    }
+
+    /// Drops the oldest part under `key` when it has `MAX_CANDIDATES`.
+    fn make_room(&mut self, key: u64) {
+        let Some(candidates) = self.parts.get_mut(&key) else { return };
+        if candidates.len() < MAX_CANDIDATES {
+            return;
+        }
+        let oldest = candidates.iter().enumerate().min_by_key(|(_, p)| p.last_use).map(|(i, _)| i);
+        if let Some(i) = oldest {
+            let part = candidates.swap_remove(i);
+            self.ages.remove(&part.last_use);
+            self.size = self.size.saturating_sub(part.size());
         }
     }
 
@@ -270,7 +311,8 @@ pub fn read(seen: &mut SeenParts, version: u64, endpoint: Endpoint, path: &str, 
         Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens | Endpoint::OpenAiChat => b"messages",
     };
     seen.use_version(version);
-    let mut walk = Walk { body, pos: 0, seen, out: BodyParts { version, ..BodyParts::default() } };
+    let budget = body.len().saturating_mul(COMPARE_PER_BYTE);
+    let mut walk = Walk { body, pos: 0, seen, budget, out: BodyParts { version, ..BodyParts::default() } };
     let mut fields = walk.object(conversation)?;
     fields.info.push(b'}');
     let mut info = inspect(endpoint, path, &fields.info).ok()?;
@@ -315,10 +357,16 @@ fn field(key: &[u8], conversation: &[u8]) -> Option<Field> {
     })
 }
 
+/// Remembered bytes may no longer be compared: read the body in full.
+#[derive(Debug)]
+struct OutOfBudget;
+
 struct Walk<'b, 's> {
     body: &'b [u8],
     pos: usize,
     seen: &'s mut SeenParts,
+    /// Bytes that may still be compared against remembered parts.
+    budget: usize,
     out: BodyParts,
 }
 
@@ -447,7 +495,7 @@ impl<'b> Walk<'b, '_> {
         let rest = self.body.get(start..)?;
         let key = (rest.len() >= MIN_PART).then(|| key_of(shape, rest)).flatten();
         if let Some(key) = key {
-            if let Some(part) = self.seen.find(key, shape, rest, closers) {
+            if let Some(part) = self.seen.find(key, shape, rest, closers, &mut self.budget).ok()? {
                 let end = start + part.bytes.len();
                 let words_clean = part.words_clean;
                 self.out.texts.extend(part.texts.iter().map(|t| Text { text: t.clone(), seen: words_clean }));
@@ -526,7 +574,7 @@ fn skip_ws(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// A hash of `shape` and the first `PREFIX` bytes of `s`.
+/// A hash of `shape` and the `SAMPLES` of `s`.
 fn key_of(shape: Option<Shape>, s: &[u8]) -> Option<u64> {
     let shape = match shape {
         None => 0,
@@ -537,8 +585,10 @@ fn key_of(shape: Option<Shape>, s: &[u8]) -> Option<u64> {
         Some(Shape::Turn) => 5,
     };
     let mut hash: u64 = shape;
-    for chunk in s.get(..PREFIX)?.chunks_exact(8) {
-        hash = (hash.rotate_left(5) ^ word(chunk)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    for at in SAMPLES {
+        for chunk in s.get(at..at + SAMPLE)?.chunks_exact(8) {
+            hash = (hash.rotate_left(5) ^ word(chunk)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
     }
     Some(hash)
 }
@@ -858,6 +908,50 @@ mod tests {
         let as_system = String::from_utf8(to_vec(&json!({"system": [{"name": "a", "description": text}]}))).unwrap();
         let parts = read_checked(&mut seen, Endpoint::AnthropicMessages, MESSAGES, as_system.as_bytes());
         assert_eq!(uncovered_bytes(&parts), as_system.len());
+    }
+
+    #[test]
+    fn deep_nesting_reads_like_the_full_read() {
+        // The full read skips what the guards do not read at any depth
+        // (serde's IgnoredAny has no recursion limit); so does this one.
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let text = serde_json::to_string(&prose(7, 1_500)).unwrap();
+        let mut seen = SeenParts::default();
+        for n in [120, 127, 128, 500] {
+            let body = format!(
+                r#"{{"messages":[{},{{"role":"user","content":{text},"x":{}}}],"tools":[{}],"other":{}}}"#,
+                deep(n.min(90)),
+                deep(n.min(90)),
+                deep(n),
+                deep(n)
+            );
+            read_checked(&mut seen, Endpoint::AnthropicMessages, MESSAGES, body.as_bytes());
+            let parts = read_checked(&mut seen, Endpoint::AnthropicMessages, MESSAGES, body.as_bytes());
+            assert!(parts.texts.iter().all(|t| t.seen));
+        }
+    }
+
+    #[test]
+    fn near_copies_of_seen_parts_cost_no_more_than_a_full_read() {
+        let text = prose(3, 1_200);
+        // Turns alike up to their last bytes: one key, one bucket.
+        let turn = |i: usize| json!({"role": "user", "content": format!("{text} {i:06}")}).to_string();
+        let body = |range: Range<usize>| format!(r#"{{"messages":[{}]}}"#, range.map(turn).collect::<Vec<_>>().join(","));
+        let mut seen = SeenParts::default();
+        read_checked(&mut seen, Endpoint::AnthropicMessages, MESSAGES, body(0..50).as_bytes());
+        assert_eq!(seen.len(), MAX_CANDIDATES, "a bucket keeps the newest few");
+        // Every turn is compared with every candidate to its last bytes:
+        // the compare budget runs out and the body is read in full.
+        let copies = body(100..400);
+        assert!(read(&mut seen, 1, Endpoint::AnthropicMessages, MESSAGES, copies.as_bytes()).is_none());
+        // Turns that differ within their first KiB do not share a bucket.
+        let varied = |i: usize| json!({"role": "user", "content": format!("{i:06} {text}")}).to_string();
+        let body = format!(r#"{{"messages":[{}]}}"#, (0..50).map(varied).collect::<Vec<_>>().join(","));
+        let mut seen = SeenParts::default();
+        read_checked(&mut seen, Endpoint::AnthropicMessages, MESSAGES, body.as_bytes());
+        assert_eq!(seen.len(), 50);
+        let parts = read_checked(&mut seen, Endpoint::AnthropicMessages, MESSAGES, body.as_bytes());
+        assert!(uncovered_bytes(&parts) < 100);
     }
 
     #[test]

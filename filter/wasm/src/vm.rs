@@ -17,7 +17,10 @@ use proxy_wasm::types::MetricType;
 use crate::events::Queue;
 use crate::host;
 
-pub const EVENT_QUEUE: &str = "hubgate.events";
+/// Items are batches (see `hubgate_core::events`); the name changed with
+/// the format, so a filter of the older one-event format loaded beside this
+/// one in the same Envoy never reads them.
+pub const EVENT_QUEUE: &str = "hubgate.events.v2";
 
 pub struct Vm {
     /// Configuration and what the guards keep between requests.

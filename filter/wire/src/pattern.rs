@@ -14,10 +14,14 @@ use regex_syntax::ParserBuilder;
 
 /// Bound of one compiled regex (its NFA).
 pub const SIZE_LIMIT: usize = 1 << 20;
-/// Bound of one regex's lazy DFA cache (and of its one-pass DFA).
-pub const DFA_SIZE_LIMIT: usize = 1 << 20;
+/// Bound of one regex's lazy DFA cache (and of its one-pass DFA). The
+/// caches live in every worker VM, one per regex, and hostile texts can fill
+/// them: 256 KiB keeps 100 regexes within ~25 MiB per VM.
+pub const DFA_SIZE_LIMIT: usize = 256 << 10;
 /// Bound of the `RegexSet` of all sensitive-word regexes without a literal.
 pub const SET_SIZE_LIMIT: usize = 4 << 20;
+/// Bound of that set's lazy DFA cache.
+pub const SET_DFA_SIZE_LIMIT: usize = 1 << 20;
 pub const NEST_LIMIT: u32 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +74,7 @@ pub fn compile_set(patterns: &[&str], kind: PatternUse) -> Result<RegexSet, Stri
         .collect::<Result<Vec<_>, _>>()?;
     RegexSetBuilder::new(printed)
         .size_limit(SET_SIZE_LIMIT)
-        .dfa_size_limit(SET_SIZE_LIMIT)
+        .dfa_size_limit(SET_DFA_SIZE_LIMIT)
         .build()
         .map_err(|e| e.to_string())
 }
