@@ -147,6 +147,11 @@ impl BodyParts {
         flags.iter().all(|&f| f)
     }
 
+    /// The bytes of the conversation array's first element.
+    pub fn first_turn<'b>(&self, body: &'b [u8]) -> Option<&'b [u8]> {
+        body.get(self.first_turns.as_ref()?.first()?.clone())
+    }
+
     /// The first turns of the conversation array (at most three), for the
     /// fallback session id: `Some(None)` when the body has no conversation
     /// array, `None` when the full read must decide.

@@ -178,6 +178,21 @@ async fn warmup_is_answered_by_the_gateway() {
     assert_eq!(events.first(), Some(&"message_start"), "{text}");
     assert_eq!(events.last(), Some(&"message_stop"), "{text}");
 
+    // As Claude Code sends it: with its system prompt and tools (~115 KB,
+    // read in parts), twice, the second time with every part seen.
+    let mut full = cc_body(MODEL);
+    full["messages"] = warmup(false)["messages"].clone();
+    for _ in 0..2 {
+        let (status, body, _) = claude_code_request(&stack, &key.raw, &full, Some(claude_code::USER_AGENT)).await;
+        assert_eq!((status, &body["type"]), (200, &json!("message")), "{body}");
+        assert!(stack.mock.requests().is_empty(), "a Claude Code warmup reached the provider");
+    }
+    // The same body with a real first message goes through.
+    let (status, _, _) = claude_code_request(&stack, &key.raw, &cc_body(MODEL), Some(claude_code::USER_AGENT)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.mock.requests().len(), 1);
+    stack.mock.clear_requests();
+
     // Look-alikes still go to the provider.
     let mut two_blocks = warmup(false);
     two_blocks["messages"][0]["content"].as_array_mut().unwrap().push(json!({"type": "text", "text": "more"}));

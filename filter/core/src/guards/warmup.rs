@@ -108,21 +108,26 @@ impl<'de> Deserialize<'de> for WarmupText {
 /// escape (`\u0057armup` is the word too). A scan, no parse: most bodies
 /// are ruled out here.
 fn may_mention_warmup(body: &[u8]) -> bool {
-    body.iter().enumerate().any(|(i, &b)| match b {
-        b'\\' => body.get(i + 1) == Some(&b'u'),
-        b'w' | b'W' => body.get(i..i + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"warmup")),
-        _ => false,
+    memchr::memchr3_iter(b'\\', b'w', b'W', body).any(|i| match body.get(i) {
+        Some(b'\\') => body.get(i + 1) == Some(&b'u'),
+        _ => body.get(i..i + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"warmup")),
     })
 }
 
 /// A Claude Code warmup: `POST /v1/messages` with one user message holding
 /// one `text` block, `warmup` in any case, marked `cache_control` ephemeral.
 pub fn is_warmup(endpoint: Endpoint, path: &str, body: &[u8]) -> bool {
+    is_warmup_in(endpoint, path, body, body)
+}
+
+/// `is_warmup`, where `message` is the part of `body` that holds its one
+/// message (all of it, when that is not known).
+fn is_warmup_in(endpoint: Endpoint, path: &str, body: &[u8], message: &[u8]) -> bool {
     // CCH compares the exact pathname, so `/v1/messages/` is not a warmup.
     if endpoint != Endpoint::AnthropicMessages || path_without_query(path) != "/v1/messages" {
         return false;
     }
-    if !may_mention_warmup(body) {
+    if !may_mention_warmup(message) {
         return false;
     }
     let Ok(Object(body)) = serde_json::from_slice::<Object<BodyJson>>(body) else {
@@ -238,7 +243,13 @@ impl Guard for Warmup {
         // A warmup has one message: a parsed body with another count is
         // not one, and is not parsed again.
         let one_message = !ex.body_parsed || ex.info.message_count == 1;
-        if !on || !one_message || !is_warmup(ex.endpoint, &ex.path, body) {
+        if !on || !one_message {
+            return Ok(Step::Next);
+        }
+        // Read in parts (segments.rs), the one message's bytes are known:
+        // only they can spell the word.
+        let message = ex.parts.as_ref().and_then(|p| p.first_turn(body)).unwrap_or(body);
+        if !is_warmup_in(ex.endpoint, &ex.path, body, message) {
             return Ok(Step::Next);
         }
         let reply = reply(ex.info.model.as_deref(), ex.info.stream, &ex.request_id);
