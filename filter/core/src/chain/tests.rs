@@ -348,3 +348,73 @@ fn a_needle_outside_the_parts_leaves_them_remembered_but_not_needle_free() {
     assert!(seen_texts(&ex) >= 3);
     assert!(ex.parts.unwrap().uncovered.iter().map(|r| r.len()).sum::<usize>() < 2_000);
 }
+
+/// What the chain costs per request, natively, guard by guard, with a
+/// policy like the bench's (tests/bench: 1,000 contains, 1,000 exact and 50
+/// regex words, text-replace filters, version check and warmup on), for a
+/// 1 KB request and a 115 KB Claude Code one seen before. V8 runs this code
+/// several times slower. Run with `cargo test --release -p hubgate-core --
+/// --ignored --nocapture chain_cost`.
+#[test]
+#[ignore]
+fn chain_cost() {
+    use std::time::Instant;
+    let token = |seed: u64, len: usize| -> String {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    };
+    let mut words = Vec::new();
+    for i in 0..1000u64 {
+        words.push(json!({"id": i, "word": format!("{}q", token(i, 8)), "match_type": "contains", "enabled": true}));
+        words.push(json!({"id": 1000 + i, "word": format!("{} {}", token(50_000 + i, 5), token(90_000 + i, 7)),
+            "match_type": "exact", "enabled": true}));
+    }
+    for (i, re) in crate::guards::sensitive_words::tests::REGEXES.iter().enumerate() {
+        words.push(json!({"id": 3000 + i, "word": re, "match_type": "regex", "enabled": true}));
+    }
+    let mut filters = Vec::new();
+    for (i, host) in ["build01", "vault", "grafana", "git", "ldap"].iter().enumerate() {
+        filters.push(json!({"id": i, "name": format!("f{i}"), "scope": "body", "action": "text_replace",
+            "match_type": "contains", "target": format!("{host}.corp.acme.internal"), "replacement": "[host]",
+            "priority": i, "enabled": true, "binding": "global", "provider_ids": [], "group_tags": []}));
+    }
+    filters.push(json!({"id": 10, "name": "re", "scope": "body", "action": "text_replace", "match_type": "regex",
+        "target": r"(?i)jira\.acme\.com/browse/[A-Z]+-\d+", "replacement": "[ticket]", "priority": 10,
+        "enabled": true, "binding": "global", "provider_ids": [], "group_tags": []}));
+    let policy = policy(1, json!(words), json!(filters));
+
+    let small = serde_json::to_vec(&json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "stream": false,
+        "messages": [{"role": "user", "content": "Please look at the failing test in src/parser.rs and explain why. ".repeat(13)}],
+        "metadata": {"user_id": "{\"session_id\":\"0b1c2d3e-0000-4000-8000-000000000000\"}"}}))
+    .unwrap();
+    let (large, _) = crate::body_text::samples::claude_code_body();
+    let w = World::new();
+    for (label, body) in [("1 KB", &small), ("115 KB", &large)] {
+        let (v, _) = w.send(&policy, body);
+        assert!(matches!(v, Verdict::Forward), "{v:?}");
+        let rounds = 2_000;
+        let mut last = 0.0;
+        println!("{label} ({} bytes): µs per request, cumulative by guard", body.len());
+        for k in 1..=GUARDS.len() {
+            let start = Instant::now();
+            for _ in 0..rounds {
+                let mut ex = w.request(&[("x-api-key", KEY), ("user-agent", "claude-cli/2.1.197 (external, cli)")]);
+                ex.snapshot = Some(policy.clone());
+                ex.snapshot_fetched = true;
+                ex.body = Some(body.to_vec());
+                let mut cx = Cx { host: &w.host, vm: &w.vm, ex: &mut ex, background: Vec::new() };
+                let _ = run_guards(&mut cx, GUARDS.get(..k).unwrap());
+            }
+            let total = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            println!("  {:<24} {:>8.1} (+{:.1})", GUARDS[k - 1].name(), total, total - last);
+            last = total;
+        }
+    }
+}

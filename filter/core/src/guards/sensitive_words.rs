@@ -440,7 +440,7 @@ impl Guard for SensitiveWordsGuard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::Endpoint;
     use crate::body_text::{samples, user_texts};
@@ -783,6 +783,29 @@ mod tests {
         time("chinese body: find, + 45 regexes with literals", &|| assert!(literal_regexes.find(&texts).is_none()));
     }
 
+    /// The bench's regex words (tests/e2e/src/bin/hubgate-bench.rs).
+    pub(crate) const REGEXES: [&str; 50] = [
+        r"AKIA[0-9A-Z]{16}", r"ASIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key\s*=\s*[A-Za-z0-9/+=]{40}",
+        r"ghp_[A-Za-z0-9]{36}", r"gho_[A-Za-z0-9]{36}", r"ghs_[A-Za-z0-9]{36}", r"github_pat_[A-Za-z0-9_]{40,}",
+        r"glpat-[A-Za-z0-9_-]{20}", r"xox[baprs]-[A-Za-z0-9-]{10,}", r"sk-ant-api\d{2}-[A-Za-z0-9_-]{20,}",
+        r"sk-proj-[A-Za-z0-9_-]{20,}", r"AIza[0-9A-Za-z_-]{35}", r"ya29\.[0-9A-Za-z_-]{20,}",
+        r"-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----", r"-----BEGIN PGP PRIVATE KEY BLOCK-----",
+        r"sk_live_[0-9a-zA-Z]{24,}", r"rk_live_[0-9a-zA-Z]{24,}", r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
+        r"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+        r"discord(app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+", r"npm_[A-Za-z0-9]{36}",
+        r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", r"dop_v1_[a-f0-9]{64}", r"shpat_[a-fA-F0-9]{32}",
+        r"hf_[A-Za-z0-9]{34}", r"r8_[A-Za-z0-9]{37}", r"xai-[A-Za-z0-9]{32,}", r"gsk_[A-Za-z0-9]{48,}",
+        r"AccountKey=[A-Za-z0-9+/=]{40,}", r"SharedAccessSignature=[^;\s]+",
+        r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", r"(?i)password\s*[:=]\s*\S{6,}",
+        r"(?i)api[-_ ]?token\s*[:=]\s*[A-Za-z0-9]{16,}", r"(?i)client[-_]secret\s*[:=]\s*\S{8,}",
+        r"(?i)bearer\s+[A-Za-z0-9._-]{30,}", r"mongodb(\+srv)?://[^:\s]+:[^@\s]+@",
+        r"postgres(ql)?://[^:\s]+:[^@\s]+@", r"mysql://[^:\s]+:[^@\s]+@", r"redis://:[^@\s]+@",
+        r"amqps?://[^:\s]+:[^@\s]+@", r"(?i)internal[-_ ]only[-_ ]\d+", r"(?i)codename[-_ ]?(falcon|osprey|kestrel)\d*",
+        r"(?i)project[-_ ]nightjar[-_ ]v\d+", r"(?i)do[-_ ]not[-_ ]distribute[-_ ]\d{4}",
+        r"(?i)employee[-_ ]id[:=]\s*E\d{6}", r"\b\d{3}-\d{2}-\d{4}\b", r"\b4\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b",
+        r"\b5[1-5]\d{2}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b", r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{2,5}\b", r"secret[-_ ]?key\d+",
+    ];
+
     /// The bench's word list (tests/e2e hubgate-bench: 1,000 contains,
     /// 1,000 exact, its 50 regexes) against a 115 KB Claude Code request
     /// that holds none. Run with `cargo test -p hubgate-core --release --
@@ -791,27 +814,6 @@ mod tests {
     #[ignore]
     fn bench_words_cost() {
         use std::time::Instant;
-        const REGEXES: [&str; 50] = [
-            r"AKIA[0-9A-Z]{16}", r"ASIA[0-9A-Z]{16}", r"(?i)aws_secret_access_key\s*=\s*[A-Za-z0-9/+=]{40}",
-            r"ghp_[A-Za-z0-9]{36}", r"gho_[A-Za-z0-9]{36}", r"ghs_[A-Za-z0-9]{36}", r"github_pat_[A-Za-z0-9_]{40,}",
-            r"glpat-[A-Za-z0-9_-]{20}", r"xox[baprs]-[A-Za-z0-9-]{10,}", r"sk-ant-api\d{2}-[A-Za-z0-9_-]{20,}",
-            r"sk-proj-[A-Za-z0-9_-]{20,}", r"AIza[0-9A-Za-z_-]{35}", r"ya29\.[0-9A-Za-z_-]{20,}",
-            r"-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----", r"-----BEGIN PGP PRIVATE KEY BLOCK-----",
-            r"sk_live_[0-9a-zA-Z]{24,}", r"rk_live_[0-9a-zA-Z]{24,}", r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
-            r"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
-            r"discord(app)?\.com/api/webhooks/\d+/[A-Za-z0-9_-]+", r"npm_[A-Za-z0-9]{36}",
-            r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", r"dop_v1_[a-f0-9]{64}", r"shpat_[a-fA-F0-9]{32}",
-            r"hf_[A-Za-z0-9]{34}", r"r8_[A-Za-z0-9]{37}", r"xai-[A-Za-z0-9]{32,}", r"gsk_[A-Za-z0-9]{48,}",
-            r"AccountKey=[A-Za-z0-9+/=]{40,}", r"SharedAccessSignature=[^;\s]+",
-            r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}", r"(?i)password\s*[:=]\s*\S{6,}",
-            r"(?i)api[-_ ]?token\s*[:=]\s*[A-Za-z0-9]{16,}", r"(?i)client[-_]secret\s*[:=]\s*\S{8,}",
-            r"(?i)bearer\s+[A-Za-z0-9._-]{30,}", r"mongodb(\+srv)?://[^:\s]+:[^@\s]+@",
-            r"postgres(ql)?://[^:\s]+:[^@\s]+@", r"mysql://[^:\s]+:[^@\s]+@", r"redis://:[^@\s]+@",
-            r"amqps?://[^:\s]+:[^@\s]+@", r"(?i)internal[-_ ]only[-_ ]\d+", r"(?i)codename[-_ ]?(falcon|osprey|kestrel)\d*",
-            r"(?i)project[-_ ]nightjar[-_ ]v\d+", r"(?i)do[-_ ]not[-_ ]distribute[-_ ]\d{4}",
-            r"(?i)employee[-_ ]id[:=]\s*E\d{6}", r"\b\d{3}-\d{2}-\d{4}\b", r"\b4\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b",
-            r"\b5[1-5]\d{2}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b", r"\b(?:\d{1,3}\.){3}\d{1,3}:\d{2,5}\b", r"secret[-_ ]?key\d+",
-        ];
         fn token(seed: u64, len: usize) -> String {
             let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             (0..len)
