@@ -34,11 +34,13 @@ const MAX_MATCHED: usize = 60;
 
 #[derive(Debug, Clone, Default)]
 pub struct SensitiveWords {
-    /// The `contains` words, lowercased; pattern `i` is `contains_words[i]`.
-    contains: Option<AhoCorasick>,
+    /// The `contains` words and then every regex literal, lowercased, so
+    /// that one pass over a text finds both: pattern `i` is
+    /// `contains_words[i]`, and past those, literal `i - contains_words.len()`.
+    automaton: Option<AhoCorasick>,
     contains_words: Vec<String>,
-    /// Every regex literal, lowercased; pattern `i` is literal `i`.
-    literals: Option<AhoCorasick>,
+    /// Byte length of the longest lowercased contains word.
+    longest_contains: usize,
     literal_count: usize,
     /// A text with one of these characters skips the literal prefilter.
     unseen: Vec<char>,
@@ -95,7 +97,9 @@ impl SensitiveWords {
             }
             match w.match_type {
                 WordMatch::Contains => {
-                    contains.push(lowercase(&w.word));
+                    let pattern = lowercase(&w.word);
+                    compiled.longest_contains = compiled.longest_contains.max(pattern.len());
+                    contains.push(pattern);
                     contains_ids.push(w.id);
                     compiled.contains_words.push(w.word.clone());
                 }
@@ -129,18 +133,20 @@ impl SensitiveWords {
         }
         compiled.unseen.sort_unstable();
         compiled.unseen.dedup();
-        if !contains.is_empty() {
-            match automaton(&contains, MatchKind::LeftmostFirst) {
-                Ok(automaton) => compiled.contains = Some(automaton),
+        compiled.literal_count = literals.len();
+        let mut patterns = contains;
+        patterns.extend(literals);
+        if !patterns.is_empty() {
+            match automaton(&patterns, MatchKind::Standard) {
+                Ok(automaton) => compiled.automaton = Some(automaton),
                 Err(err) => {
-                    warnings.push(format!("sensitive words {contains_ids:?} skipped: {err}"));
+                    if !contains_ids.is_empty() {
+                        warnings.push(format!("sensitive words {contains_ids:?} skipped: {err}"));
+                    }
                     compiled.contains_words.clear();
+                    compiled.literal_count = 0;
                 }
             }
-        }
-        compiled.literal_count = literals.len();
-        if !literals.is_empty() {
-            compiled.literals = automaton(&literals, MatchKind::Standard).ok();
         }
         if !without_literal.is_empty() {
             compiled.set = pattern::compile_set(&without_literal, PatternUse::SensitiveWord).ok();
@@ -148,7 +154,7 @@ impl SensitiveWords {
         // What cannot be prefiltered runs on every text.
         for r in &mut compiled.regexes {
             let usable = match r.prefilter {
-                Prefilter::Literals(_) => compiled.literals.is_some(),
+                Prefilter::Literals(_) => compiled.automaton.is_some(),
                 Prefilter::Set(_) => compiled.set.is_some(),
                 Prefilter::Always => true,
             };
@@ -169,29 +175,57 @@ impl SensitiveWords {
         if self.is_empty() {
             return None;
         }
-        let needs_lowered = self.contains.is_some() || self.literals.is_some();
         let lowered: Vec<Option<String>> =
-            texts.iter().map(|text| if needs_lowered { lowered_copy(text) } else { None }).collect();
-        if let Some(automaton) = &self.contains {
-            for (text, low) in texts.iter().zip(&lowered) {
-                if let Some(hit) = self.find_contains(automaton, text, low.as_deref()) {
+            texts.iter().map(|text| if self.automaton.is_some() { lowered_copy(text) } else { None }).collect();
+        // Which regex literals each text holds, found in the contains pass.
+        let count = self.literal_count;
+        let mut seen = vec![false; texts.len() * count];
+        if let Some(automaton) = &self.automaton {
+            for (i, (text, low)) in texts.iter().zip(&lowered).enumerate() {
+                let seen = seen.get_mut(i * count..(i + 1) * count).unwrap_or_default();
+                if let Some(hit) = self.scan(automaton, text, low.as_deref(), seen) {
                     return Some(hit);
                 }
             }
         }
         self.find_exact(texts).or_else(|| {
-            let mut seen = vec![false; self.literal_count];
-            texts.iter().zip(&lowered).find_map(|(text, low)| self.find_regex(text, low.as_deref(), &mut seen))
+            texts.iter().enumerate().find_map(|(i, text)| {
+                let seen = seen.get(i * count..(i + 1) * count).unwrap_or_default();
+                self.find_regex(text, seen)
+            })
         })
     }
 
-    /// The text's leftmost contains word (the one listed first, among
-    /// those starting there).
-    fn find_contains(&self, automaton: &AhoCorasick, text: &str, low: Option<&str>) -> Option<Hit> {
-        let m = automaton.find(low.unwrap_or(text))?;
-        let (start, end) = if low.is_some() { original_span(text, m.start(), m.end()) } else { (m.start(), m.end()) };
+    /// One pass over a text: its leftmost contains word (the one listed
+    /// first, among those starting there); and the literals it holds.
+    fn scan(&self, automaton: &AhoCorasick, text: &str, low: Option<&str>, seen: &mut [bool]) -> Option<Hit> {
+        let words = self.contains_words.len();
+        let mut first: Option<(usize, usize, usize)> = None;
+        for m in automaton.find_overlapping_iter(low.unwrap_or(text)) {
+            if let Some((start, ..)) = first {
+                // Matches come by end, so later ones cannot start before `start`.
+                if m.end().saturating_sub(self.longest_contains) > start {
+                    break;
+                }
+            }
+            let id = m.pattern().as_usize();
+            match id.checked_sub(words) {
+                Some(literal) => {
+                    if let Some(seen) = seen.get_mut(literal) {
+                        *seen = true;
+                    }
+                }
+                None => {
+                    if first.is_none_or(|(start, best, _)| (m.start(), id) < (start, best)) {
+                        first = Some((m.start(), id, m.end()));
+                    }
+                }
+            }
+        }
+        let (start, id, end) = first?;
+        let (start, end) = if low.is_some() { original_span(text, start, end) } else { (start, end) };
         Some(Hit {
-            word: self.contains_words.get(m.pattern().as_usize())?.clone(),
+            word: self.contains_words.get(id)?.clone(),
             match_type: WordMatch::Contains,
             matched_text: snippet(text, start, end),
         })
@@ -217,18 +251,10 @@ impl SensitiveWords {
         })
     }
 
-    /// The first regex (in list order) that matches `text`. `seen` is
-    /// scratch space of `literal_count` flags.
-    fn find_regex(&self, text: &str, low: Option<&str>, seen: &mut [bool]) -> Option<Hit> {
+    /// The first regex (in list order) that matches `text`, which holds
+    /// the literals flagged in `seen`.
+    fn find_regex(&self, text: &str, seen: &[bool]) -> Option<Hit> {
         let unfiltered = !text.is_ascii() && text.contains(self.unseen.as_slice());
-        if let Some(literals) = self.literals.as_ref().filter(|_| !unfiltered) {
-            seen.fill(false);
-            for m in literals.find_overlapping_iter(low.unwrap_or(text)) {
-                if let Some(seen) = seen.get_mut(m.pattern().as_usize()) {
-                    *seen = true;
-                }
-            }
-        }
         let set = self.set.as_ref().map(|set| set.matches(text));
         self.regexes.iter().find_map(|r| {
             let run = match &r.prefilter {
@@ -767,7 +793,7 @@ pub(crate) mod tests {
         };
         println!("body {} bytes; compile {:.1} ms", body.len(), compile_time.as_secs_f64() * 1e3);
         assert_eq!(words.regexes.iter().filter(|r| matches!(r.prefilter, Prefilter::Set(_))).count(), 5);
-        let automaton = words.contains.as_ref().unwrap();
+        let automaton = words.automaton.as_ref().unwrap();
         println!("automaton: {:?}, {} KiB", automaton.kind(), automaton.memory_usage() / 1024);
         let texts = user_texts(Endpoint::AnthropicMessages, &body).unwrap();
         println!("texts: {} of {} bytes", texts.len(), texts.iter().map(|t| t.len()).sum::<usize>());
