@@ -267,6 +267,20 @@ fn turn<'a, A: MapAccess<'a>>(mut map: A, out: &mut Vec<Cow<'a, str>>) -> Result
 pub(crate) mod samples {
     use serde_json::{json, Value};
 
+    /// Deterministic lowercase letters, `len` of them (the bench's word
+    /// generator, tests/e2e/src/bin/hubgate-bench.rs).
+    pub fn token(seed: u64, len: usize) -> String {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    }
+
     /// Deterministic prose with the newlines, quotes and backticks real
     /// prompts have (so most strings carry JSON escapes).
     pub fn prose(seed: usize, len: usize) -> String {

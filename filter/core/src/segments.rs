@@ -1104,17 +1104,7 @@ mod tests {
         use std::borrow::Cow;
         use std::time::Instant;
 
-        let token = |seed: u64| -> String {
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            (0..6 + seed % 9)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'a' + (x % 26) as u8)
-                })
-                .collect()
-        };
+        let token = |seed: u64| crate::body_text::samples::token(seed, 6 + (seed % 9) as usize);
         let list: Vec<SensitiveWord> =
             (0..1000).map(|i| SensitiveWord { id: i, word: token(i as u64), match_type: WordMatch::Contains }).collect();
         let (words, _) = SensitiveWords::compile(&list);

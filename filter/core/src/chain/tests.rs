@@ -359,17 +359,7 @@ fn a_needle_outside_the_parts_leaves_them_remembered_but_not_needle_free() {
 #[ignore]
 fn chain_cost() {
     use std::time::Instant;
-    let token = |seed: u64, len: usize| -> String {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect()
-    };
+    use crate::body_text::samples::token;
     let mut words = Vec::new();
     for i in 0..1000u64 {
         words.push(json!({"id": i, "word": format!("{}q", token(i, 8)), "match_type": "contains", "enabled": true}));

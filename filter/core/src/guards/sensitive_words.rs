@@ -740,17 +740,7 @@ pub(crate) mod tests {
     fn word_scan_cost() {
         use std::time::Instant;
 
-        fn token(seed: u64, len: usize) -> String {
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'a' + (x % 26) as u8)
-                })
-                .collect()
-        }
+        use crate::body_text::samples::token;
         let mut list = Vec::new();
         for i in 0..1000u64 {
             list.push((token(i, 6 + (i % 9) as usize), Contains));
@@ -840,17 +830,7 @@ pub(crate) mod tests {
     #[ignore]
     fn bench_words_cost() {
         use std::time::Instant;
-        fn token(seed: u64, len: usize) -> String {
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    char::from(b'a' + (x % 26) as u8)
-                })
-                .collect()
-        }
+        use crate::body_text::samples::token;
         let (body, _) = samples::claude_code_body();
         let haystack = String::from_utf8_lossy(&body).to_lowercase();
         let mut list: Vec<(String, WordMatch)> = Vec::new();
