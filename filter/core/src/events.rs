@@ -11,8 +11,7 @@
 //! one `EventBatch` (one JSON array) per POST, resent as is until accepted.
 //!
 //! Queue item: [`ITEM_TAG`], the event count (u32 little-endian), then the
-//! events' JSON separated by commas. An item starting with `{` is a single
-//! event (queued by an older filter of the same process).
+//! events' JSON separated by commas.
 
 use std::cell::{Cell, RefCell};
 
@@ -28,15 +27,12 @@ pub const DROPPED: &str = "hubgate_events_dropped_total";
 /// An item's event count and its events (comma-separated JSON objects).
 /// `None` for bytes that are no item.
 pub fn read_item(item: &[u8]) -> Option<(usize, &[u8])> {
-    match item.first()? {
-        b'{' => Some((1, item)),
-        &ITEM_TAG => {
-            let count = u32::from_le_bytes(item.get(1..5)?.try_into().ok()?);
-            let events = item.get(5..)?;
-            (count > 0 && !events.is_empty()).then_some((count as usize, events))
-        }
-        _ => None,
+    if *item.first()? != ITEM_TAG {
+        return None;
     }
+    let count = u32::from_le_bytes(item.get(1..5)?.try_into().ok()?);
+    let events = item.get(5..)?;
+    (count > 0 && !events.is_empty()).then_some((count as usize, events))
 }
 
 /// One queue item holding `events` (each one JSON `RequestEvent`).
@@ -306,9 +302,9 @@ mod tests {
         a.flush(&host, &queue, 10_000);
         b.flush(&host, &queue, 10_000);
         assert_eq!(depth(&host), 50);
-        // An older filter's single event in the same queue.
+        // Another VM's batch of one.
         EventDepth::default().reserve(&host, 1, 10_000);
-        queue.enqueue(&event(50)).unwrap();
+        queue.enqueue(&make_item(&[event(50)])).unwrap();
 
         let mut drain = Drain::default();
         let (body, count) = drain.batch(&host, &queue, &a.depth, 45).unwrap();
@@ -404,6 +400,7 @@ mod tests {
         assert_eq!((ids(&body), count), (names(1..2), 1));
         assert_eq!(host.counter(DROPPED), 1);
         assert_eq!(read_item(b""), None);
+        assert_eq!(read_item(b"{\"event_id\":\"a\"}"), None, "untagged");
         assert_eq!(read_item(b"\x01\x00\x00"), None);
         assert_eq!(read_item(b"\x01\x00\x00\x00\x00{}"), None);
     }
