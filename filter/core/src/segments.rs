@@ -385,7 +385,7 @@ impl<'b> Walk<'b, '_> {
     }
 
     /// The next byte, after whitespace, if it is one of `expected`.
-    fn expect(&mut self, expected: &[u8]) -> Option<u8> {
+    fn eat(&mut self, expected: &[u8]) -> Option<u8> {
         self.skip_ws();
         let b = self.peek().filter(|b| expected.contains(b))?;
         self.pos += 1;
@@ -395,8 +395,8 @@ impl<'b> Walk<'b, '_> {
     fn object(&mut self, conversation: &[u8]) -> Option<Fields> {
         let mut fields = Fields { info: b"{".to_vec(), messages: 0 };
         let mut keys: Vec<&[u8]> = Vec::new();
-        self.expect(b"{")?;
-        if self.expect(b"\"}")? == b'}' {
+        self.eat(b"{")?;
+        if self.eat(b"\"}")? == b'}' {
             return self.end(fields);
         }
         loop {
@@ -405,7 +405,7 @@ impl<'b> Walk<'b, '_> {
                 return None;
             }
             keys.push(key);
-            self.expect(b":")?;
+            self.eat(b":")?;
             self.skip_ws();
             let is_array = self.peek() == Some(b'[');
             match field(key, conversation)? {
@@ -442,10 +442,10 @@ impl<'b> Walk<'b, '_> {
                     self.pos += skip_value(self.body.get(self.pos..)?)?;
                 }
             }
-            if self.expect(b",}")? == b'}' {
+            if self.eat(b",}")? == b'}' {
                 return self.end(fields);
             }
-            self.expect(b"\"")?;
+            self.eat(b"\"")?;
         }
     }
 
@@ -472,7 +472,7 @@ impl<'b> Walk<'b, '_> {
     /// The elements of an array, the `[` next: how many, and the ranges
     /// of the first `keep`.
     fn array(&mut self, shape: Option<Shape>, keep: usize) -> Option<(usize, Vec<Range<usize>>)> {
-        self.expect(b"[")?;
+        self.eat(b"[")?;
         let mut count = 0;
         let mut first = Vec::new();
         self.skip_ws();
@@ -487,7 +487,7 @@ impl<'b> Walk<'b, '_> {
                 first.push(range);
             }
             count += 1;
-            if self.expect(b",]")? == b']' {
+            if self.eat(b",]")? == b']' {
                 return Some((count, first));
             }
         }
