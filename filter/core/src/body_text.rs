@@ -267,18 +267,39 @@ fn turn<'a, A: MapAccess<'a>>(mut map: A, out: &mut Vec<Cow<'a, str>>) -> Result
 pub(crate) mod samples {
     use serde_json::{json, Value};
 
+    /// A small deterministic generator (xorshift) for generated test cases.
+    pub struct XorShift(pub u64);
+
+    impl XorShift {
+        /// The next number below `n`.
+        pub fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
     /// Deterministic lowercase letters, `len` of them (the bench's word
     /// generator, tests/e2e/src/bin/hubgate-bench.rs).
     pub fn token(seed: u64, len: usize) -> String {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
+        let mut x = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        (0..len).map(|_| char::from(b'a' + x.below(26) as u8)).collect()
+    }
+
+    /// Prints the time of one `f()`, µs: the best of 30 batches of 10 (the
+    /// machine is shared; the best batch is the least noisy).
+    pub fn time(what: &str, f: &dyn Fn()) {
+        let best = (0..30)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
+                let started = std::time::Instant::now();
+                for _ in 0..10 {
+                    f();
+                }
+                started.elapsed().as_secs_f64() * 1e6 / 10.0
             })
-            .collect()
+            .fold(f64::INFINITY, f64::min);
+        println!("{what}: {best:.1} µs");
     }
 
     /// Deterministic prose with the newlines, quotes and backticks real

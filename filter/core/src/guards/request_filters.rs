@@ -1349,13 +1349,8 @@ mod tests {
             "say \\\"hi\\\"", "ÄRGER", "ärger", "\\u00c4rger", "SECRET", "ſecret", "555-1234", " ", "/", "é", "\\n",
             "[host]",
         ];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut rng = samples::XorShift(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = |n: usize| rng.below(n);
         let provider = Binding::Provider { id: 7, group_tags: &[] };
         let mut changed = 0;
         for _ in 0..2000 {
@@ -1624,19 +1619,7 @@ mod tests {
             .cloned()
             .collect();
         let idle = compile(&no_match);
-        // The machine is shared: the best of 30 batches is the least noisy.
-        let time = |what: &str, f: &dyn Fn()| {
-            let best = (0..30)
-                .map(|_| {
-                    let started = Instant::now();
-                    for _ in 0..10 {
-                        f();
-                    }
-                    started.elapsed().as_secs_f64() * 1e6 / 10.0
-                })
-                .fold(f64::INFINITY, f64::min);
-            println!("{what}: {best:.1} µs");
-        };
+        let time = samples::time;
         println!("body {} bytes; compile 20 filters {:.1} µs", body.len(), compile_time.as_secs_f64() * 1e6);
         let edits = filters.apply(Binding::Global, &sent, Some(&body));
         assert!(edits.failures.is_empty() && edits.body.is_some(), "{:?}", edits.failures);

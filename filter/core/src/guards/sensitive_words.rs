@@ -676,13 +676,8 @@ pub(crate) mod tests {
             "a@b.z", "机密文件", "é", " ", "-", "=", ":", "x", "é1", "İ",
         ];
         let words: Vec<(&str, WordMatch)> = patterns.iter().map(|p| (*p, Re)).collect();
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut rng = samples::XorShift(0x2545_F491_4F6C_DD1Du64);
+        let mut next = |n: usize| rng.below(n);
         // Each pattern alone, then all together (order decides the hit).
         let mut lists: Vec<Vec<(&str, WordMatch)>> = words.iter().map(|w| vec![*w]).collect();
         lists.push(words.clone());
@@ -768,19 +763,7 @@ pub(crate) mod tests {
         let (body, _) = samples::claude_code_body();
         // The same request with Chinese user and system texts.
         let chinese = String::from_utf8(body.clone()).unwrap().replace("the file", "请检查这个文件").replace("user", "用户");
-        // The machine is shared: the best of 30 batches is the least noisy.
-        let time = |what: &str, f: &dyn Fn()| {
-            let best = (0..30)
-                .map(|_| {
-                    let started = Instant::now();
-                    for _ in 0..10 {
-                        f();
-                    }
-                    started.elapsed().as_secs_f64() * 1e6 / 10.0
-                })
-                .fold(f64::INFINITY, f64::min);
-            println!("{what}: {best:.1} µs");
-        };
+        let time = samples::time;
         println!("body {} bytes; compile {:.1} ms", body.len(), compile_time.as_secs_f64() * 1e3);
         assert_eq!(words.regexes.iter().filter(|r| matches!(r.prefilter, Prefilter::Set(_))).count(), 5);
         let automaton = words.automaton.as_ref().unwrap();
@@ -854,18 +837,7 @@ pub(crate) mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
         let (regexes_only, _) = SensitiveWords::compile(&list[2000..]);
         let texts = user_texts(Endpoint::AnthropicMessages, &body).unwrap();
-        let time = |what: &str, f: &dyn Fn()| {
-            let best = (0..30)
-                .map(|_| {
-                    let started = Instant::now();
-                    for _ in 0..10 {
-                        f();
-                    }
-                    started.elapsed().as_secs_f64() * 1e6 / 10.0
-                })
-                .fold(f64::INFINITY, f64::min);
-            println!("{what}: {best:.1} µs");
-        };
+        let time = samples::time;
         println!("body {} bytes, {} texts of {} bytes; compile {:.1} ms", body.len(), texts.len(),
                  texts.iter().map(|t| t.len()).sum::<usize>(), compile_time.as_secs_f64() * 1e3);
         time("bench words: find (1,000 contains + 1,000 exact + 50 regexes)", &|| assert!(words.find(&texts).is_none()));
