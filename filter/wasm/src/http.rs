@@ -26,6 +26,7 @@ use rust_decimal::Decimal;
 
 use crate::events;
 use crate::host;
+use crate::profile::{self, Phase};
 use crate::vm::Vm;
 
 enum Call {
@@ -94,7 +95,7 @@ impl Http {
                 return Action::Pause;
             }
             let mut cx = Cx { host: vm.as_ref(), vm: &vm.state, ex: &mut self.ex, background: Vec::new() };
-            let verdict = chain::run(&mut cx);
+            let verdict = profile::time(Phase::Chain, || chain::run(&mut cx));
             for callout in std::mem::take(&mut cx.background) {
                 // A refresh that cannot start is retried by a later request.
                 let _ = self.start_call(&vm, callout);
@@ -120,10 +121,12 @@ impl Http {
                     return Action::Pause;
                 }
                 Verdict::Forward => {
-                    self.apply_filter_edits();
-                    if let Some(plan) = &self.ex.plan {
-                        apply(plan, &self.ex.headers);
-                    }
+                    profile::time(Phase::Forward, || {
+                        self.apply_filter_edits();
+                        if let Some(plan) = &self.ex.plan {
+                            apply(plan, &self.ex.headers);
+                        }
+                    });
                     // Only its length is needed from here on.
                     self.body_len = self.ex.body.take().map_or(0, |b| b.len());
                     self.decided = true;
@@ -350,8 +353,43 @@ impl Context for Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        profile::time(Phase::RequestHeaders, || self.request_headers(end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        profile::time(Phase::RequestBody, || self.request_body(body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if self.decided {
+            return Action::Continue;
+        }
+        // The body ended without end_of_stream; it is still buffered.
+        if self.ex.body.is_none() {
+            self.ex.body = Some(host::buffer(BufferType::HttpRequestBody, self.body_size));
+        }
+        self.advance()
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        profile::time(Phase::ResponseHeaders, || self.response_headers(end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        profile::time(Phase::ResponseBody, || self.response_body(body_size, end_of_stream))
+    }
+
+    fn on_log(&mut self) {
+        profile::time(Phase::Log, || self.log());
+        profile::request_done();
+    }
+}
+
+/// The callbacks' work (the `HttpContext` impl above only times it).
+impl Http {
+    fn request_headers(&mut self, end_of_stream: bool) -> Action {
         self.started_ms = host::now_ms();
-        let headers = Headers::new(host::request_headers());
+        let headers = Headers::new(profile::time(Phase::HeaderCopy, host::request_headers));
         let path = headers.get(":path").unwrap_or("/").to_string();
         self.ex = Exchange {
             request_id: headers.get("x-request-id").unwrap_or("").to_string(),
@@ -377,7 +415,7 @@ impl HttpContext for Http {
         self.advance()
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.decided {
             return Action::Continue;
         }
@@ -391,22 +429,11 @@ impl HttpContext for Http {
             self.held = true;
             return Action::Pause;
         }
-        self.ex.body = Some(host::buffer(BufferType::HttpRequestBody, body_size));
+        self.ex.body = Some(profile::time(Phase::BodyRead, || host::buffer(BufferType::HttpRequestBody, body_size)));
         self.advance()
     }
 
-    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        if self.decided {
-            return Action::Continue;
-        }
-        // The body ended without end_of_stream; it is still buffered.
-        if self.ex.body.is_none() {
-            self.ex.body = Some(host::buffer(BufferType::HttpRequestBody, self.body_size));
-        }
-        self.advance()
-    }
-
-    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+    fn response_headers(&mut self, end_of_stream: bool) -> Action {
         if self.reply.is_some() || self.synthetic.is_some() {
             return Action::Continue;
         }
@@ -438,7 +465,7 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(reply) = &self.envoy_error {
             if !end_of_stream {
                 return Action::Pause;
@@ -458,7 +485,7 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    fn log(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut cx = Cx { host: vm.as_ref(), vm: &vm.state, ex: &mut self.ex, background: Vec::new() };
         auth::release_pending_auth(&mut cx);
@@ -469,8 +496,8 @@ impl HttpContext for Http {
             vm.metrics.inc("hubgate_unauthenticated_unaudited_total");
             return;
         }
-        let event = self.event(&vm);
-        events::record(&vm, &event);
+        let event = profile::time(Phase::EventBuild, || self.event(&vm));
+        profile::time(Phase::EventRecord, || events::record(&vm, &event));
     }
 }
 

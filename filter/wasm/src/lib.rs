@@ -5,6 +5,7 @@
 mod events;
 mod host;
 mod http;
+mod profile;
 mod root;
 mod vm;
 

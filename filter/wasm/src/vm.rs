@@ -149,6 +149,16 @@ impl Host for Vm {
     fn count_n(&self, metric: &str, n: u64) {
         self.metrics.add(metric, i64::try_from(n).unwrap_or(i64::MAX));
     }
+
+    #[cfg(feature = "profile")]
+    fn now_ns(&self) -> u128 {
+        host::now_ns()
+    }
+
+    #[cfg(feature = "profile")]
+    fn guard_spent(&self, guard: &'static str, ns: u128) {
+        crate::profile::guard_spent(guard, ns);
+    }
 }
 
 /// A random-enough id for this Envoy process, fixed by its first VM.

@@ -28,6 +28,14 @@ pub trait Host {
             self.count(metric);
         }
     }
+    /// Host clock in nanoseconds and where a guard's time is summed; only
+    /// the `profile` feature calls them.
+    #[cfg(feature = "profile")]
+    fn now_ns(&self) -> u128 {
+        0
+    }
+    #[cfg(feature = "profile")]
+    fn guard_spent(&self, _guard: &'static str, _ns: u128) {}
 }
 
 /// State one VM (one Envoy worker) keeps for its requests.

@@ -114,7 +114,12 @@ pub fn run(cx: &mut Cx<'_>) -> Verdict {
 
 fn run_guards(cx: &mut Cx<'_>, guards: &[&dyn Guard]) -> Verdict {
     while let Some(guard) = guards.get(cx.ex.cursor) {
-        let step = match guard.check(cx) {
+        #[cfg(feature = "profile")]
+        let started = cx.host.now_ns();
+        let checked = guard.check(cx);
+        #[cfg(feature = "profile")]
+        cx.host.guard_spent(guard.name(), cx.host.now_ns().saturating_sub(started));
+        let step = match checked {
             Ok(step) => step,
             Err(e) if guard.fails_open() => {
                 log::warn!("guard {} failed, request let through: {e}", guard.name());
