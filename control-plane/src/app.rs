@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::throttle::{self, AuthThrottle};
-use crate::{admin, auth, background, db, internal, openapi};
+use crate::{admin, auth, background, db, internal, limits, openapi};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -125,7 +125,20 @@ fn admin_listener_routes(state: &AppState) -> Routes {
             auth::require_admin,
         ))
     });
-    public_routes().merge(admin)
+    let account = account_routes().map_router(|r| {
+        r.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_account,
+        ))
+    });
+    public_routes().merge(admin).merge(account)
+}
+
+/// Routes a user may also call, about themselves (admins: about anyone).
+fn account_routes() -> Routes {
+    Routes::new()
+        .get("/api/v1/usage/users/{id}", limits::usage::user)
+        .get("/api/v1/usage/keys/{id}", limits::usage::key)
 }
 
 /// What the internal listener serves: the filter's internal API.
@@ -144,6 +157,7 @@ fn internal_listener_routes(state: &AppState) -> Routes {
 pub fn route_table() -> Vec<(&'static str, &'static str)> {
     let mut list = public_routes().list;
     list.extend(admin::routes().list);
+    list.extend(account_routes().list);
     list
 }
 

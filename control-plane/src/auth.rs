@@ -37,6 +37,28 @@ pub enum Admin {
     },
 }
 
+/// Who is calling a route that users may call for themselves.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Admin(Admin),
+    /// An enabled, unexpired key of a non-admin user with
+    /// `can_login_web_ui`: it may read its own user's data only.
+    User {
+        user_id: i64,
+        key_id: i64,
+    },
+}
+
+impl Caller {
+    /// Admins may read any user; a user only themselves.
+    pub fn may_read_user(&self, user_id: i64) -> bool {
+        match self {
+            Caller::Admin(_) => true,
+            Caller::User { user_id: own, .. } => *own == user_id,
+        }
+    }
+}
+
 /// Admin API guard: an admin token, or the key of an admin-role user.
 /// Unknown, disabled or expired credentials → 401; a valid non-admin key → 403.
 /// A client address with too many missing or unknown credentials is locked
@@ -47,45 +69,81 @@ pub async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    match identify(&state, peer, req.headers()).await? {
+        Outcome::Admin(admin) => {
+            req.extensions_mut().insert(admin);
+            Ok(next.run(req).await)
+        }
+        Outcome::User { .. } => Err(ApiError::Forbidden),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Guard of the routes a user may call about themselves (their usage): an
+/// admin as for [`require_admin`], or the key of a user allowed to log in
+/// to the web UI (`can_login_web_ui`); other valid keys → 403. Handlers
+/// check ownership through the [`Caller`] extension.
+pub async fn require_account(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller = match identify(&state, peer, req.headers()).await? {
+        Outcome::Admin(admin) => Caller::Admin(admin),
+        Outcome::User {
+            user_id,
+            key_id,
+            web_ui: true,
+        } => Caller::User { user_id, key_id },
+        Outcome::User { web_ui: false, .. } => return Err(ApiError::Forbidden),
+        _ => return Err(ApiError::Unauthorized),
+    };
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// The bearer credential's holder. Failed attempts count towards the
+/// client address's lockout; a locked-out address gets 429 whatever it sends.
+async fn identify(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Outcome, ApiError> {
     let now = Instant::now();
     if let Some(left) = state.admin_throttle.locked_for(peer.ip(), now) {
         let retry_after_secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         return Err(ApiError::LockedOut { retry_after_secs });
     }
-    let outcome = match bearer(req.headers()) {
-        Some(token) => authenticate(&state, &hubgate_wire::hash_key(token)).await?,
+    let outcome = match bearer(headers) {
+        Some(token) => authenticate(state, &hubgate_wire::hash_key(token)).await?,
         None => Outcome::Unknown,
     };
-    match outcome {
-        Outcome::Admin(admin) => {
-            req.extensions_mut().insert(admin);
-            Ok(next.run(req).await)
-        }
-        Outcome::NotAdmin => Err(ApiError::Forbidden),
-        // A real account that was disabled or expired is not guessing.
-        Outcome::Inactive => Err(ApiError::Unauthorized),
-        Outcome::Unknown => {
+    if matches!(outcome, Outcome::Unknown) {
+        state
+            .metrics
+            .admin_auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        if state.admin_throttle.record_failure(peer.ip(), now) {
             state
                 .metrics
-                .admin_auth_failures
+                .admin_auth_lockouts
                 .fetch_add(1, Ordering::Relaxed);
-            if state.admin_throttle.record_failure(peer.ip(), now) {
-                state
-                    .metrics
-                    .admin_auth_lockouts
-                    .fetch_add(1, Ordering::Relaxed);
-                let client = crate::throttle::client_group(peer.ip());
-                tracing::warn!(%client, "admin API locked out for this client after repeated failed authentication");
-            }
-            Err(ApiError::Unauthorized)
+            let client = crate::throttle::client_group(peer.ip());
+            tracing::warn!(%client, "admin API locked out for this client after repeated failed authentication");
         }
     }
+    Ok(outcome)
 }
 
 enum Outcome {
     Admin(Admin),
     /// A valid key of a non-admin user.
-    NotAdmin,
+    User {
+        user_id: i64,
+        key_id: i64,
+        web_ui: bool,
+    },
     /// A key of a disabled or expired user or key.
     Inactive,
     /// No credential, or one nobody holds.
@@ -101,11 +159,12 @@ async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError>
     if let Some((id,)) = token {
         return Ok(Outcome::Admin(Admin::Token { id }));
     }
-    let key: Option<(i64, i64, String, bool)> = sqlx::query_as(
+    let key: Option<(i64, i64, String, bool, bool)> = sqlx::query_as(
         "SELECT k.id, u.id, u.role, \
                 k.enabled AND u.enabled \
                 AND (k.expires_at IS NULL OR k.expires_at > now()) \
-                AND (u.expires_at IS NULL OR u.expires_at > now()) \
+                AND (u.expires_at IS NULL OR u.expires_at > now()), \
+                k.can_login_web_ui \
          FROM keys k JOIN users u ON u.id = k.user_id \
          WHERE k.key_hash = $1 AND k.deleted_at IS NULL AND u.deleted_at IS NULL",
     )
@@ -113,11 +172,15 @@ async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError>
     .fetch_optional(&state.pool)
     .await?;
     Ok(match key {
-        Some((key_id, user_id, role, true)) if role == "admin" => {
+        Some((key_id, user_id, role, true, _)) if role == "admin" => {
             Outcome::Admin(Admin::UserKey { user_id, key_id })
         }
-        Some((_, _, _, true)) => Outcome::NotAdmin,
-        Some((_, _, _, false)) => Outcome::Inactive,
+        Some((key_id, user_id, _, true, web_ui)) => Outcome::User {
+            user_id,
+            key_id,
+            web_ui,
+        },
+        Some((_, _, _, false, _)) => Outcome::Inactive,
         None => Outcome::Unknown,
     })
 }

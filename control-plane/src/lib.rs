@@ -11,6 +11,7 @@ pub mod db;
 pub mod errors;
 pub mod extract;
 pub mod internal;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod prices;

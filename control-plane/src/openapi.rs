@@ -16,6 +16,8 @@ pub async fn serve() -> Json<Value> {
 enum Auth {
     None,
     Admin,
+    /// An admin, or a user's key with `can_login_web_ui` (own data only).
+    Account,
 }
 
 struct Op {
@@ -316,7 +318,46 @@ fn operations() -> Vec<Op> {
             "200",
             Some(schema_ref("SessionPage")),
         ),
+        op(
+            "POST",
+            "/api/v1/usage/users/{id}/reset",
+            "usage",
+            "Start the user's lifetime spend (limit_total_usd) again from now: moves cost_reset_at",
+            Admin,
+            None,
+            "200",
+            Some(schema_ref("Usage")),
+        ),
+        op(
+            "POST",
+            "/api/v1/usage/keys/{id}/reset",
+            "usage",
+            "Start the key's lifetime spend (limit_total_usd) again from now: moves cost_reset_at",
+            Admin,
+            None,
+            "200",
+            Some(schema_ref("Usage")),
+        ),
     ]);
+    for (path, whose) in [
+        ("/api/v1/usage/users/{id}", "A user's"),
+        ("/api/v1/usage/keys/{id}", "A key's"),
+    ] {
+        let summary = match whose {
+            "A user's" => "A user's spend per quota window, with limits and reset times (users: their own)",
+            _ => "A key's spend per quota window, with limits and reset times (users: their own keys)",
+        };
+        ops.push(op(
+            "GET",
+            path,
+            "usage",
+            summary,
+            Auth::Account,
+            None,
+            "200",
+            Some(schema_ref("Usage")),
+        ));
+    }
     ops
 }
 
@@ -441,6 +482,14 @@ fn operation(o: &Op) -> Value {
             "403".into(),
             error_response("A valid key of a non-admin user"),
         );
+    }
+    if o.auth == Auth::Account {
+        responses.insert(
+            "403".into(),
+            error_response("A key of a user without can_login_web_ui, or another user's data"),
+        );
+    }
+    if o.auth != Auth::None {
         responses.insert(
             "429".into(),
             error_response(
@@ -485,6 +534,7 @@ fn operation(o: &Op) -> Value {
     out["security"] = match o.auth {
         Auth::None => json!([]),
         Auth::Admin => json!([{ "adminBearer": [] }]),
+        Auth::Account => json!([{ "adminBearer": [] }, { "userBearer": [] }]),
     };
     if let Some(body) = o.body {
         out["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(body) } } });
@@ -512,7 +562,8 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "adminBearer": { "type": "http", "scheme": "bearer", "description": "Admin token or an admin user's key" }
+                "adminBearer": { "type": "http", "scheme": "bearer", "description": "Admin token or an admin user's key" },
+                "userBearer": { "type": "http", "scheme": "bearer", "description": "A user's key with can_login_web_ui: that user's own data only" }
             },
             "schemas": schemas()
         }
@@ -934,6 +985,7 @@ fn schemas() -> Value {
             ("page_size", t("integer")),
         ]),
         "Session": session,
+        "Usage": usage_schema(),
         "SessionPage": object(&["items", "total", "page", "page_size"], vec![
             ("items", list_of("Session")),
             ("total", t("integer")),
@@ -941,4 +993,81 @@ fn schemas() -> Value {
             ("page_size", t("integer")),
         ]),
     })
+}
+
+fn usage_schema() -> Value {
+    let counted = |what: &str| {
+        object(
+            &["current", "limit"],
+            vec![
+                ("current", json!({ "type": "integer", "description": what })),
+                ("limit", nullable(t("integer"))),
+            ],
+        )
+    };
+    let window = object(
+        &[
+            "limit_type",
+            "mode",
+            "spent_usd",
+            "limit_usd",
+            "remaining_usd",
+            "window_start",
+            "reset_at",
+            "rolling_hours",
+        ],
+        vec![
+            (
+                "limit_type",
+                one_of(&[
+                    "usd_total",
+                    "usd_5h",
+                    "daily_quota",
+                    "usd_weekly",
+                    "usd_monthly",
+                ]),
+            ),
+            ("mode", one_of(&["lifetime", "fixed", "rolling"])),
+            ("spent_usd", decimal_out()),
+            ("limit_usd", nullable(decimal_out())),
+            ("remaining_usd", nullable(decimal_out())),
+            (
+                "window_start",
+                json!({ "anyOf": [time(), { "type": "null" }], "description": "Spend counts from here; null: since the beginning" }),
+            ),
+            (
+                "reset_at",
+                json!({ "anyOf": [time(), { "type": "null" }], "description": "A fixed window's end; a rolling window's oldest charge leaving it; null: never, or 5 h after the next charge (fixed 5 h window not running)" }),
+            ),
+            ("rolling_hours", nullable(t("integer"))),
+        ],
+    );
+    object(
+        &[
+            "entity",
+            "id",
+            "user_id",
+            "at",
+            "timezone",
+            "windows",
+            "concurrent_sessions",
+            "rpm",
+        ],
+        vec![
+            ("entity", one_of(&["user", "key"])),
+            ("id", t("integer")),
+            ("user_id", t("integer")),
+            ("at", time()),
+            ("timezone", t("string")),
+            ("windows", json!({ "type": "array", "items": window })),
+            (
+                "concurrent_sessions",
+                counted("Sessions with a request in the last 300 s"),
+            ),
+            (
+                "rpm",
+                nullable(counted("The user's forwarded requests in the last minute")),
+            ),
+        ],
+    )
 }

@@ -222,7 +222,15 @@ async fn replace(
     enabled_in_patch: bool,
 ) -> ApiResult<Key> {
     let mut input = input.clone();
-    let reason = after_patch(conn, "keys", id, enabled_in_patch, &mut input.enabled, input.expires_at).await?;
+    let reason = after_patch(
+        conn,
+        "keys",
+        id,
+        enabled_in_patch,
+        &mut input.enabled,
+        input.expires_at,
+    )
+    .await?;
     let sql = format!(
         "UPDATE keys SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
          $11, $12, $13, now()) WHERE id = $14 RETURNING {COLUMNS}"

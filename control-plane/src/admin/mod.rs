@@ -59,6 +59,14 @@ pub fn routes() -> Routes {
         .get("/api/v1/client-versions", settings::client_versions)
         .get("/api/v1/requests", requests::list)
         .get("/api/v1/sessions", sessions::list)
+        .post(
+            "/api/v1/usage/users/{id}/reset",
+            crate::limits::usage::reset_user,
+        )
+        .post(
+            "/api/v1/usage/keys/{id}/reset",
+            crate::limits::usage::reset_key,
+        )
 }
 
 /// The `{id}` path segment; anything but an integer is a 404.
@@ -118,10 +126,12 @@ pub(crate) async fn after_patch(
     enabled: &mut bool,
     expires_at: Option<DateTime<Utc>>,
 ) -> crate::errors::ApiResult<Option<String>> {
-    let (reason,): (Option<String>,) = sqlx::query_as(&format!("SELECT disabled_reason FROM {table} WHERE id = $1"))
-        .bind(id)
-        .fetch_one(conn)
-        .await?;
+    let (reason,): (Option<String>,) = sqlx::query_as(&format!(
+        "SELECT disabled_reason FROM {table} WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
     Ok(reconcile(reason, enabled_in_patch, enabled, expires_at))
 }
 

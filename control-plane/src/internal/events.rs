@@ -22,6 +22,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::JsonBody;
+use crate::limits::windows;
 
 pub const MAX_BATCH: usize = 1000;
 /// Earliest plausible `started_at`: 2020-01-01T00:00:00Z.
@@ -52,6 +53,7 @@ pub async fn ingest(
     let mut tx = state.pool.begin().await?;
     let stored = insert(&mut tx, &rows).await?;
     update_rollup(&mut tx, &stored).await?;
+    update_five_hour_windows(&mut tx, &stored).await?;
     update_sessions(&mut tx, &stored, received_at).await?;
     tx.commit().await?;
 
@@ -350,6 +352,53 @@ async fn update_rollup(conn: &mut PgConnection, stored: &[Stored]) -> Result<(),
     .bind(outputs)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Moves each charged user's and key's fixed 5 h window
+/// (`five_hour_opened_at`) past the new charges, oldest first: a charge
+/// after the window ended opens the next one; one older than the window
+/// belongs to an earlier window and changes nothing.
+async fn update_five_hour_windows(
+    conn: &mut PgConnection,
+    stored: &[Stored],
+) -> Result<(), sqlx::Error> {
+    let mut charges: BTreeMap<(&'static str, i64), Vec<DateTime<Utc>>> = BTreeMap::new();
+    for s in stored
+        .iter()
+        .filter(|s| s.blocked_by.is_none() && s.cost_usd > Decimal::ZERO)
+    {
+        for (table, id) in [("users", s.user_id), ("keys", s.key_id)] {
+            if let Some(id) = id {
+                charges.entry((table, id)).or_default().push(s.started_at);
+            }
+        }
+    }
+    // BTreeMap order: users before keys, ids ascending; the same lock order
+    // in every batch.
+    for ((table, id), mut times) in charges {
+        times.sort();
+        let (opened,): (Option<DateTime<Utc>>,) = sqlx::query_as(&format!(
+            "SELECT five_hour_opened_at FROM {table} WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or((None,));
+        let moved = times.into_iter().fold(opened, |opened, at| match opened {
+            Some(o) if at < o => Some(o),
+            _ => Some(windows::five_hours_opened_by(opened, at)),
+        });
+        if moved != opened {
+            sqlx::query(&format!(
+                "UPDATE {table} SET five_hour_opened_at = $2 WHERE id = $1"
+            ))
+            .bind(id)
+            .bind(moved)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
     Ok(())
 }
 

@@ -21,5 +21,6 @@ mod resources;
 mod secrets;
 mod sessions;
 mod throttle;
+mod usage;
 mod users;
 mod validation;

@@ -1,0 +1,370 @@
+//! `GET /api/v1/usage/users/{id}` and `/api/v1/usage/keys/{id}`: what a
+//! user or key has spent in each quota window (SPEC §4, §7), with its limit
+//! and when the window resets; `POST …/reset` starts the lifetime total
+//! (`limit_total_usd`) again from now by moving `cost_reset_at`.
+//!
+//! Spend is summed from the hourly rollup (`usage_rollup`) for whole hours
+//! and from the audit log (`message_request`) for the part of an hour at a
+//! window's start, so windows that begin on the half hour (a time zone such
+//! as Asia/Kolkata, a rolling window) are exact to the request. Admins read
+//! anyone; a user reads only themselves, with a key that may log in to the
+//! web UI (`auth::require_account`).
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use chrono::{DateTime, DurationRound, NaiveTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use super::windows::{self, Reset, Window};
+use crate::admin::sessions::ACTIVE_SECS;
+use crate::admin::Id;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::errors::{ApiError, ApiResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entity {
+    User,
+    Key,
+}
+
+impl Entity {
+    fn name(self) -> &'static str {
+        match self {
+            Entity::User => "user",
+            Entity::Key => "key",
+        }
+    }
+
+    /// The table holding its limits, and its column in `message_request`.
+    fn table(self) -> &'static str {
+        match self {
+            Entity::User => "users",
+            Entity::Key => "keys",
+        }
+    }
+
+    fn audit_column(self) -> &'static str {
+        match self {
+            Entity::User => "user_id",
+            Entity::Key => "key_id",
+        }
+    }
+}
+
+/// One cost limit's window.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostWindow {
+    /// `usd_total`, `usd_5h`, `daily_quota`, `usd_weekly` or `usd_monthly`
+    /// (the `limit_type` of a 402 answer).
+    pub limit_type: &'static str,
+    /// `lifetime`, `fixed` or `rolling`.
+    pub mode: &'static str,
+    pub spent_usd: Decimal,
+    /// `null`: no limit is set.
+    pub limit_usd: Option<Decimal>,
+    /// What is left under the limit (never below zero).
+    pub remaining_usd: Option<Decimal>,
+    /// Spend counts from here (`null`: since the beginning).
+    pub window_start: Option<DateTime<Utc>>,
+    /// When the spend drops out: a fixed window's end; for a rolling window
+    /// when its oldest charge leaves it; `null`: never, or (a fixed 5 h
+    /// window that is not running) 5 h after the next charge.
+    pub reset_at: Option<DateTime<Utc>>,
+    /// Length of a rolling window.
+    pub rolling_hours: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counted {
+    pub current: i64,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    /// `user` or `key`.
+    pub entity: &'static str,
+    pub id: i64,
+    /// The owning user (a user's own id).
+    pub user_id: i64,
+    /// The moment the numbers are for.
+    pub at: DateTime<Utc>,
+    /// Time zone of the fixed windows (`settings.timezone`).
+    pub timezone: String,
+    pub windows: Vec<CostWindow>,
+    /// Sessions with a request in the last 300 s.
+    pub concurrent_sessions: Counted,
+    /// The user's requests in the last minute (users only).
+    pub rpm: Option<Counted>,
+}
+
+/// The limits of one user or key, and the user settings keys inherit.
+#[derive(sqlx::FromRow)]
+struct Limits {
+    user_id: i64,
+    limit_total_usd: Option<Decimal>,
+    limit_5h_usd: Option<Decimal>,
+    limit_5h_mode: String,
+    limit_daily_usd: Option<Decimal>,
+    limit_weekly_usd: Option<Decimal>,
+    limit_monthly_usd: Option<Decimal>,
+    limit_concurrent_sessions: Option<i32>,
+    rpm: Option<i32>,
+    daily_reset_mode: String,
+    daily_reset_time: String,
+    cost_reset_at: Option<DateTime<Utc>>,
+    five_hour_opened_at: Option<DateTime<Utc>>,
+    timezone: String,
+}
+
+pub async fn user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> ApiResult<Json<Usage>> {
+    read(&state, &caller, Entity::User, id).await
+}
+
+pub async fn key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> ApiResult<Json<Usage>> {
+    read(&state, &caller, Entity::Key, id).await
+}
+
+pub async fn reset_user(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Usage>> {
+    reset(&state, Entity::User, id).await
+}
+
+pub async fn reset_key(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Usage>> {
+    reset(&state, Entity::Key, id).await
+}
+
+async fn read(
+    state: &AppState,
+    caller: &Caller,
+    entity: Entity,
+    id: i64,
+) -> ApiResult<Json<Usage>> {
+    let mut conn = state.pool.acquire().await?;
+    let limits = load(&mut conn, entity, id).await?;
+    if !caller.may_read_user(limits.user_id) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Json(
+        usage(&mut conn, entity, id, &limits, Utc::now()).await?,
+    ))
+}
+
+async fn reset(state: &AppState, entity: Entity, id: i64) -> ApiResult<Json<Usage>> {
+    let mut tx = state.pool.begin().await?;
+    let now = Utc::now();
+    let done = sqlx::query(&format!(
+        "UPDATE {} SET cost_reset_at = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+        entity.table()
+    ))
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    let limits = load(&mut tx, entity, id).await?;
+    let usage = usage(&mut tx, entity, id, &limits, now).await?;
+    tx.commit().await?;
+    tracing::info!(entity = entity.name(), id, "lifetime spend reset");
+    Ok(Json(usage))
+}
+
+async fn load(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<Limits> {
+    // A key has no RPM of its own and takes the daily reset from its user.
+    let (own, rpm) = match entity {
+        Entity::User => ("u", "u.rpm"),
+        Entity::Key => ("k", "NULL::integer"),
+    };
+    let sql = format!(
+        "SELECT u.id AS user_id, {own}.limit_total_usd, {own}.limit_5h_usd, {own}.limit_5h_mode, \
+           {own}.limit_daily_usd, {own}.limit_weekly_usd, {own}.limit_monthly_usd, \
+           {own}.limit_concurrent_sessions, {rpm} AS rpm, u.daily_reset_mode, u.daily_reset_time, \
+           {own}.cost_reset_at, {own}.five_hour_opened_at, s.timezone \
+         FROM users u {join} CROSS JOIN settings s \
+         WHERE {own}.id = $1 AND {own}.deleted_at IS NULL",
+        join = match entity {
+            Entity::User => "",
+            Entity::Key => "JOIN keys k ON k.user_id = u.id",
+        },
+    );
+    sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+async fn usage(
+    conn: &mut PgConnection,
+    entity: Entity,
+    id: i64,
+    l: &Limits,
+    now: DateTime<Utc>,
+) -> ApiResult<Usage> {
+    let tz: Tz = l.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let reset_time =
+        NaiveTime::parse_from_str(&l.daily_reset_time, "%H:%M").unwrap_or(NaiveTime::MIN);
+    let daily = if l.daily_reset_mode == "rolling" {
+        ("rolling", windows::daily_rolling(now))
+    } else {
+        ("fixed", windows::daily_fixed(tz, reset_time, now))
+    };
+    let five_hours = if l.limit_5h_mode == "fixed" {
+        (
+            "fixed",
+            windows::five_hours_fixed(l.five_hour_opened_at, now),
+        )
+    } else {
+        ("rolling", windows::five_hours_rolling(now))
+    };
+    let plan = [
+        (
+            "usd_total",
+            "lifetime",
+            windows::total(l.cost_reset_at),
+            l.limit_total_usd,
+        ),
+        ("usd_5h", five_hours.0, five_hours.1, l.limit_5h_usd),
+        ("daily_quota", daily.0, daily.1, l.limit_daily_usd),
+        (
+            "usd_weekly",
+            "fixed",
+            windows::weekly(tz, now),
+            l.limit_weekly_usd,
+        ),
+        (
+            "usd_monthly",
+            "fixed",
+            windows::monthly(tz, now),
+            l.limit_monthly_usd,
+        ),
+    ];
+    let mut out = Vec::with_capacity(plan.len());
+    for (limit_type, mode, window, limit) in plan {
+        let (spent, oldest) = spent(conn, entity, id, window, now).await?;
+        let (reset_at, rolling_hours) = match window.reset {
+            Reset::Never | Reset::NextCharge => (None, None),
+            Reset::At(t) => (Some(t), None),
+            Reset::Rolling(length) => (oldest.map(|t| t + length), Some(length.num_hours())),
+        };
+        out.push(CostWindow {
+            limit_type,
+            mode,
+            spent_usd: spent,
+            limit_usd: limit,
+            remaining_usd: limit.map(|l| (l - spent).max(Decimal::ZERO)),
+            window_start: window.start,
+            reset_at,
+            rolling_hours,
+        });
+    }
+    let active_since = now - TimeDelta::seconds(ACTIVE_SECS);
+    let (sessions,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM sessions WHERE {} = $1 AND last_seen_at > $2",
+        entity.audit_column()
+    ))
+    .bind(id)
+    .bind(active_since)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rpm = match entity {
+        Entity::User => {
+            let (count,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM message_request \
+                 WHERE user_id = $1 AND started_at > $2 AND started_at <= $3 AND blocked_by IS NULL",
+            )
+            .bind(id)
+            .bind(now - TimeDelta::minutes(1))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            Some(Counted {
+                current: count,
+                limit: l.rpm.map(i64::from),
+            })
+        }
+        Entity::Key => None,
+    };
+    Ok(Usage {
+        entity: entity.name(),
+        id,
+        user_id: l.user_id,
+        at: now,
+        timezone: tz.name().to_string(),
+        windows: out,
+        concurrent_sessions: Counted {
+            current: sessions,
+            limit: l.limit_concurrent_sessions.map(i64::from),
+        },
+        rpm,
+    })
+}
+
+/// Spend in `window` up to `now`, and (rolling windows) the time of the
+/// oldest charge in it.
+async fn spent(
+    conn: &mut PgConnection,
+    entity: Entity,
+    id: i64,
+    window: Window,
+    now: DateTime<Utc>,
+) -> ApiResult<(Decimal, Option<DateTime<Utc>>)> {
+    if window.reset == Reset::NextCharge {
+        return Ok((Decimal::ZERO, None));
+    }
+    // Whole hours from the rollup, from the first hour boundary at or after
+    // the start; the minutes before it from the audit log.
+    let edge = window.start.map(|start| {
+        let hour = start.duration_trunc(TimeDelta::hours(1)).unwrap_or(start);
+        if hour == start {
+            start
+        } else {
+            hour + TimeDelta::hours(1)
+        }
+    });
+    let column = entity.audit_column();
+    let (from_rollup, from_log): (Option<Decimal>, Option<Decimal>) = sqlx::query_as(&format!(
+        "SELECT \
+           (SELECT sum(cost_usd) FROM usage_rollup \
+             WHERE entity_type = $1 AND entity_id = $2 AND ($3::timestamptz IS NULL OR bucket_start >= $3)), \
+           (SELECT sum(cost_usd) FROM message_request \
+             WHERE {column} = $2 AND blocked_by IS NULL AND started_at >= $4 AND started_at < $3)"
+    ))
+    .bind(entity.name())
+    .bind(id)
+    .bind(edge)
+    .bind(window.start)
+    .fetch_one(&mut *conn)
+    .await?;
+    let spent = from_rollup.unwrap_or_default() + from_log.unwrap_or_default();
+    let oldest = match window.reset {
+        Reset::Rolling(_) => {
+            let (oldest,): (Option<DateTime<Utc>>,) = sqlx::query_as(&format!(
+                "SELECT min(started_at) FROM message_request \
+                 WHERE {column} = $1 AND blocked_by IS NULL AND cost_usd > 0 \
+                   AND started_at >= $2 AND started_at <= $3"
+            ))
+            .bind(id)
+            .bind(window.start)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            oldest
+        }
+        _ => None,
+    };
+    Ok((spent, oldest))
+}
