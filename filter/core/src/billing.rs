@@ -30,6 +30,9 @@ pub fn settle(
     if metered.incomplete {
         flags.push("stream_incomplete".to_string());
     }
+    if metered.output_estimated {
+        flags.push("output_estimated".to_string());
+    }
     if !billable || !success {
         return Settlement { usage, cost_usd: Decimal::ZERO, flags };
     }
@@ -74,7 +77,7 @@ mod tests {
     }
 
     fn metered(usage: Option<Usage>, incomplete: bool) -> Metered {
-        Metered { usage, model: None, incomplete, response_bytes: 400, unsupported: false }
+        Metered { usage, incomplete, response_bytes: 400, output_estimated: incomplete, ..Metered::default() }
     }
 
     #[test]
@@ -105,7 +108,7 @@ mod tests {
     fn cut_stream_billed_for_what_was_seen() {
         let u = Usage { input_tokens: 100, output_tokens: 1, ..Default::default() };
         let s = settle(200, true, &metered(Some(u), true), 10, Some(&price()), Decimal::ONE);
-        assert_eq!(s.flags, vec!["stream_incomplete"]);
+        assert_eq!(s.flags, vec!["stream_incomplete", "output_estimated"]);
         assert_eq!(s.cost_usd, Decimal::new(315, 6));
     }
 

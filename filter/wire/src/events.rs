@@ -47,7 +47,8 @@ pub struct RequestEvent {
     pub blocked_reason: Option<serde_json::Value>,
     pub error: Option<String>,
     /// Notes on how the numbers were obtained, e.g. `usage_estimated`,
-    /// `price_missing`, `stream_incomplete`.
+    /// `price_missing`, `stream_incomplete`, `output_estimated` (a cut stream:
+    /// output tokens from the output text seen, four characters a token).
     pub flags: Vec<String>,
 }
 

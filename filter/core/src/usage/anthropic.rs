@@ -7,6 +7,14 @@ use serde::Deserialize;
 /// The stream events usage, the model and the end are read from.
 pub const USAGE_EVENTS: &[&str] = &["message_start", "message_delta", "message_stop"];
 
+/// The stream event carrying the output as it is generated; measured in
+/// place with [`delta_text_bytes`], never parsed.
+pub const DELTA_EVENT: &str = "content_block_delta";
+
+/// The string fields of a delta that are output: text, a tool call's
+/// input, thinking.
+const DELTA_FIELDS: [&[u8]; 3] = [b"\"text\":", b"\"partial_json\":", b"\"thinking\":"];
+
 #[derive(Deserialize, Default)]
 struct UsageJson {
     input_tokens: Option<u64>,
@@ -88,11 +96,20 @@ pub struct StreamState {
     pub usage: Usage,
     pub model: Option<String>,
     pub saw_usage: bool,
+    /// `message_delta` brought the final output count.
+    pub saw_final_usage: bool,
     pub saw_stop: bool,
+    /// Output bytes of the unnamed delta events seen (named ones are
+    /// measured by the scanner).
+    pub delta_bytes: u64,
 }
 
 impl StreamState {
     pub fn on_event(&mut self, event: &str, data: &[u8]) {
+        if event.is_empty() && contains(data, b"\"content_block_delta\"") {
+            self.delta_bytes = self.delta_bytes.saturating_add(delta_text_bytes(data));
+            return;
+        }
         let interesting = USAGE_EVENTS.contains(&event)
             || (event.is_empty() && contains(data, b"\"message_"));
         if !interesting {
@@ -113,6 +130,7 @@ impl StreamState {
             }
             Some("message_delta") => {
                 if let Some(u) = parsed.usage {
+                    self.saw_final_usage |= u.output_tokens.is_some();
                     u.apply(&mut self.usage);
                     self.saw_usage = true;
                 }
@@ -124,7 +142,36 @@ impl StreamState {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+/// Characters of output in one `content_block_delta` data line: the length
+/// of its text, tool-input or thinking string, an escape counting as one
+/// character (UTF-8 counts by bytes). 0 when the line has none.
+pub fn delta_text_bytes(data: &[u8]) -> u64 {
+    let Some(start) = DELTA_FIELDS.iter().find_map(|field| {
+        let at = memchr::memmem::find(data, field)? + field.len();
+        let rest = data.get(at..)?;
+        let quote = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        (rest.get(quote) == Some(&b'"')).then_some(at + quote + 1)
+    }) else {
+        return 0;
+    };
+    let mut count = 0u64;
+    let mut bytes = data.get(start..).unwrap_or_default().iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => break,
+            b'\\' => {
+                if bytes.next() == Some(&b'u') {
+                    bytes.nth(3);
+                }
+            }
+            _ => {}
+        }
+        count += 1;
+    }
+    count
 }
 
 #[cfg(test)]
@@ -190,8 +237,51 @@ mod tests {
         let cut = STREAM.find("event: message_delta").unwrap();
         let r = meter(&[&STREAM.as_bytes()[..cut]]);
         assert!(r.incomplete);
+        assert!(r.output_estimated);
         let u = r.usage.unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (1200, 1, 4000));
+        // 19 characters of text seen: 5 tokens, not message_start's 1.
+        assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (1200, 5, 4000));
+        assert!(!meter(&[STREAM.as_bytes()]).output_estimated);
+    }
+
+    /// A stream cut after several text and tool-input deltas, named or not.
+    #[test]
+    fn cut_stream_output_is_estimated_from_every_delta_seen() {
+        let start = STREAM.split("event: content_block_start").next().unwrap();
+        let delta = |kind: &str, field: &str, value: &str| {
+            format!("{{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{{\"type\":\"{kind}\",\"{field}\":\"{value}\"}}}}")
+        };
+        let mut stream = start.to_string();
+        for _ in 0..5 {
+            stream += &format!("event: content_block_delta\ndata: {}\n\n", delta("text_delta", "text", "twelve chars"));
+        }
+        stream += &format!("event: content_block_delta\ndata: {}\n\n", delta("input_json_delta", "partial_json", "{\\\"path\\\": \\\"a\\\"}"));
+        stream += &format!("event: content_block_delta\ndata: {}\n\n", delta("thinking_delta", "thinking", "hmm"));
+        // The same events without their names (some proxies drop them).
+        stream += &format!("data: {}\n\n", delta("text_delta", "text", "\\u00e9t\\u00e9"));
+        stream += &format!("event: content_block_delta\ndata: {}\n\n", delta("signature_delta", "signature", "c2lnbmF0dXJl"));
+        // 60 + 13 (the tool input, unescaped) + 3 + 3 = 79 characters: 20 tokens.
+        let bytes = stream.as_bytes();
+        for cut in 0..=bytes.len() {
+            let r = meter(&[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(r.usage.map(|u| u.output_tokens), Some(20), "cut at {cut}");
+            assert!(r.incomplete && r.output_estimated);
+        }
+    }
+
+    #[test]
+    fn delta_text_is_measured_without_parsing() {
+        let cases: [(&[u8], u64); 6] = [
+            (br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#, 5),
+            (br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text": "a\"b\n"}}"#, 4),
+            (br#"{"delta":{"type":"input_json_delta","partial_json":"{\"x\":1}"}}"#, 7),
+            (br#"{"delta":{"type":"text_delta","text":"\ud83d\ude00!"}}"#, 3),
+            (br#"{"delta":{"type":"text_delta","text":"unterminated"#, 12),
+            (br#"{"type":"ping"}"#, 0),
+        ];
+        for (data, want) in cases {
+            assert_eq!(delta_text_bytes(data), want, "{}", String::from_utf8_lossy(data));
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Metered {
     pub response_bytes: u64,
     /// This response format's usage is not read yet (only Anthropic's is).
     pub unsupported: bool,
+    /// The stream ended before its final output count: output tokens are
+    /// estimated from the output seen (about four characters a token).
+    pub output_estimated: bool,
 }
 
 pub struct ResponseMeter {
@@ -55,7 +58,9 @@ impl ResponseMeter {
         let is_sse = content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream");
         ResponseMeter {
             endpoint,
-            sse: is_sse.then(|| SseScanner::only(anthropic::USAGE_EVENTS)),
+            sse: is_sse.then(|| {
+                SseScanner::only(anthropic::USAGE_EVENTS).measuring(anthropic::DELTA_EVENT, anthropic::delta_text_bytes)
+            }),
             json: Vec::new(),
             json_overflow: false,
             state: anthropic::StreamState::default(),
@@ -93,19 +98,27 @@ impl ResponseMeter {
             Some(mut scanner) => {
                 let state = &mut self.state;
                 scanner.finish(|event, data| state.on_event(event, data));
-                let s = self.state;
+                let mut s = self.state;
+                // A stream cut before `message_delta` still shows
+                // `message_start`'s placeholder output count.
+                let output_estimated = s.saw_usage && !s.saw_final_usage;
+                if output_estimated {
+                    let seen = scanner.measured.saturating_add(s.delta_bytes);
+                    s.usage.output_tokens = s.usage.output_tokens.max(seen.div_ceil(4));
+                }
                 Metered {
                     usage: s.saw_usage.then_some(s.usage),
                     model: s.model,
                     incomplete: !s.saw_stop,
                     response_bytes: bytes,
                     unsupported: false,
+                    output_estimated,
                 }
             }
             None => {
                 let (usage, model) =
                     if self.json_overflow { (None, None) } else { anthropic::from_json(&self.json) };
-                Metered { usage, model, incomplete: false, response_bytes: bytes, unsupported: false }
+                Metered { usage, model, response_bytes: bytes, ..Metered::default() }
             }
         }
     }

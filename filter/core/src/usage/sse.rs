@@ -17,12 +17,25 @@ pub struct SseScanner {
     /// the data of others (text deltas, pings) is not even copied.
     only: Option<&'static [&'static str]>,
     skipping: bool,
+    /// A skipped event whose data lines are measured in place (never
+    /// copied): its name and the measure.
+    measure: Option<(&'static str, fn(&[u8]) -> u64)>,
+    measuring: bool,
+    /// The sum of the measures so far.
+    pub measured: u64,
 }
 
 impl SseScanner {
     /// A scanner that collects only the named events in `events`.
     pub fn only(events: &'static [&'static str]) -> SseScanner {
         SseScanner { only: Some(events), ..SseScanner::default() }
+    }
+
+    /// Also sums `measure(data line)` over the data lines of the skipped
+    /// event `name` (into [`SseScanner::measured`]).
+    pub fn measuring(mut self, name: &'static str, measure: fn(&[u8]) -> u64) -> SseScanner {
+        self.measure = Some((name, measure));
+        self
     }
 
     /// Feeds a chunk; `on_event(event_name, data)` runs for every complete
@@ -94,8 +107,13 @@ impl SseScanner {
             b"event" => {
                 self.event = String::from_utf8_lossy(value).into_owned();
                 self.skipping = self.only.is_some_and(|only| !only.contains(&self.event.as_str()));
+                self.measuring = self.skipping && self.measure.is_some_and(|(name, _)| name == self.event);
             }
-            b"data" if self.skipping => {}
+            b"data" if self.skipping => {
+                if let Some((_, measure)) = self.measure.filter(|_| self.measuring) {
+                    self.measured = self.measured.saturating_add(measure(value));
+                }
+            }
             b"data" => {
                 if self.has_data {
                     self.data.push(b'\n');
@@ -115,6 +133,7 @@ impl SseScanner {
         self.data.clear();
         self.has_data = false;
         self.skipping = false;
+        self.measuring = false;
     }
 }
 
@@ -141,6 +160,20 @@ mod tests {
         s.feed(STREAM, |e, d| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned())));
         s.finish(|e, d| out.push((e.to_string(), String::from_utf8_lossy(d).into_owned())));
         assert_eq!(out, vec![("b".to_string(), "line1\nline2".to_string()), (String::new(), "tail".to_string())]);
+    }
+
+    #[test]
+    fn skipped_events_can_be_measured_in_place() {
+        let stream = b"event: a\ndata: xy\n\nevent: b\ndata: 12345\ndata: 678\n\nevent: b\ndata: 9\n\ndata: zz\n\n";
+        for cut in 0..=stream.len() {
+            let mut s = SseScanner::only(&["a"]).measuring("b", |d| d.len() as u64);
+            let mut out = Vec::new();
+            s.feed(&stream[..cut], |e, _| out.push(e.to_string()));
+            s.feed(&stream[cut..], |e, _| out.push(e.to_string()));
+            s.finish(|e, _| out.push(e.to_string()));
+            assert_eq!(s.measured, 9, "cut at {cut}");
+            assert_eq!(out, vec!["a".to_string(), String::new()]);
+        }
     }
 
     #[test]
