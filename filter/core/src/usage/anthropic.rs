@@ -163,9 +163,9 @@ pub fn delta_text_bytes(data: &[u8]) -> u64 {
         match b {
             b'"' => break,
             b'\\' => {
-                if bytes.next() == Some(&b'u') {
-                    bytes.nth(3);
-                }
+                // `\uXXXX` is one character, like the two-byte escapes.
+                let hex_digits = if bytes.next() == Some(&b'u') { 4 } else { 0 };
+                bytes.by_ref().take(hex_digits).for_each(drop);
             }
             _ => {}
         }

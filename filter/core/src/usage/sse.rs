@@ -4,6 +4,9 @@
 /// Lines longer than this are dropped rather than held without bound.
 const MAX_LINE: usize = 4 * 1024 * 1024;
 
+/// Sums up something of a data line (e.g. the output characters of a delta).
+pub type Measure = fn(&[u8]) -> u64;
+
 #[derive(Default)]
 pub struct SseScanner {
     carry: Vec<u8>,
@@ -19,7 +22,7 @@ pub struct SseScanner {
     skipping: bool,
     /// A skipped event whose data lines are measured in place (never
     /// copied): its name and the measure.
-    measure: Option<(&'static str, fn(&[u8]) -> u64)>,
+    measure: Option<(&'static str, Measure)>,
     measuring: bool,
     /// The sum of the measures so far.
     pub measured: u64,
@@ -33,7 +36,7 @@ impl SseScanner {
 
     /// Also sums `measure(data line)` over the data lines of the skipped
     /// event `name` (into [`SseScanner::measured`]).
-    pub fn measuring(mut self, name: &'static str, measure: fn(&[u8]) -> u64) -> SseScanner {
+    pub fn measuring(mut self, name: &'static str, measure: Measure) -> SseScanner {
         self.measure = Some((name, measure));
         self
     }
