@@ -140,7 +140,7 @@ fn pricing(input: &mut Input<'_>) {
         }
     }
     for (usage, incomplete, unsupported) in [(Some(usage.clone()), false, false), (None, true, false), (None, false, true)] {
-        let metered = Metered { usage, model: Some(model.clone()), incomplete, response_bytes, unsupported };
+        let metered = Metered { usage, model: Some(model.clone()), incomplete, response_bytes, unsupported, output_estimated: incomplete };
         for billable in [true, false] {
             let s = settle(status, billable, &metered, request_bytes, price.as_ref(), multiplier);
             if !billable || !(200..300).contains(&status) {
