@@ -1,9 +1,12 @@
 //! Background jobs, off the request path: disabling expired users and keys,
 //! deleting long-idle sessions, and recomputing client GA versions
-//! (SPEC §2.5).
+//! (SPEC §2.5). With several control-plane replicas on one database, each
+//! interval's run is claimed in `job_runs` ([`claim`]): one replica runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -29,9 +32,13 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
     let sweep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(sweep_every);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = sweep_state.expiry_wakeup.notified() => {}
+            // A wakeup (an expiry just set on this replica) runs at once.
+            let due = tokio::select! {
+                _ = tick.tick() => claimed(&sweep_state.pool, SWEEP_JOB, sweep_every).await,
+                _ = sweep_state.expiry_wakeup.notified() => true,
+            };
+            if !due {
+                continue;
             }
             match disable_expired(&sweep_state.pool).await {
                 Ok(0) => {}
@@ -57,12 +64,50 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
         let mut tick = tokio::time::interval(versions_every);
         loop {
             tick.tick().await;
+            if !claimed(&state.pool, VERSIONS_JOB, versions_every).await {
+                continue;
+            }
             if let Err(err) = refresh_client_versions(&state.pool).await {
                 tracing::warn!(error = format!("{err:#}"), "client version refresh failed");
             }
         }
     });
     Jobs(vec![sweep, versions])
+}
+
+const SWEEP_JOB: &str = "expiry_sweep";
+const VERSIONS_JOB: &str = "client_versions";
+
+/// Claims this interval's run of `job` for this replica: true unless
+/// another replica ran it less than 90 % of `every` ago (the slack lets
+/// replicas' timers drift without skipping an interval). An unreachable
+/// database claims nothing; the next tick tries again.
+pub async fn claim(pool: &PgPool, job: &str, every: Duration) -> anyhow::Result<bool> {
+    let claimed: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO job_runs (job, last_run_at) VALUES ($1, now()) \
+         ON CONFLICT (job) DO UPDATE SET last_run_at = now() \
+         WHERE job_runs.last_run_at <= now() - make_interval(secs => $2) \
+         RETURNING job",
+    )
+    .bind(job)
+    .bind(every.as_secs_f64() * 0.9)
+    .fetch_optional(pool)
+    .await?;
+    Ok(claimed.is_some())
+}
+
+async fn claimed(pool: &PgPool, job: &str, every: Duration) -> bool {
+    match claim(pool, job, every).await {
+        Ok(claimed) => claimed,
+        Err(err) => {
+            tracing::warn!(
+                job,
+                error = format!("{err:#}"),
+                "cannot claim a background job run"
+            );
+            false
+        }
+    }
 }
 
 /// Marks expired but still enabled users and keys disabled (SPEC §2.1),

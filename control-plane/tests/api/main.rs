@@ -11,6 +11,7 @@ mod auth;
 mod bodies;
 mod cli;
 mod internal;
+mod jobs;
 mod keys;
 mod names;
 mod openapi;
