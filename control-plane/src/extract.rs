@@ -24,18 +24,26 @@ pub struct JsonBody<T>(pub T);
 /// A JSON object body, kept as a map (used by PATCH, see [`merge_patch`]).
 pub struct JsonObject(pub serde_json::Map<String, Value>);
 
-async fn read_value<S: Send + Sync>(req: Request, state: &S) -> Result<Value, ApiError> {
+/// [`JsonBody`] for big bodies (event batches): the same rules, but the body
+/// is checked for repeated keys in a pass that builds nothing, then parsed
+/// straight into `T`, without an intermediate [`Value`].
+pub struct TypedBody<T>(pub T);
+
+async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     if !is_json(req.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
         } else {
             ApiError::BadRequest(rejection.body_text())
         }
-    })?;
-    parse_strict(&bytes)
+    })
+}
+
+async fn read_value<S: Send + Sync>(req: Request, state: &S) -> Result<Value, ApiError> {
+    parse_strict(&read_bytes(req, state).await?)
 }
 
 /// `application/json` or `application/<anything>+json`, parameters allowed.
@@ -70,6 +78,40 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
         )),
         Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
     }
+}
+
+/// Parses a JSON document straight into `T` with the rules of
+/// [`parse_strict`] and [`from_value`]: 400 when it is not JSON, 422 naming
+/// a repeated key or the field that does not fit `T`.
+pub fn parse_typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let repeated = RefCell::new(Vec::new());
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let checked = RepeatedKeys {
+        repeated: &repeated,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    let repeated = repeated.into_inner();
+    match checked {
+        Ok(()) => {}
+        Err(_) if !repeated.is_empty() => {
+            return Err(ApiError::validation(
+                path_of(&repeated),
+                "this key appears more than once in its object",
+            ))
+        }
+        Err(e) => return Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        // serde_json adds where in the text; the field name says it better.
+        let mut message = err.into_inner().to_string();
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        field_error(path, message)
+    })
 }
 
 /// `segments` innermost first, e.g. `["name", "[0]", "items"]` → `items[0].name`.
@@ -183,6 +225,145 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
     }
 }
 
+/// Checks a JSON document for repeated keys without building anything;
+/// records where one is as [`StrictValue`] does.
+#[derive(Clone, Copy)]
+struct RepeatedKeys<'a> {
+    repeated: &'a RefCell<Vec<String>>,
+}
+
+impl RepeatedKeys<'_> {
+    fn enclosing(&self, segment: impl FnOnce() -> String) {
+        let mut repeated = self.repeated.borrow_mut();
+        if !repeated.is_empty() {
+            repeated.push(segment());
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RepeatedKeys<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RepeatedKeys<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            match seq.next_element_seed(self) {
+                Ok(Some(())) => index += 1,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.enclosing(|| format!("[{index}]"));
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys: Vec<Key<'de>> = Vec::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if keys.iter().any(|k| k.as_str() == key.as_str()) {
+                self.repeated.borrow_mut().push(key.as_str().to_string());
+                return Err(de::Error::custom("repeated key"));
+            }
+            if let Err(e) = map.next_value_seed(self) {
+                self.enclosing(|| key.as_str().to_string());
+                return Err(e);
+            }
+            keys.push(key);
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the body unless it has escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key::Owned(v.to_string()))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for TypedBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        parse_typed(&read_bytes(req, state).await?).map(TypedBody)
+    }
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
@@ -207,18 +388,23 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let message = err.into_inner().to_string();
-        let field = if path == "." {
-            field_in_message(&message).unwrap_or_default()
-        } else {
-            path
-        };
-        ApiError::validation(field, message)
+        field_error(path, err.into_inner().to_string())
     })
 }
 
+fn field_error(path: String, message: String) -> ApiError {
+    let named = field_in_message(&message);
+    let field = match named {
+        _ if path == "." => named.unwrap_or_default(),
+        // A missing field is reported at its parent (an unknown one at itself).
+        Some(name) if message.starts_with("missing field") => format!("{path}.{name}"),
+        _ => path,
+    };
+    ApiError::validation(field, message)
+}
+
 /// serde reports unknown and missing fields at their parent's path; name the
-/// field itself.
+/// field itself (`items[0].name`).
 fn field_in_message(message: &str) -> Option<String> {
     let rest = message
         .strip_prefix("unknown field `")
@@ -323,6 +509,52 @@ mod tests {
             parse_strict(b"{\"a\":"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    /// The typed path gives the answers of the Value path.
+    #[test]
+    fn typed_parsing_follows_the_same_rules() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct Outer {
+            #[allow(dead_code)]
+            items: Vec<Input>,
+        }
+        let message = |err: ApiError| match err {
+            ApiError::Validation { message, .. } => message,
+            other => format!("{other:?}"),
+        };
+        for (doc, field) in [
+            (r#"{"items":[{"name":"a","name":"b"}]}"#, "items[0].name"),
+            (
+                r#"{"items":[{"name":"a","tags":["x",3]}]}"#,
+                "items[0].tags[1]",
+            ),
+            (r#"{"items":[{"name":"a","bogus":1}]}"#, "items[0].bogus"),
+            (r#"{"items":[{"tags":[]}]}"#, "items[0].name"),
+            (r#"{"items":[],"items":[]}"#, "items"),
+            (
+                r#"{"items":[{"name":"a","tags":[],"limit":{"x":1,"\u0078":2}}]}"#,
+                "items[0].limit.x",
+            ),
+        ] {
+            assert_eq!(
+                field_of(parse_typed::<Outer>(doc.as_bytes()).unwrap_err()),
+                field,
+                "{doc}"
+            );
+        }
+        let err = parse_typed::<Outer>(br#"{"items":[{"name":1}]}"#).unwrap_err();
+        assert!(!message(err).contains(" at line "));
+        for bad in [&br#"{"items":[]} x"#[..], b"{\"items\":"] {
+            assert!(matches!(
+                parse_typed::<Outer>(bad),
+                Err(ApiError::BadRequest(_))
+            ));
+        }
+        let ok: Outer =
+            parse_typed(br#"{"items":[{"name":"a","limit":"0.5"},{"name":"b"}]}"#).unwrap();
+        assert_eq!(ok.items.len(), 2);
     }
 
     #[test]

@@ -17,11 +17,11 @@ use hubgate_wire::{EventBatch, EventBatchAck, RequestEvent};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::types::Json as DbJson;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::PgConnection;
 
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::TypedBody;
 use crate::limits::windows;
 
 pub const MAX_BATCH: usize = 1000;
@@ -30,7 +30,7 @@ const EARLIEST_STARTED_AT: i64 = 1_577_836_800;
 
 pub async fn ingest(
     State(state): State<AppState>,
-    JsonBody(batch): JsonBody<EventBatch>,
+    TypedBody(batch): TypedBody<EventBatch>,
 ) -> ApiResult<Json<EventBatchAck>> {
     if batch.events.len() > MAX_BATCH {
         return Err(ApiError::validation(
@@ -234,51 +234,72 @@ struct Stored {
     user_agent: Option<String>,
 }
 
+/// One INSERT of the whole batch, each column bound as one array
+/// (`UNNEST`): the statement is the same for every batch size, so Postgres
+/// plans it once per connection, and binding is one value per column.
 async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sqlx::Error> {
-    let mut qb = QueryBuilder::<Postgres>::new(
-        "INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, provider_id, \
-           method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
+    fn col<'a, T: 'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    // Flags vary in number per row and Postgres arrays cannot be ragged:
+    // each row's go as one JSON array.
+    let flags: Vec<Value> = col(rows, |r| Value::from(r.flags.clone()));
+    sqlx::query_as(
+        "INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
+           provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
            output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
-           cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) ",
-    );
-    qb.push_values(rows, |mut b, r| {
-        b.push_bind(&r.event_id)
-            .push_bind(&r.request_id)
-            .push_bind(r.started_at)
-            .push_bind(r.received_at)
-            .push_bind(r.user_id)
-            .push_bind(r.key_id)
-            .push_bind(&r.key_masked)
-            .push_bind(r.provider_id)
-            .push_bind(&r.method)
-            .push_bind(&r.endpoint)
-            .push_bind(&r.original_model)
-            .push_bind(&r.upstream_model)
-            .push_bind(r.status)
-            .push_bind(r.duration_ms)
-            .push_bind(r.ttfb_ms)
-            .push_bind(r.input_tokens)
-            .push_bind(r.output_tokens)
-            .push_bind(r.cache_creation_5m_tokens)
-            .push_bind(r.cache_creation_1h_tokens)
-            .push_bind(r.cache_read_tokens)
-            .push_bind(r.cost_usd)
-            .push_bind(r.cost_multiplier)
-            .push_bind(&r.session_id)
-            .push_bind(&r.user_agent)
-            .push_bind(&r.client_ip)
-            .push_bind(r.stream)
-            .push_bind(&r.blocked_by)
-            .push_bind(r.blocked_reason.as_ref().map(DbJson))
-            .push_bind(&r.error)
-            .push_bind(&r.flags);
-    });
-    qb.push(
-        " ON CONFLICT (event_id) DO NOTHING \
+           cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
+         SELECT e.event_id, e.request_id, e.started_at, e.received_at, e.user_id, e.key_id, e.key_masked, \
+           e.provider_id, e.method, e.endpoint, e.original_model, e.upstream_model, e.status, e.duration_ms, \
+           e.ttfb_ms, e.input_tokens, e.output_tokens, e.cache_creation_5m_tokens, e.cache_creation_1h_tokens, \
+           e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
+           e.blocked_by, e.blocked_reason, e.error, \
+           ARRAY(SELECT jsonb_array_elements_text(e.flags)) \
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int8[], $6::int8[], \
+           $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::int8[], \
+           $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::numeric[], \
+           $22::numeric[], $23::text[], $24::text[], $25::text[], $26::bool[], $27::text[], $28::jsonb[], \
+           $29::text[], $30::jsonb[]) \
+           AS e(event_id, request_id, started_at, received_at, user_id, key_id, key_masked, provider_id, method, \
+             endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, output_tokens, \
+             cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, cost_multiplier, \
+             session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
+         ON CONFLICT (event_id) DO NOTHING \
          RETURNING user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by, \
            session_id, user_agent",
-    );
-    qb.build_query_as().fetch_all(conn).await
+    )
+    .bind(col(rows, |r| r.event_id.as_str()))
+    .bind(col(rows, |r| r.request_id.as_str()))
+    .bind(col(rows, |r| r.started_at))
+    .bind(col(rows, |r| r.received_at))
+    .bind(col(rows, |r| r.user_id))
+    .bind(col(rows, |r| r.key_id))
+    .bind(col(rows, |r| r.key_masked.as_deref()))
+    .bind(col(rows, |r| r.provider_id))
+    .bind(col(rows, |r| r.method.as_str()))
+    .bind(col(rows, |r| r.endpoint.as_str()))
+    .bind(col(rows, |r| r.original_model.as_deref()))
+    .bind(col(rows, |r| r.upstream_model.as_deref()))
+    .bind(col(rows, |r| r.status))
+    .bind(col(rows, |r| r.duration_ms))
+    .bind(col(rows, |r| r.ttfb_ms))
+    .bind(col(rows, |r| r.input_tokens))
+    .bind(col(rows, |r| r.output_tokens))
+    .bind(col(rows, |r| r.cache_creation_5m_tokens))
+    .bind(col(rows, |r| r.cache_creation_1h_tokens))
+    .bind(col(rows, |r| r.cache_read_tokens))
+    .bind(col(rows, |r| r.cost_usd))
+    .bind(col(rows, |r| r.cost_multiplier))
+    .bind(col(rows, |r| r.session_id.as_deref()))
+    .bind(col(rows, |r| r.user_agent.as_deref()))
+    .bind(col(rows, |r| r.client_ip.as_deref()))
+    .bind(col(rows, |r| r.stream))
+    .bind(col(rows, |r| r.blocked_by.as_deref()))
+    .bind(col(rows, |r| r.blocked_reason.as_ref().map(DbJson)))
+    .bind(col(rows, |r| r.error.as_deref()))
+    .bind(flags.iter().map(DbJson).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
 }
 
 #[derive(Default)]
@@ -358,7 +379,9 @@ async fn update_rollup(conn: &mut PgConnection, stored: &[Stored]) -> Result<(),
 /// Moves each charged user's and key's fixed 5 h window
 /// (`five_hour_opened_at`) past the new charges, oldest first: a charge
 /// after the window ended opens the next one; one older than the window
-/// belongs to an earlier window and changes nothing.
+/// belongs to an earlier window and changes nothing. Two queries per table
+/// whatever the batch: the rows are read (and locked, in id order) at once
+/// and only those whose window moved are written.
 async fn update_five_hour_windows(
     conn: &mut PgConnection,
     stored: &[Stored],
@@ -374,27 +397,42 @@ async fn update_five_hour_windows(
             }
         }
     }
-    // BTreeMap order: users before keys, ids ascending; the same lock order
-    // in every batch.
-    for ((table, id), mut times) in charges {
-        times.sort();
-        let (opened,): (Option<DateTime<Utc>>,) = sqlx::query_as(&format!(
-            "SELECT five_hour_opened_at FROM {table} WHERE id = $1 FOR UPDATE"
+    for table in ["users", "keys"] {
+        let ids: Vec<i64> = charges
+            .keys()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, id)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let current: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+            "SELECT id, five_hour_opened_at FROM {table} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
         ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .unwrap_or((None,));
-        let moved = times.into_iter().fold(opened, |opened, at| match opened {
-            Some(o) if at < o => Some(o),
-            _ => Some(windows::five_hours_opened_by(opened, at)),
-        });
-        if moved != opened {
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut moved_ids = Vec::new();
+        let mut moved_to = Vec::new();
+        for (id, opened) in current {
+            let mut times = charges.remove(&(table, id)).unwrap_or_default();
+            times.sort();
+            let moved = times.into_iter().fold(opened, |opened, at| match opened {
+                Some(o) if at < o => Some(o),
+                _ => Some(windows::five_hours_opened_by(opened, at)),
+            });
+            if let Some(to) = moved.filter(|_| moved != opened) {
+                moved_ids.push(id);
+                moved_to.push(to);
+            }
+        }
+        if !moved_ids.is_empty() {
             sqlx::query(&format!(
-                "UPDATE {table} SET five_hour_opened_at = $2 WHERE id = $1"
+                "UPDATE {table} t SET five_hour_opened_at = m.opened \
+                 FROM UNNEST($1::int8[], $2::timestamptz[]) AS m(id, opened) WHERE t.id = m.id"
             ))
-            .bind(id)
-            .bind(moved)
+            .bind(&moved_ids)
+            .bind(&moved_to)
             .execute(&mut *conn)
             .await?;
         }

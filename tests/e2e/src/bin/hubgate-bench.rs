@@ -19,10 +19,15 @@
 //! `--memory-keys` (default 100,000) distinct keys are used, and again after
 //! each of `--memory-passes` more passes over all of them.
 //!
+//! The ingest case last: audit event batches POSTed straight at the control
+//! plane for `--ingest-secs` (default 5): events per second, and the CPU the
+//! control plane and PostgreSQL spend per event.
+//!
 //! Usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N]
-//! [--memory-keys N] [--memory-passes N] (or HUBGATE_BENCH_SECS,
-//! HUBGATE_BENCH_WARMUP_SECS, HUBGATE_BENCH_CONCURRENCY,
-//! HUBGATE_BENCH_MEMORY_KEYS, HUBGATE_BENCH_MEMORY_PASSES).
+//! [--memory-keys N] [--memory-passes N] [--ingest-secs N] (or
+//! HUBGATE_BENCH_SECS, HUBGATE_BENCH_WARMUP_SECS, HUBGATE_BENCH_CONCURRENCY,
+//! HUBGATE_BENCH_MEMORY_KEYS, HUBGATE_BENCH_MEMORY_PASSES,
+//! HUBGATE_BENCH_INGEST_SECS).
 //! Prerequisites as for the e2e tests (built .wasm files, control plane,
 //! Envoy, PostgreSQL). Reports only: nothing here asserts on timings.
 
@@ -45,6 +50,9 @@ struct Settings {
     memory_keys: u64,
     /// Passes over all of them after the first.
     memory_passes: u64,
+    /// Seconds of the ingest case (event batches straight at the control
+    /// plane's internal API); 0 skips it.
+    ingest_secs: u64,
 }
 
 fn settings() -> Result<Settings> {
@@ -60,6 +68,7 @@ fn settings() -> Result<Settings> {
         concurrency: env("HUBGATE_BENCH_CONCURRENCY", 16)? as usize,
         memory_keys: env("HUBGATE_BENCH_MEMORY_KEYS", 100_000)?,
         memory_passes: env("HUBGATE_BENCH_MEMORY_PASSES", 2)?,
+        ingest_secs: env("HUBGATE_BENCH_INGEST_SECS", 5)?,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -73,6 +82,7 @@ fn settings() -> Result<Settings> {
             "--concurrency" => s.concurrency = value()? as usize,
             "--memory-keys" => s.memory_keys = value()?,
             "--memory-passes" => s.memory_passes = value()?,
+            "--ingest-secs" => s.ingest_secs = value()?,
             "-h" | "--help" => {
                 println!(
                     "usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N] [--memory-keys N] [--memory-passes N]"
@@ -739,6 +749,113 @@ async fn report_audit(stack: &Stack, expected: u64) -> Result<()> {
     Ok(())
 }
 
+/// Events per POST in the ingest case: what a busy filter sends (its
+/// drain joins the VMs' batches of 32 up to `event_batch_max`, 200).
+const INGEST_BATCH: usize = 200;
+/// POSTs in flight at once in the ingest case.
+const INGEST_CONCURRENCY: usize = 4;
+/// Users (one key each) the ingest case's events belong to.
+const INGEST_USERS: i64 = 50;
+
+/// Audit events shaped like the filter's, for the ingest case: forwarded
+/// Claude Code requests with usage, cost and a session, spread over users.
+fn ingest_batch(prefix: &str, first: u64) -> hubgate_wire::EventBatch {
+    let now = chrono::Utc::now().timestamp_millis();
+    let events = (first..first + INGEST_BATCH as u64)
+        .map(|n| {
+            let user = 1_000_000 + (n as i64 % INGEST_USERS);
+            hubgate_wire::RequestEvent {
+                event_id: format!("{prefix}-{n}"),
+                request_id: format!("req-{prefix}-{n}"),
+                started_at_ms: now - 1500,
+                user_id: Some(user),
+                key_id: Some(user * 10),
+                key_masked: Some("sk-…abcd".to_string()),
+                provider_id: Some(1),
+                method: "POST".to_string(),
+                endpoint: "/v1/messages".to_string(),
+                original_model: Some("claude-sonnet-4-5".to_string()),
+                upstream_model: Some("claude-sonnet-4-5-20250929".to_string()),
+                status: 200,
+                duration_ms: 1480,
+                ttfb_ms: Some(420),
+                usage: hubgate_wire::Usage {
+                    input_tokens: 1200 + n % 700,
+                    output_tokens: 300 + n % 90,
+                    cache_creation_5m_tokens: 2048,
+                    cache_creation_1h_tokens: 0,
+                    cache_read_tokens: 40_960,
+                },
+                cost_usd: rust_decimal::Decimal::new(31_234 + (n % 1000) as i64, 6),
+                cost_multiplier: rust_decimal::Decimal::ONE,
+                session_id: Some(format!("0b1c2d3e-0000-4000-8000-{:012}", user * 100 + (n as i64 % 3))),
+                user_agent: Some("claude-cli/2.1.197 (external, sdk-cli)".to_string()),
+                client_ip: Some("127.0.0.1".to_string()),
+                stream: true,
+                blocked_by: None,
+                blocked_reason: None,
+                error: None,
+                flags: Vec::new(),
+            }
+        })
+        .collect();
+    hubgate_wire::EventBatch { events }
+}
+
+/// The audit pipeline alone: event batches POSTed straight at the control
+/// plane's internal API for `secs`, as fast as it takes them. Prints events
+/// per second and the CPU the control plane and Postgres spend per event.
+/// Returns the events stored.
+async fn ingest_case(stack: &Stack, secs: u64) -> Result<u64> {
+    eprintln!(
+        "ingest case: batches of {INGEST_BATCH} events, {INGEST_CONCURRENCY} in flight, {secs} s, straight at the internal API..."
+    );
+    let url = format!("http://{}{}", stack.control_plane.internal_addr, hubgate_wire::EVENTS_PATH);
+    let http = client(INGEST_CONCURRENCY)?;
+    let prefix = hubgate_e2e::random_token(8);
+    let next = Arc::new(AtomicU64::new(0));
+    let cp_pid = stack.control_plane.child.pid();
+    let before = Cpu::read(0, cp_pid);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..INGEST_CONCURRENCY {
+        let (http, url, prefix, next) = (http.clone(), url.clone(), prefix.clone(), next.clone());
+        let token = stack.internal_token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stored = 0u64;
+            while Instant::now() < deadline {
+                let first = next.fetch_add(INGEST_BATCH as u64, Ordering::Relaxed);
+                let batch = ingest_batch(&prefix, first);
+                let resp = http.post(&url).bearer_auth(&token).json(&batch).send().await?;
+                if !resp.status().is_success() {
+                    bail!("ingest answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
+                }
+                let ack: hubgate_wire::EventBatchAck = resp.json().await?;
+                stored += u64::from(ack.accepted);
+            }
+            Ok(stored)
+        }));
+    }
+    let mut stored = 0;
+    for task in tasks {
+        stored += task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = Cpu::read(0, cp_pid).since(before);
+    let per = |us: u64| us as f64 / stored.max(1) as f64;
+    println!();
+    println!(
+        "audit ingest: {stored} events in {elapsed:.1} s = {:.0} events/s (batches of {INGEST_BATCH}, {INGEST_CONCURRENCY} in flight); \
+         CPU per event, microseconds: control plane {:.1}, postgres {:.1}, together {:.1}",
+        stored as f64 / elapsed,
+        per(cpu.control_plane),
+        per(cpu.postgres),
+        per(cpu.control_plane + cpu.postgres),
+    );
+    Ok(stored)
+}
+
 /// One body at one concurrency, through the three columns.
 struct Row {
     label: &'static str,
@@ -1026,6 +1143,9 @@ async fn main() -> Result<()> {
     if s.memory_keys > 0 {
         let sent = memory_case(&stack, &small, &session, s.memory_keys, s.memory_passes).await?;
         bench.hubgate_requests += sent;
+    }
+    if s.ingest_secs > 0 {
+        bench.hubgate_requests += ingest_case(&stack, s.ingest_secs).await?;
     }
     println!();
     println!("mock upstream served {} requests in total", stack.mock.request_count());
