@@ -2,7 +2,6 @@
 //! failed-authentication throttle and the internal listener's source check.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -120,15 +119,9 @@ async fn identify(
         None => Outcome::Unknown,
     };
     if matches!(outcome, Outcome::Unknown) {
-        state
-            .metrics
-            .admin_auth_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.admin_auth_failures.inc_by(1);
         if state.admin_throttle.record_failure(peer.ip(), now) {
-            state
-                .metrics
-                .admin_auth_lockouts
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.admin_auth_lockouts.inc_by(1);
             let client = crate::throttle::client_group(peer.ip());
             tracing::warn!(%client, "admin API locked out for this client after repeated failed authentication");
         }
@@ -197,10 +190,7 @@ pub async fn require_allowed_source(
     if state.internal_allow.iter().any(|net| net.contains(&ip)) {
         return Ok(next.run(req).await);
     }
-    state
-        .metrics
-        .internal_forbidden_source
-        .fetch_add(1, Ordering::Relaxed);
+    state.metrics.internal_forbidden_source.inc_by(1);
     tracing::debug!(peer = %ip, "internal API refused: address not in HUBGATE_INTERNAL_ALLOW");
     Err(ApiError::ForbiddenSource)
 }

@@ -4,7 +4,6 @@
 //! interval's run is claimed in `job_runs` ([`claim`]): one replica runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 
 use std::time::Duration;
 
@@ -43,10 +42,7 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
             match disable_expired(&sweep_state.pool).await {
                 Ok(0) => {}
                 Ok(n) => {
-                    sweep_state
-                        .metrics
-                        .expired_disabled
-                        .fetch_add(n, Ordering::Relaxed);
+                    sweep_state.metrics.expired_disabled.inc_by(n);
                     tracing::info!(count = n, "disabled expired users/keys");
                 }
                 Err(err) => tracing::warn!(error = format!("{err:#}"), "expiry sweep failed"),

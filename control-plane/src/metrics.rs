@@ -1,123 +1,119 @@
-//! Prometheus counters, rendered as text on `/metrics`.
-
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+//! Prometheus counters (the `prometheus-client` crate), rendered on
+//! `/metrics` in the OpenMetrics text format.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use crate::app::AppState;
 
-#[derive(Default)]
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapshotLabels {
+    result: String,
+}
+
 pub struct Metrics {
-    /// (route, method, status) → count.
-    http: Mutex<BTreeMap<(String, String, u16), u64>>,
-    pub events_accepted: AtomicU64,
-    pub events_duplicate: AtomicU64,
-    pub snapshot_full: AtomicU64,
-    pub snapshot_not_modified: AtomicU64,
-    pub expired_disabled: AtomicU64,
-    pub admin_auth_failures: AtomicU64,
-    pub admin_auth_lockouts: AtomicU64,
-    pub internal_forbidden_source: AtomicU64,
+    registry: Registry,
+    http: Family<HttpLabels, Counter>,
+    pub events_accepted: Counter,
+    pub events_duplicate: Counter,
+    pub snapshot_full: Counter,
+    pub snapshot_not_modified: Counter,
+    pub expired_disabled: Counter,
+    pub admin_auth_failures: Counter,
+    pub admin_auth_lockouts: Counter,
+    pub internal_forbidden_source: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "hubgate_cp_http_requests",
+            "HTTP requests by route, method and status",
+            http.clone(),
+        );
+        let snapshots = Family::<SnapshotLabels, Counter>::default();
+        registry.register(
+            "hubgate_cp_snapshot_responses",
+            "Snapshot answers by result",
+            snapshots.clone(),
+        );
+        let snapshot = |result: &str| {
+            snapshots
+                .get_or_create(&SnapshotLabels {
+                    result: result.to_string(),
+                })
+                .clone()
+        };
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        Metrics {
+            http,
+            events_accepted: counter("hubgate_cp_events_ingested", "Usage events stored"),
+            events_duplicate: counter(
+                "hubgate_cp_events_duplicate",
+                "Usage events received again and ignored (idempotent retries)",
+            ),
+            snapshot_full: snapshot("full"),
+            snapshot_not_modified: snapshot("not_modified"),
+            expired_disabled: counter(
+                "hubgate_cp_expired_disabled",
+                "Expired users and keys marked disabled by the background sweep",
+            ),
+            admin_auth_failures: counter(
+                "hubgate_cp_admin_auth_failures",
+                "Failed admin API authentications (missing or unknown credential)",
+            ),
+            admin_auth_lockouts: counter(
+                "hubgate_cp_admin_auth_lockouts",
+                "Client addresses locked out of the admin API after too many failed authentications",
+            ),
+            internal_forbidden_source: counter(
+                "hubgate_cp_internal_forbidden_source",
+                "Internal API connections refused because the peer is not in HUBGATE_INTERNAL_ALLOW",
+            ),
+            registry,
+        }
+    }
 }
 
 impl Metrics {
     pub fn record_http(&self, route: &str, method: &str, status: u16) {
-        let mut map = self
-            .http
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *map.entry((route.to_string(), method.to_string(), status))
-            .or_insert(0) += 1;
+        self.http
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP hubgate_cp_http_requests_total HTTP requests by route, method and status.\n",
-        );
-        out.push_str("# TYPE hubgate_cp_http_requests_total counter\n");
-        {
-            let map = self
-                .http
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for ((route, method, status), count) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "hubgate_cp_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {count}",
-                    escape(route),
-                    escape(method)
-                );
-            }
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %err, "cannot render the metrics");
         }
-        counter(
-            &mut out,
-            "hubgate_cp_events_ingested_total",
-            "Usage events stored.",
-            &self.events_accepted,
-        );
-        counter(
-            &mut out,
-            "hubgate_cp_events_duplicate_total",
-            "Usage events received again and ignored (idempotent retries).",
-            &self.events_duplicate,
-        );
-        out.push_str("# HELP hubgate_cp_snapshot_responses_total Snapshot answers by result.\n");
-        out.push_str("# TYPE hubgate_cp_snapshot_responses_total counter\n");
-        let _ = writeln!(
-            out,
-            "hubgate_cp_snapshot_responses_total{{result=\"full\"}} {}",
-            self.snapshot_full.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "hubgate_cp_snapshot_responses_total{{result=\"not_modified\"}} {}",
-            self.snapshot_not_modified.load(Ordering::Relaxed)
-        );
-        counter(
-            &mut out,
-            "hubgate_cp_expired_disabled_total",
-            "Expired users and keys marked disabled by the background sweep.",
-            &self.expired_disabled,
-        );
-        counter(
-            &mut out,
-            "hubgate_cp_admin_auth_failures_total",
-            "Failed admin API authentications (missing or unknown credential).",
-            &self.admin_auth_failures,
-        );
-        counter(
-            &mut out,
-            "hubgate_cp_admin_auth_lockouts_total",
-            "Client addresses locked out of the admin API after too many failed authentications.",
-            &self.admin_auth_lockouts,
-        );
-        counter(
-            &mut out,
-            "hubgate_cp_internal_forbidden_source_total",
-            "Internal API connections refused because the peer is not in HUBGATE_INTERNAL_ALLOW.",
-            &self.internal_forbidden_source,
-        );
         out
     }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: &AtomicU64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Counts every response by matched route (never the raw path, which would

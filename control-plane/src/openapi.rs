@@ -463,10 +463,10 @@ fn operation(o: &Op) -> Value {
     let mut responses = Map::new();
     let mut ok = json!({ "description": "OK" });
     if let Some(schema) = &o.response {
-        let media = if o.path == "/metrics" || o.path == "/healthz" || o.path == "/readyz" {
-            "text/plain"
-        } else {
-            "application/json"
+        let media = match o.path {
+            "/metrics" => "application/openmetrics-text",
+            "/healthz" | "/readyz" => "text/plain",
+            _ => "application/json",
         };
         ok["content"] = json!({ media: { "schema": schema } });
     }

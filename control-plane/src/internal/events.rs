@@ -8,7 +8,6 @@
 //! and flagged instead.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::Json;
@@ -59,14 +58,8 @@ pub async fn ingest(
 
     let accepted = stored.len() as u32;
     let duplicates = rows.len() as u32 - accepted;
-    state
-        .metrics
-        .events_accepted
-        .fetch_add(u64::from(accepted), Ordering::Relaxed);
-    state
-        .metrics
-        .events_duplicate
-        .fetch_add(u64::from(duplicates), Ordering::Relaxed);
+    state.metrics.events_accepted.inc_by(u64::from(accepted));
+    state.metrics.events_duplicate.inc_by(u64::from(duplicates));
     tracing::debug!(accepted, duplicates, "events ingested");
     Ok(Json(EventBatchAck {
         accepted,

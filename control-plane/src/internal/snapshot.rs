@@ -1,7 +1,6 @@
 //! `GET SNAPSHOT_PATH`: the versioned policy snapshot. With
 //! `x-hubgate-snapshot-version: N` and N current, answers 304 without body.
 
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use axum::body::{Body, Bytes};
@@ -54,10 +53,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if held == Some(current_version) {
-        state
-            .metrics
-            .snapshot_not_modified
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.snapshot_not_modified.inc_by(1);
         return Ok(with_version(
             StatusCode::NOT_MODIFIED.into_response(),
             current_version,
@@ -72,7 +68,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
             (snapshot.version, body)
         }
     };
-    state.metrics.snapshot_full.fetch_add(1, Ordering::Relaxed);
+    state.metrics.snapshot_full.inc_by(1);
     let response = (
         [(header::CONTENT_TYPE, "application/json")],
         Body::from(body),

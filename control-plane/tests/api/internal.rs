@@ -242,6 +242,7 @@ async fn event_ingestion_is_idempotent() {
 
     let (_, metrics) = app.send(reqwest::Method::GET, "/metrics", None, None).await;
     let metrics = metrics.as_str().unwrap().to_string();
+    assert!(metrics.ends_with("# EOF\n"), "OpenMetrics text: {metrics}");
     assert!(
         metrics.contains("hubgate_cp_events_ingested_total 14"),
         "{metrics}"
