@@ -139,6 +139,8 @@ fn account_routes() -> Routes {
     Routes::new()
         .get("/api/v1/usage/users/{id}", limits::usage::user)
         .get("/api/v1/usage/keys/{id}", limits::usage::key)
+        .get("/api/v1/users/{id}/keys", admin::keys::list)
+        .post("/api/v1/keys/{id}/rotate", admin::keys::rotate)
 }
 
 /// What the internal listener serves: the filter's internal API.

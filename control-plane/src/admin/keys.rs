@@ -1,9 +1,11 @@
-//! Keys: `POST/GET /api/v1/users/{id}/keys`, `GET/PATCH/DELETE /api/v1/keys/{id}`.
-//! Only the SHA-256 of a key is stored; the raw key is returned once, at creation.
+//! Keys: `POST/GET /api/v1/users/{id}/keys`, `GET/PATCH/DELETE /api/v1/keys/{id}`,
+//! `POST /api/v1/keys/{id}/rotate`. Only the SHA-256 of a key is stored; the
+//! raw key is returned once, at creation or rotation. Users may list and
+//! rotate their own keys (with a key that has `can_login_web_ui`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use rand::distr::Alphanumeric;
 use rand::Rng;
@@ -16,8 +18,9 @@ use sqlx::{PgConnection, Postgres};
 use super::crud::{self, Delete, Resource};
 use super::{after_patch, limits, users, Id, LimitFields};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::db::bump_policy;
-use crate::errors::ApiResult;
+use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
 use crate::validate::{self, Check};
 
@@ -266,8 +269,15 @@ pub async fn create(
     ))
 }
 
-pub async fn list(State(state): State<AppState>, Id(user_id): Id) -> ApiResult<Json<Vec<Key>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(user_id): Id,
+) -> ApiResult<Json<Vec<Key>>> {
     users::find(&state.pool, user_id, false).await?;
+    if !caller.may_read_user(user_id) {
+        return Err(ApiError::Forbidden);
+    }
     let sql =
         format!("SELECT {COLUMNS} FROM keys WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id");
     Ok(Json(
@@ -294,6 +304,37 @@ pub async fn update(
     let key = crud::update(&state.pool, &KEYS, id, patch, KeyInput::validate, write).await?;
     tracing::info!(key_id = id, enabled = key.enabled, "key updated");
     Ok(Json(key))
+}
+
+/// A new secret for key `id`, everything else kept: the old raw key stops
+/// resolving at once (key epoch bump). The new one is in the answer, once.
+pub async fn rotate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> ApiResult<Json<KeyCreated>> {
+    let mut tx = state.pool.begin().await?;
+    let current: Key = crud::find(&mut *tx, &KEYS, id, true).await?;
+    if !caller.may_read_user(current.user_id) {
+        return Err(ApiError::Forbidden);
+    }
+    let raw = generate();
+    let sql = format!(
+        "UPDATE keys SET key_hash = $2, key_masked = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let key: Key = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(hubgate_wire::hash_key(&raw))
+        .bind(hubgate_wire::mask_key(&raw))
+        .fetch_one(&mut *tx)
+        .await?;
+    bump_policy(&mut tx, true).await?;
+    tx.commit().await?;
+    tracing::info!(key_id = id, masked = %key.key_masked, "key rotated");
+    Ok(Json(KeyCreated {
+        meta: key,
+        key: raw,
+    }))
 }
 
 /// Soft delete: the key stops resolving at once (key epoch bump); audit rows stay.

@@ -30,7 +30,6 @@ pub fn routes() -> Routes {
         .patch("/api/v1/users/{id}", users::update)
         .delete("/api/v1/users/{id}", users::delete)
         .post("/api/v1/users/{id}/keys", keys::create)
-        .get("/api/v1/users/{id}/keys", keys::list)
         .get("/api/v1/keys/{id}", keys::get)
         .patch("/api/v1/keys/{id}", keys::update)
         .delete("/api/v1/keys/{id}", keys::delete)

@@ -1,4 +1,4 @@
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::spawn;
@@ -105,5 +105,100 @@ async fn disable_expire_and_delete_keys() {
     let (created, _) = app.create_key(uid, json!({ "name": "k2" })).await;
     app.delete(&format!("/api/v1/users/{uid}")).await;
     let (status, _) = app.get(&format!("/api/v1/keys/{}", created["id"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn users_list_and_rotate_their_own_keys() {
+    let app = spawn().await;
+    let alice = app.create_user("alice").await["id"].as_i64().unwrap();
+    let bob = app.create_user("bob").await["id"].as_i64().unwrap();
+    let (web, web_raw) = app
+        .create_key(alice, json!({"name": "web", "can_login_web_ui": true}))
+        .await;
+    let (cli, cli_raw) = app.create_key(alice, json!({"name": "cli"})).await;
+    let (bobs, _) = app.create_key(bob, json!({"name": "b"})).await;
+    let as_alice = |method: Method, path: String| {
+        let (app, raw) = (&app, web_raw.clone());
+        async move { app.send(method, &path, Some(&raw), None).await }
+    };
+
+    let (status, listed) = as_alice(Method::GET, format!("/api/v1/users/{alice}/keys")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(
+        listed.to_string().find(&cli_raw).is_none(),
+        "raw keys are never listed"
+    );
+    let (status, body) = as_alice(Method::GET, format!("/api/v1/users/{bob}/keys")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // Rotating: a new secret for the same key; the old one stops working.
+    let (_, epoch_before) = app.policy().await;
+    let (status, rotated) =
+        as_alice(Method::POST, format!("/api/v1/keys/{}/rotate", cli["id"])).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_raw = rotated["key"].as_str().unwrap();
+    assert_ne!(new_raw, cli_raw);
+    assert_eq!(rotated["id"], cli["id"]);
+    assert_eq!(rotated["name"], "cli");
+    assert_ne!(rotated["key_masked"], cli["key_masked"]);
+    let (_, epoch_after) = app.policy().await;
+    assert!(
+        epoch_after > epoch_before,
+        "the filter must drop the old key"
+    );
+    let resolve = |raw: &str| json!({"key_hash": hubgate_wire::hash_key(raw)});
+    let (_, gone) = app
+        .internal_post(hubgate_wire::KEY_RESOLVE_PATH, resolve(&cli_raw))
+        .await;
+    assert!(gone["key"].is_null(), "{gone}");
+    let (_, found) = app
+        .internal_post(hubgate_wire::KEY_RESOLVE_PATH, resolve(new_raw))
+        .await;
+    assert_eq!(found["key"]["id"], cli["id"], "{found}");
+
+    // The web key rotates itself: its old secret no longer signs in.
+    let (status, rotated) =
+        as_alice(Method::POST, format!("/api/v1/keys/{}/rotate", web["id"])).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (status, _) = as_alice(Method::GET, format!("/api/v1/users/{alice}/keys")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let fresh = rotated["key"].as_str().unwrap();
+    let (status, _) = app
+        .send(
+            Method::GET,
+            &format!("/api/v1/users/{alice}/keys"),
+            Some(fresh),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Another user's key: refused; a key without web UI access: refused;
+    // admins rotate any key; an unknown key is a 404.
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/keys/{}/rotate", bobs["id"]),
+            Some(fresh),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/keys/{}/rotate", cli["id"]),
+            Some(new_raw),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .post(&format!("/api/v1/keys/{}/rotate", bobs["id"]), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.post("/api/v1/keys/999999/rotate", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
