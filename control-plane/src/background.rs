@@ -1,6 +1,6 @@
 //! Background jobs, off the request path: disabling expired users and keys,
-//! deleting long-idle sessions, and recomputing client GA versions
-//! (SPEC §2.5). With several control-plane replicas on one database, each
+//! deleting long-idle sessions, recomputing client GA versions (SPEC §2.5),
+//! and the audit log's partitions and retention (`crate::retention`). With several control-plane replicas on one database, each
 //! interval's run is claimed in `job_runs` ([`claim`]): one replica runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,23 +56,48 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
             }
         }
     });
+    let versions_state = state.clone();
     let versions = tokio::spawn(async move {
         let mut tick = tokio::time::interval(versions_every);
         loop {
             tick.tick().await;
-            if !claimed(&state.pool, VERSIONS_JOB, versions_every).await {
+            if !claimed(&versions_state.pool, VERSIONS_JOB, versions_every).await {
                 continue;
             }
-            if let Err(err) = refresh_client_versions(&state.pool).await {
+            if let Err(err) = refresh_client_versions(&versions_state.pool).await {
                 tracing::warn!(error = format!("{err:#}"), "client version refresh failed");
             }
         }
     });
-    Jobs(vec![sweep, versions])
+    let audit_state = state;
+    let audit = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUDIT_EVERY);
+        loop {
+            tick.tick().await;
+            if !claimed(&audit_state.pool, AUDIT_JOB, AUDIT_EVERY).await {
+                continue;
+            }
+            match crate::retention::maintain(&audit_state.pool, chrono::Utc::now()).await {
+                Ok(done)
+                    if done.created > 0 || !done.dropped.is_empty() || done.deleted_rows > 0 =>
+                {
+                    tracing::info!(created = done.created, dropped = ?done.dropped, deleted_rows = done.deleted_rows, "audit partitions maintained");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(
+                    error = format!("{err:#}"),
+                    "audit partition maintenance failed"
+                ),
+            }
+        }
+    });
+    Jobs(vec![sweep, versions, audit])
 }
 
 const SWEEP_JOB: &str = "expiry_sweep";
 const VERSIONS_JOB: &str = "client_versions";
+const AUDIT_JOB: &str = "audit_partitions";
+const AUDIT_EVERY: Duration = Duration::from_secs(3600);
 
 /// Claims this interval's run of `job` for this replica: true unless
 /// another replica ran it less than 90 % of `every` ago (the slack lets

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod prices;
+pub mod retention;
 pub mod throttle;
 pub mod validate;
 

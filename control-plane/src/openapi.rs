@@ -831,6 +831,11 @@ fn settings_props() -> Vec<(&'static str, Value)> {
             json!({ "type": "string", "enum": crate::admin::settings::LOCALES, "default": "en",
                     "description": "Language of messages to clients; codes, types and field names never change" }),
         ),
+        (
+            "audit_retention_days",
+            json!({ "type": "integer", "minimum": 1, "maximum": crate::admin::settings::MAX_RETENTION_DAYS, "default": 90,
+                    "description": "Audit rows are kept at least this many days (whole days are dropped); usage totals are kept regardless" }),
+        ),
     ]
 }
 

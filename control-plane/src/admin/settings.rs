@@ -11,6 +11,9 @@ use crate::errors::ApiResult;
 use crate::extract::{merge_patch, JsonObject};
 use crate::validate::{self, Check};
 
+/// Longest audit retention (ten years).
+pub const MAX_RETENTION_DAYS: i32 = 3650;
+
 /// The languages client messages can be in (SPEC 3); the first is the default.
 pub const LOCALES: &[&str] = &["en", "zh-CN"];
 
@@ -23,6 +26,7 @@ pub struct SettingsInput {
     pub unknown_path: String,
     pub ga_threshold: i32,
     pub locale: String,
+    pub audit_retention_days: i32,
 }
 
 impl SettingsInput {
@@ -35,6 +39,13 @@ impl SettingsInput {
         )?;
         validate::at_least("ga_threshold", Some(self.ga_threshold), 1)?;
         validate::one_of("locale", &self.locale, LOCALES)?;
+        validate::at_least("audit_retention_days", Some(self.audit_retention_days), 1)?;
+        if self.audit_retention_days > MAX_RETENTION_DAYS {
+            return Err(crate::errors::ApiError::validation(
+                "audit_retention_days",
+                format!("must be at most {MAX_RETENTION_DAYS}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -49,11 +60,15 @@ pub struct Settings {
     pub ga_threshold: i32,
     /// Language of messages to clients: `en` or `zh-CN`.
     pub locale: String,
+    /// Audit rows (`/api/v1/requests`) are kept at least this many days;
+    /// usage totals are kept regardless.
+    pub audit_retention_days: i32,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =
-    "enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, ga_threshold, locale, updated_at";
+    "enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, ga_threshold, locale, \
+     audit_retention_days, updated_at";
 
 pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Settings, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM settings"))
@@ -98,12 +113,14 @@ pub async fn update(
         unknown_path: current.unknown_path,
         ga_threshold: current.ga_threshold,
         locale: current.locale,
+        audit_retention_days: current.audit_retention_days,
     };
     let input: SettingsInput = merge_patch(&base, patch)?;
     input.validate()?;
     let settings: Settings = sqlx::query_as(&format!(
         "UPDATE settings SET enable_client_version_check = $1, intercept_anthropic_warmup_requests = $2, \
-           timezone = $3, unknown_path = $4, ga_threshold = $5, locale = $6, updated_at = now() RETURNING {COLUMNS}"
+           timezone = $3, unknown_path = $4, ga_threshold = $5, locale = $6, audit_retention_days = $7, \
+           updated_at = now() RETURNING {COLUMNS}"
     ))
     .bind(input.enable_client_version_check)
     .bind(input.intercept_anthropic_warmup_requests)
@@ -111,6 +128,7 @@ pub async fn update(
     .bind(&input.unknown_path)
     .bind(input.ga_threshold)
     .bind(&input.locale)
+    .bind(input.audit_retention_days)
     .fetch_one(&mut *tx)
     .await?;
     bump_policy(&mut tx, false).await?;

@@ -1,5 +1,6 @@
-//! `POST EVENTS_PATH`: batched usage events. Inserted in one transaction with
-//! `ON CONFLICT (event_id) DO NOTHING`, so a retried batch never double-counts;
+//! `POST EVENTS_PATH`: batched usage events. Inserted in one transaction,
+//! each only if its `event_id` is new to `audit_event_ids` (and once per
+//! batch), so a retried batch never double-counts;
 //! the hourly usage rollup and the `sessions` table (SPEC §2.7) are updated
 //! for newly stored events only, in the same transaction.
 //!
@@ -44,10 +45,14 @@ pub async fn ingest(
         }));
     }
     let received_at = Utc::now();
+    let sent = batch.events.len();
+    // An id repeated within the batch is stored once, like a resent one.
+    let mut ids = std::collections::HashSet::new();
     let rows: Vec<Row> = batch
         .events
         .into_iter()
         .map(|e| Row::from_event(e, received_at))
+        .filter(|r| ids.insert(r.event_id.clone()))
         .collect();
     let mut tx = state.pool.begin().await?;
     let stored = insert(&mut tx, &rows).await?;
@@ -57,7 +62,7 @@ pub async fn ingest(
     tx.commit().await?;
 
     let accepted = stored.len() as u32;
-    let duplicates = rows.len() as u32 - accepted;
+    let duplicates = sent as u32 - accepted;
     state.metrics.events_accepted.inc_by(u64::from(accepted));
     state.metrics.events_duplicate.inc_by(u64::from(duplicates));
     tracing::debug!(accepted, duplicates, "events ingested");
@@ -238,7 +243,10 @@ async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sq
     // each row's go as one JSON array.
     let flags: Vec<Value> = col(rows, |r| Value::from(r.flags.clone()));
     sqlx::query_as(
-        "INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
+        "WITH new_ids AS ( \
+           INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[]) \
+           ON CONFLICT (event_id) DO NOTHING RETURNING event_id) \
+         INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
            provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
            output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
            cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
@@ -257,7 +265,7 @@ async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sq
              endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, output_tokens, \
              cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, cost_multiplier, \
              session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
-         ON CONFLICT (event_id) DO NOTHING \
+         WHERE e.event_id IN (SELECT event_id FROM new_ids) \
          RETURNING user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by, \
            session_id, user_agent",
     )

@@ -19,6 +19,7 @@ mod prices;
 mod providers;
 mod requests;
 mod resources;
+mod retention;
 mod secrets;
 mod sessions;
 mod throttle;

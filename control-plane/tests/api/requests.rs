@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{assert_error, event, ingest, spawn};
+use crate::common::{assert_error, event, ingest, spawn_with};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -16,7 +16,8 @@ fn ids(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn audit_log_filters_and_pages() {
-    let app = spawn().await;
+    // Fixed times, long past the default retention: no retention sweep.
+    let app = spawn_with(|c| c.background_jobs = false).await;
     // e0 is the oldest, e9 the newest; one minute apart.
     let events: Vec<_> = (0..10)
         .map(|i| {
