@@ -134,12 +134,12 @@ struct StrictValue<'a> {
     repeated: &'a RefCell<Vec<String>>,
 }
 
-impl StrictValue<'_> {
-    fn enclosing(&self, segment: impl FnOnce() -> String) {
-        let mut repeated = self.repeated.borrow_mut();
-        if !repeated.is_empty() {
-            repeated.push(segment());
-        }
+/// On the way out of a failed parse: adds the enclosing key or `[index]`
+/// to the path of a repeated key, if one was found.
+fn enclosing(repeated: &RefCell<Vec<String>>, segment: impl FnOnce() -> String) {
+    let mut repeated = repeated.borrow_mut();
+    if !repeated.is_empty() {
+        repeated.push(segment());
     }
 }
 
@@ -197,7 +197,7 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
                 Ok(Some(item)) => items.push(item),
                 Ok(None) => return Ok(Value::Array(items)),
                 Err(e) => {
-                    self.enclosing(|| format!("[{}]", items.len()));
+                    enclosing(self.repeated, || format!("[{}]", items.len()));
                     return Err(e);
                 }
             }
@@ -216,7 +216,7 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
                     object.insert(key, value);
                 }
                 Err(e) => {
-                    self.enclosing(|| key);
+                    enclosing(self.repeated, || key);
                     return Err(e);
                 }
             }
@@ -230,15 +230,6 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
 #[derive(Clone, Copy)]
 struct RepeatedKeys<'a> {
     repeated: &'a RefCell<Vec<String>>,
-}
-
-impl RepeatedKeys<'_> {
-    fn enclosing(&self, segment: impl FnOnce() -> String) {
-        let mut repeated = self.repeated.borrow_mut();
-        if !repeated.is_empty() {
-            repeated.push(segment());
-        }
-    }
 }
 
 impl<'de> DeserializeSeed<'de> for RepeatedKeys<'_> {
@@ -291,7 +282,7 @@ impl<'de> Visitor<'de> for RepeatedKeys<'_> {
                 Ok(Some(())) => index += 1,
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    self.enclosing(|| format!("[{index}]"));
+                    enclosing(self.repeated, || format!("[{index}]"));
                     return Err(e);
                 }
             }
@@ -306,7 +297,7 @@ impl<'de> Visitor<'de> for RepeatedKeys<'_> {
                 return Err(de::Error::custom("repeated key"));
             }
             if let Err(e) = map.next_value_seed(self) {
-                self.enclosing(|| key.as_str().to_string());
+                enclosing(self.repeated, || key.as_str().to_string());
                 return Err(e);
             }
             keys.push(key);

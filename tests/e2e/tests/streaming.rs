@@ -102,8 +102,9 @@ async fn a_stream_the_client_drops_is_billed_for_the_output_it_saw() {
     }
     assert_eq!(seen.len(), 70, "{seen}");
     gate.reached().await;
+    // The client goes away while the provider still holds the rest: Envoy
+    // resets the stream (the gate is released only when the test ends).
     drop(resp);
-    gate.release();
 
     let row = stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(15)).await.unwrap();
     let flags: Vec<&str> = row["flags"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
