@@ -88,6 +88,7 @@ pub static GUARDS: &[&dyn Guard] = &[
     &guards::session::Session,
     &guards::request_filters::GlobalFilters,
     &guards::seen_parts::RememberParts,
+    &guards::rate_limit::RateLimit,
     &guards::provider::Provider,
     &guards::request_filters::ProviderFilters,
 ];

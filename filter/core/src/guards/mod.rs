@@ -3,9 +3,9 @@
 //! lockout and the pending-auth bound), route (policy, path), 3 client,
 //! 5 client version, body (parse), 2 sensitive words, 4 model, 6 warmup,
 //! 7 session (id discovery), 8 request filters (global), remembering the
-//! body's parts (seen_parts), 10 provider selection, then the
-//! provider-bound request filters. Not yet: 7 session concurrency, 9 rate
-//! limits.
+//! body's parts (seen_parts), 9 rate limits (a user's `rpm` so far), 10
+//! provider selection, then the provider-bound request filters. Not yet: 7
+//! session concurrency, 9 cost quotas.
 
 pub mod auth;
 pub mod body;
@@ -15,6 +15,7 @@ pub mod client_version;
 pub mod lockout;
 pub mod model;
 pub mod pending_auth;
+pub mod rate_limit;
 pub mod provider;
 pub mod request_filters;
 pub mod route;

@@ -1,0 +1,240 @@
+//! Guard 9 (SPEC §4), the part built so far: a user's `rpm`, requests per
+//! rolling minute. Counted per Envoy process (all its workers share one
+//! count in shared data), in one-second buckets: a request counts for the
+//! 60 seconds that begin with its own. With N Envoy instances a user may get
+//! up to N × `rpm` a minute; the cross-instance quotas (leases, issue 7) are
+//! not built yet. Only conversation requests count (passthrough endpoints
+//! such as count_tokens never do; warmup is answered earlier). Fails open:
+//! a shared-data failure lets the request through, counted.
+
+use serde_json::json;
+
+use crate::chain::{Cx, Guard, Step};
+use crate::locale::Locale;
+use crate::reply::LocalReply;
+use crate::shared::{self, SharedData};
+use crate::time::rfc3339;
+
+const BUCKETS: usize = 60;
+
+/// A refusal: how many requests the last minute holds, and when one more
+/// fits (unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full {
+    pub current: u64,
+    pub reset_ms: i64,
+}
+
+/// The minute's count in shared data: the second of the newest bucket, then
+/// 60 counts, one per second, newest last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Window {
+    second: i64,
+    counts: [u32; BUCKETS],
+}
+
+impl Window {
+    fn read(bytes: Option<&[u8]>) -> Window {
+        let mut w = Window { second: 0, counts: [0; BUCKETS] };
+        let Some(bytes) = bytes.filter(|b| b.len() == 8 + 4 * BUCKETS) else { return w };
+        let (second, counts) = bytes.split_at(8);
+        w.second = second.try_into().map_or(0, i64::from_le_bytes);
+        for (slot, chunk) in w.counts.iter_mut().zip(counts.chunks_exact(4)) {
+            *slot = chunk.try_into().map_or(0, u32::from_le_bytes);
+        }
+        w
+    }
+
+    fn write(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 4 * BUCKETS);
+        out.extend_from_slice(&self.second.to_le_bytes());
+        for count in self.counts {
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        out
+    }
+
+    /// Moves the newest bucket to `second`, forgetting what left the minute.
+    fn advance(&mut self, second: i64) {
+        let shift = second.saturating_sub(self.second);
+        if shift <= 0 {
+            return;
+        }
+        match usize::try_from(shift) {
+            Ok(shift) if shift < BUCKETS => {
+                self.counts.rotate_left(shift);
+                for slot in self.counts.iter_mut().rev().take(shift) {
+                    *slot = 0;
+                }
+            }
+            _ => self.counts = [0; BUCKETS],
+        }
+        self.second = second;
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// When enough of the oldest requests have left for one more to fit.
+    fn reset_ms(&self, limit: u64) -> i64 {
+        let mut leaving = self.total().saturating_sub(limit.saturating_sub(1));
+        for (age, &count) in self.counts.iter().enumerate() {
+            leaving = leaving.saturating_sub(u64::from(count));
+            if leaving == 0 {
+                // Bucket `age` (0 = oldest) leaves once its second is 60 s old.
+                let bucket_second = self.second - (BUCKETS - 1 - age) as i64;
+                return (bucket_second + BUCKETS as i64) * 1000;
+            }
+        }
+        (self.second + 1) * 1000
+    }
+}
+
+/// Counts one request of `user` at `now_ms` against `limit` a minute, or
+/// says why it does not fit. `Err(())`: the shared count could not be
+/// updated.
+pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Result<Result<(), Full>, ()> {
+    let limit = u64::from(limit);
+    let second = now_ms.div_euclid(1000);
+    shared::update(store, &format!("hubgate.rpm.{user}"), |current| {
+        let mut w = Window::read(current);
+        w.advance(second);
+        let total = w.total();
+        if total >= limit {
+            let full = Full { current: total, reset_ms: w.reset_ms(limit) };
+            return (Err(full), w.write());
+        }
+        if let Some(newest) = w.counts.last_mut() {
+            *newest = newest.saturating_add(1);
+        }
+        (Ok(()), w.write())
+    })
+    .ok_or(())
+}
+
+/// The 429 of a full minute: SPEC §4's body fields and headers.
+pub fn refusal(full: Full, limit: u32, now_ms: i64, locale: Locale) -> LocalReply {
+    let ceil_secs = |ms: i64| (ms + 999).div_euclid(1000);
+    let retry_secs = ceil_secs((full.reset_ms - now_ms).max(1));
+    let message = match locale {
+        Locale::En => format!(
+            "Rate limit exceeded: {} requests in the last minute (limit {limit}). Retry in {retry_secs} seconds.",
+            full.current
+        ),
+        Locale::ZhCn => {
+            format!("请求过于频繁：最近一分钟内 {} 次请求（限制 {limit} 次）。请在 {retry_secs} 秒后重试。", full.current)
+        }
+    };
+    LocalReply::new(429, "rpm_exceeded", message)
+        .with_detail("limit_type", json!("rpm"))
+        .with_detail("current", json!(full.current))
+        .with_detail("limit", json!(limit))
+        .with_detail("reset_time", json!(rfc3339(full.reset_ms)))
+        .with_header("x-ratelimit-limit", limit.to_string())
+        .with_header("x-ratelimit-remaining", "0")
+        .with_header("x-ratelimit-reset", ceil_secs(full.reset_ms).to_string())
+        .with_header("retry-after", retry_secs.to_string())
+}
+
+pub struct RateLimit;
+
+impl Guard for RateLimit {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn fails_open(&self) -> bool {
+        true
+    }
+
+    fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
+        if !cx.ex.endpoint.is_conversation() {
+            return Ok(Step::Next);
+        }
+        let Some(user) = cx.ex.key().map(|k| &k.user) else {
+            return Err("rate limit before auth".to_string());
+        };
+        let Some(limit) = user.rpm else { return Ok(Step::Next) };
+        let now = cx.host.now_ms();
+        match take(cx.host.shared(), user.id, now, limit) {
+            Ok(Ok(())) => Ok(Step::Next),
+            Ok(Err(full)) => {
+                let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
+                Ok(Step::Answer(refusal(full, limit, now, locale)))
+            }
+            Err(()) => Err("cannot update the request count".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::FakeShared;
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn takes(store: &FakeShared, at_ms: &[i64], limit: u32) -> Vec<Result<(), Full>> {
+        at_ms.iter().map(|&t| take(store, 7, t, limit).unwrap_or(Ok(()))).collect()
+    }
+
+    #[test]
+    fn the_limit_holds_over_a_rolling_minute() {
+        let store = FakeShared::default();
+        // Three at 0 s, 10 s and 20 s; the fourth within the minute is refused.
+        let got = takes(&store, &[T0, T0 + 10_000, T0 + 20_000, T0 + 59_999], 3);
+        assert!(got[..3].iter().all(Result::is_ok));
+        // It fits once the first has left: 60 s after its second began.
+        assert_eq!(got[3], Err(Full { current: 3, reset_ms: T0 + 60_000 }));
+        assert_eq!(takes(&store, &[T0 + 60_000], 3), vec![Ok(())]);
+        // Refusals do not count: the next fits when the 10 s one leaves.
+        assert_eq!(takes(&store, &[T0 + 65_000], 3), vec![Err(Full { current: 3, reset_ms: T0 + 70_000 })]);
+        assert_eq!(takes(&store, &[T0 + 70_000], 3), vec![Ok(())]);
+    }
+
+    #[test]
+    fn a_quiet_minute_forgets_everything() {
+        let store = FakeShared::default();
+        assert!(takes(&store, &[T0, T0, T0], 3).iter().all(Result::is_ok));
+        assert!(takes(&store, &[T0 + 1_000], 3)[0].is_err());
+        assert!(takes(&store, &[T0 + 3_600_000, T0 + 3_600_001, T0 + 3_600_002], 3).iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn users_are_counted_apart_and_races_retry() {
+        let store = FakeShared::default();
+        assert_eq!(take(&store, 1, T0, 1), Ok(Ok(())));
+        assert_eq!(take(&store, 2, T0, 1), Ok(Ok(())));
+        store.cas_conflicts.set(2);
+        assert_eq!(take(&store, 1, T0, 1).map(|r| r.is_err()), Ok(true));
+        store.cas_conflicts.set(100);
+        assert_eq!(take(&store, 2, T0, 1), Err(()), "every attempt lost: the guard fails open");
+    }
+
+    #[test]
+    fn a_clock_going_back_counts_in_the_newest_second() {
+        let store = FakeShared::default();
+        assert!(takes(&store, &[T0 + 5_000, T0 + 1_000], 2).iter().all(Result::is_ok));
+        assert!(takes(&store, &[T0 + 5_000], 2)[0].is_err());
+    }
+
+    #[test]
+    fn the_refusal_carries_the_spec_fields_and_headers() {
+        let full = Full { current: 3, reset_ms: T0 + 42_500 };
+        let reply = refusal(full, 3, T0 + 10_000, Locale::En);
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.code, "rpm_exceeded");
+        assert_eq!(reply.message, "Rate limit exceeded: 3 requests in the last minute (limit 3). Retry in 33 seconds.");
+        assert_eq!(reply.details.get("limit_type"), Some(&json!("rpm")));
+        assert_eq!(reply.details.get("current"), Some(&json!(3)));
+        assert_eq!(reply.details.get("limit"), Some(&json!(3)));
+        assert_eq!(reply.details.get("reset_time"), Some(&json!("2026-01-01T00:00:42Z")));
+        let header = |name: &str| reply.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(header("x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header("x-ratelimit-reset"), Some("1767225643"));
+        assert_eq!(header("retry-after"), Some("33"));
+        assert!(refusal(full, 3, T0, Locale::ZhCn).message.contains("最近一分钟内 3 次请求"));
+    }
+}

@@ -1,0 +1,78 @@
+//! A user's `rpm` (SPEC §4) through real Envoy: the requests of the last
+//! minute are counted per Envoy process; one over the limit gets 429 with
+//! the limit fields and headers and an audit row; passthrough endpoints
+//! (count_tokens) never count.
+
+use std::time::Duration;
+
+use hubgate_e2e::{read_json, simple_body, Stack, StackOptions};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_a_users_rpm_are_refused_with_429() {
+    let stack = Stack::start(StackOptions::new("rate_limits")).await.unwrap();
+    let (user, key) = stack.user_with_key(json!({"rpm": 3})).await.unwrap();
+    let user_id = user["id"].as_i64().unwrap();
+    let (_, other) = stack.user_with_key(json!({"rpm": 3})).await.unwrap();
+
+    let send = |raw: String| {
+        let stack = &stack;
+        async move {
+            let (req, request_id) = stack.messages(&raw);
+            let resp = req.json(&simple_body("claude-sonnet-4-5", false, "count me")).send().await.unwrap();
+            let (status, headers, body) = read_json(resp).await.unwrap();
+            (status, headers, body, request_id)
+        }
+    };
+    let count_tokens = |raw: String| {
+        let stack = &stack;
+        async move {
+            let (req, _) = stack.request(reqwest::Method::POST, "/v1/messages/count_tokens");
+            let resp = req
+                .header("x-api-key", raw)
+                .header("anthropic-version", "2023-06-01")
+                .json(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}]}))
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+
+    let before = stack.mock.request_count();
+    for i in 0..3 {
+        let (status, _, body, _) = send(key.raw.clone()).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        // Passthrough requests pass and are not counted.
+        assert_eq!(count_tokens(key.raw.clone()).await, 200);
+    }
+    let (status, headers, body, request_id) = send(key.raw.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+    assert_eq!(body["error"]["code"], "rpm_exceeded", "{body}");
+    assert_eq!(body["error"]["limit_type"], "rpm", "{body}");
+    assert_eq!(body["error"]["current"], 3, "{body}");
+    assert_eq!(body["error"]["limit"], 3, "{body}");
+    assert!(body["error"]["reset_time"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert_eq!(header("x-ratelimit-limit"), "3");
+    assert_eq!(header("x-ratelimit-remaining"), "0");
+    let retry: u64 = header("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert!(header("x-ratelimit-reset").parse::<u64>().is_ok());
+    // Still passthrough: count_tokens is not limited.
+    assert_eq!(count_tokens(key.raw.clone()).await, 200);
+
+    // Another user has their own minute.
+    let (status, _, body, _) = send(other.raw.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let row: Value = stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(row["status"], 429, "{row}");
+    assert_eq!(row["blocked_by"], "rpm_exceeded", "{row}");
+    assert_eq!(row["blocked_reason"]["limit_type"], "rpm", "{row}");
+    assert!(row["provider_id"].is_null(), "{row}");
+    // 3 messages and 4 count_tokens of the first user, 1 of the other.
+    assert_eq!(stack.mock.request_count() - before, 3 + 4 + 1, "refused requests never reach the provider");
+}
