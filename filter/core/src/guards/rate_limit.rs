@@ -92,9 +92,8 @@ impl Window {
 }
 
 /// Counts one request of `user` at `now_ms` against `limit` a minute, or
-/// says why it does not fit. `Err(())`: the shared count could not be
-/// updated.
-pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Result<Result<(), Full>, ()> {
+/// says why it does not fit. `None`: the shared count could not be updated.
+pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<(), Full>> {
     let limit = u64::from(limit);
     let second = now_ms.div_euclid(1000);
     shared::update(store, &format!("hubgate.rpm.{user}"), |current| {
@@ -110,7 +109,6 @@ pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Resul
         }
         (Ok(()), w.write())
     })
-    .ok_or(())
 }
 
 /// The 429 of a full minute: SPEC §4's body fields and headers.
@@ -158,12 +156,12 @@ impl Guard for RateLimit {
         let Some(limit) = user.rpm else { return Ok(Step::Next) };
         let now = cx.host.now_ms();
         match take(cx.host.shared(), user.id, now, limit) {
-            Ok(Ok(())) => Ok(Step::Next),
-            Ok(Err(full)) => {
+            Some(Ok(())) => Ok(Step::Next),
+            Some(Err(full)) => {
                 let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
                 Ok(Step::Answer(refusal(full, limit, now, locale)))
             }
-            Err(()) => Err("cannot update the request count".to_string()),
+            None => Err("cannot update the request count".to_string()),
         }
     }
 }
@@ -204,12 +202,12 @@ mod tests {
     #[test]
     fn users_are_counted_apart_and_races_retry() {
         let store = FakeShared::default();
-        assert_eq!(take(&store, 1, T0, 1), Ok(Ok(())));
-        assert_eq!(take(&store, 2, T0, 1), Ok(Ok(())));
+        assert_eq!(take(&store, 1, T0, 1), Some(Ok(())));
+        assert_eq!(take(&store, 2, T0, 1), Some(Ok(())));
         store.cas_conflicts.set(2);
-        assert_eq!(take(&store, 1, T0, 1).map(|r| r.is_err()), Ok(true));
+        assert_eq!(take(&store, 1, T0, 1).map(|r| r.is_err()), Some(true));
         store.cas_conflicts.set(100);
-        assert_eq!(take(&store, 2, T0, 1), Err(()), "every attempt lost: the guard fails open");
+        assert_eq!(take(&store, 2, T0, 1), None, "every attempt lost: the guard fails open");
     }
 
     #[test]
