@@ -20,6 +20,7 @@ pub mod control_plane;
 pub mod db;
 pub mod envoy;
 pub mod paths;
+pub mod postgres;
 pub mod pricing;
 pub mod process;
 pub mod raw;

@@ -40,6 +40,9 @@ pub struct StackOptions {
     pub envoy_vars: Vec<(&'static str, String)>,
     /// Environment settings of the control plane process.
     pub control_plane_env: Vec<(&'static str, String)>,
+    /// The PostgreSQL server to create the stack's database on (an admin
+    /// connection URL); `None`: `DATABASE_URL` or the default.
+    pub database_admin_url: Option<String>,
 }
 
 impl StackOptions {
@@ -56,6 +59,7 @@ impl StackOptions {
             upstream_ca: crate::SYSTEM_CA_BUNDLE.to_string(),
             envoy_vars: Vec::new(),
             control_plane_env: Vec::new(),
+            database_admin_url: None,
         }
     }
 
@@ -133,7 +137,8 @@ impl Stack {
         let envoy_bin = paths::envoy()?;
         let cp_bin = paths::control_plane()?;
 
-        let db = TestDb::create(&paths::database_admin_url()).await?;
+        let admin_url = options.database_admin_url.clone().unwrap_or_else(paths::database_admin_url);
+        let db = TestDb::create(&admin_url).await?;
         let internal_token = crate::random_token(32);
         let admin_token = crate::random_token(32);
         let control_plane =
