@@ -202,3 +202,66 @@ async fn users_list_and_rotate_their_own_keys() {
     let (status, _) = app.post("/api/v1/keys/999999/rotate", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A user signed in with their web-UI key changes nothing an admin owns,
+/// not even on their own user or keys (SPEC §7), through the raw API.
+#[tokio::test]
+async fn users_cannot_write_admin_fields_on_themselves() {
+    let app = spawn().await;
+    let alice = app.create_user("alice").await["id"].as_i64().unwrap();
+    let (web, raw) = app
+        .create_key(alice, json!({"name": "web", "can_login_web_ui": true}))
+        .await;
+    let writes = [
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{alice}"),
+            json!({"rpm": 100000}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{alice}"),
+            json!({"allowed_models": []}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/keys/{}", web["id"]),
+            json!({"limit_total_usd": 1000}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/keys/{}", web["id"]),
+            json!({"expires_at": null}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/users/{alice}/keys"),
+            json!({"name": "more"}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/keys/{}", web["id"]),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/usage/users/{alice}/reset"),
+            json!({}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/settings".to_string(),
+            json!({"audit_retention_days": 1}),
+        ),
+    ];
+    for (method, path, body) in writes {
+        let (status, answer) = app
+            .send(method.clone(), &path, Some(&raw), Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+    }
+    let (_, user) = app.get(&format!("/api/v1/users/{alice}")).await;
+    assert!(user["rpm"].is_null(), "{user}");
+    let (_, key) = app.get(&format!("/api/v1/keys/{}", web["id"])).await;
+    assert!(key["limit_total_usd"].is_null(), "{key}");
+}
