@@ -76,3 +76,39 @@ async fn requests_over_a_users_rpm_are_refused_with_429() {
     // 3 messages and 4 count_tokens of the first user, 1 of the other.
     assert_eq!(stack.mock.request_count() - before, 3 + 4 + 1, "refused requests never reach the provider");
 }
+
+/// A key's `limit_concurrent_sessions` (here inherited from its user): a new
+/// session over the limit gets 429; an active one keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_over_the_limit_is_refused_and_active_ones_pass() {
+    let stack = Stack::start(StackOptions::new("session_limits")).await.unwrap();
+    let (user, key) = stack.user_with_key(json!({"limit_concurrent_sessions": 1})).await.unwrap();
+    let user_id = user["id"].as_i64().unwrap();
+    let send = |session: &'static str| {
+        let (stack, raw) = (&stack, key.raw.clone());
+        async move {
+            let user_field = json!({"device_id": "d".repeat(64), "account_uuid": "a", "session_id": session}).to_string();
+            let (req, request_id) = stack.messages(&raw);
+            let resp = req
+                .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 16,
+                              "messages": [{"role": "user", "content": "hi"}], "metadata": {"user_id": user_field}}))
+                .send()
+                .await
+                .unwrap();
+            let (status, headers, body) = read_json(resp).await.unwrap();
+            (status, headers, body, request_id)
+        }
+    };
+    let first = "0b1c2d3e-0000-4000-8000-000000000001";
+    let second = "0b1c2d3e-0000-4000-8000-000000000002";
+    assert_eq!(send(first).await.0, 200);
+    let (status, headers, body, request_id) = send(second).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "concurrent_sessions_exceeded", "{body}");
+    assert_eq!(body["error"]["limit_type"], "concurrent_sessions", "{body}");
+    assert_eq!((body["error"]["current"].clone(), body["error"]["limit"].clone()), (json!(1), json!(1)), "{body}");
+    assert!(headers.get("retry-after").is_some());
+    assert_eq!(send(first).await.0, 200, "the active session keeps working");
+    let row: Value = stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(row["blocked_by"], "concurrent_sessions_exceeded", "{row}");
+}

@@ -1,11 +1,18 @@
-//! Guard 9 (SPEC §4), the part built so far: a user's `rpm`, requests per
-//! rolling minute. Counted per Envoy process (all its workers share one
-//! count in shared data), in one-second buckets: a request counts for the
-//! 60 seconds that begin with its own. With N Envoy instances a user may get
-//! up to N × `rpm` a minute; the cross-instance quotas (leases, issue 7) are
-//! not built yet. Only conversation requests count (passthrough endpoints
-//! such as count_tokens never do; warmup is answered earlier). Fails open:
-//! a shared-data failure lets the request through, counted.
+//! Guard 9 (SPEC §4), the parts built so far, in the spec's order: key
+//! concurrency, user concurrency, user RPM.
+//! - Concurrency: `limit_concurrent_sessions` active sessions (a request
+//!   within the last 300 s, SPEC §2.7); a key without a limit of its own
+//!   takes its user's; an already active session always passes; 0 or unset
+//!   is no limit. A request without a session id is not limited.
+//! - RPM: a user's requests per rolling minute, in one-second buckets: a
+//!   request counts for the 60 seconds that begin with its own.
+//!
+//! Both are counted per Envoy process (all its workers share the counts in
+//! shared data): with N Envoy instances a user may get up to N × the limit.
+//! The cross-instance quotas (leases, issue 7) are not built yet. Only
+//! conversation requests count (passthrough endpoints such as count_tokens
+//! never do; warmup is answered earlier). Fails open: a shared-data failure
+//! lets the request through, counted.
 
 use serde_json::json;
 
@@ -16,6 +23,8 @@ use crate::shared::{self, SharedData};
 use crate::time::rfc3339;
 
 const BUCKETS: usize = 60;
+/// A session is active this long after its last request (SPEC §2.7).
+pub const SESSION_ACTIVE_MS: i64 = 300_000;
 
 /// A refusal: how many requests the last minute holds, and when one more
 /// fits (unix milliseconds).
@@ -113,8 +122,7 @@ pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Optio
 
 /// The 429 of a full minute: SPEC §4's body fields and headers.
 pub fn refusal(full: Full, limit: u32, now_ms: i64, locale: Locale) -> LocalReply {
-    let ceil_secs = |ms: i64| (ms + 999).div_euclid(1000);
-    let retry_secs = ceil_secs((full.reset_ms - now_ms).max(1));
+    let retry_secs = ((full.reset_ms - now_ms).max(1) + 999).div_euclid(1000);
     let message = match locale {
         Locale::En => format!(
             "Rate limit exceeded: {} requests in the last minute (limit {limit}). Retry in {retry_secs} seconds.",
@@ -124,15 +132,82 @@ pub fn refusal(full: Full, limit: u32, now_ms: i64, locale: Locale) -> LocalRepl
             format!("请求过于频繁：最近一分钟内 {} 次请求（限制 {limit} 次）。请在 {retry_secs} 秒后重试。", full.current)
         }
     };
-    LocalReply::new(429, "rpm_exceeded", message)
-        .with_detail("limit_type", json!("rpm"))
+    limited(LocalReply::new(429, "rpm_exceeded", message), "rpm", full, limit, now_ms)
+}
+
+/// SPEC §4's fields and headers on a limit's refusal.
+fn limited(reply: LocalReply, limit_type: &str, full: Full, limit: u32, now_ms: i64) -> LocalReply {
+    let ceil_secs = |ms: i64| (ms + 999).div_euclid(1000);
+    reply
+        .with_detail("limit_type", json!(limit_type))
         .with_detail("current", json!(full.current))
         .with_detail("limit", json!(limit))
         .with_detail("reset_time", json!(rfc3339(full.reset_ms)))
         .with_header("x-ratelimit-limit", limit.to_string())
         .with_header("x-ratelimit-remaining", "0")
         .with_header("x-ratelimit-reset", ceil_secs(full.reset_ms).to_string())
-        .with_header("retry-after", retry_secs.to_string())
+        .with_header("retry-after", ceil_secs((full.reset_ms - now_ms).max(1)).to_string())
+}
+
+/// The active sessions of one key or user: (session id hash, last request
+/// in unix milliseconds), 16 bytes each.
+fn read_sessions(bytes: Option<&[u8]>) -> Vec<(u64, i64)> {
+    bytes
+        .unwrap_or_default()
+        .chunks_exact(16)
+        .filter_map(|c| {
+            let (id, seen) = c.split_at(8);
+            Some((u64::from_le_bytes(id.try_into().ok()?), i64::from_le_bytes(seen.try_into().ok()?)))
+        })
+        .collect()
+}
+
+fn write_sessions(sessions: &[(u64, i64)]) -> Vec<u8> {
+    sessions.iter().flat_map(|(id, seen)| id.to_le_bytes().into_iter().chain(seen.to_le_bytes())).collect()
+}
+
+/// FNV-1a of a session id: its name in the shared list.
+fn session_hash(session: &str) -> u64 {
+    session.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn sessions_key(kind: &str, id: i64) -> String {
+    format!("hubgate.sessions.{kind}.{id}")
+}
+
+/// Whether `session` may run under a limit of `limit` active sessions of
+/// `kind` `id` at `now_ms` (read only: see [`track_session`]).
+pub fn check_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64, limit: u32) -> Result<(), Full> {
+    let hash = session_hash(session);
+    let (bytes, _) = store.get(&sessions_key(kind, id));
+    let active: Vec<(u64, i64)> =
+        read_sessions(bytes.as_deref()).into_iter().filter(|&(_, seen)| seen > now_ms - SESSION_ACTIVE_MS).collect();
+    if active.iter().any(|&(h, _)| h == hash) || active.len() < limit as usize {
+        return Ok(());
+    }
+    let oldest = active.iter().map(|&(_, seen)| seen).min().unwrap_or(now_ms);
+    Err(Full { current: active.len() as u64, reset_ms: oldest + SESSION_ACTIVE_MS })
+}
+
+/// Records `session` as active at `now_ms` (and forgets inactive ones).
+/// `None`: the shared list could not be updated.
+pub fn track_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<()> {
+    let hash = session_hash(session);
+    shared::update(store, &sessions_key(kind, id), |current| {
+        let mut active: Vec<(u64, i64)> =
+            read_sessions(current).into_iter().filter(|&(h, seen)| h != hash && seen > now_ms - SESSION_ACTIVE_MS).collect();
+        active.push((hash, now_ms));
+        ((), write_sessions(&active))
+    })
+}
+
+/// The 429 of a concurrency limit.
+pub fn too_many_sessions(full: Full, limit: u32, now_ms: i64, locale: Locale) -> LocalReply {
+    let (en, zh) = (
+        format!("Too many active sessions: {} of {limit}. Finish one, or retry after {}.", full.current, rfc3339(full.reset_ms)),
+        format!("活跃会话过多：{} 个（限制 {limit} 个）。请结束一个会话，或在 {} 后重试。", full.current, rfc3339(full.reset_ms)),
+    );
+    limited(LocalReply::new(429, "concurrent_sessions_exceeded", locale.pick(&en, &zh)), "concurrent_sessions", full, limit, now_ms)
 }
 
 pub struct RateLimit;
@@ -150,19 +225,38 @@ impl Guard for RateLimit {
         if !cx.ex.endpoint.is_conversation() {
             return Ok(Step::Next);
         }
-        let Some(user) = cx.ex.key().map(|k| &k.user) else {
+        let Some(key) = cx.ex.key() else {
             return Err("rate limit before auth".to_string());
         };
-        let Some(limit) = user.rpm else { return Ok(Step::Next) };
+        let user = &key.user;
         let now = cx.host.now_ms();
-        match take(cx.host.shared(), user.id, now, limit) {
-            Some(Ok(())) => Ok(Step::Next),
-            Some(Err(full)) => {
-                let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
-                Ok(Step::Answer(refusal(full, limit, now, locale)))
+        let store = cx.host.shared();
+        let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
+        let user_sessions = user.limits.limit_concurrent_sessions.filter(|&l| l > 0);
+        let key_sessions = key.limits.limit_concurrent_sessions.filter(|&l| l > 0).or(user_sessions);
+        if let Some(session) = cx.ex.session_id.as_deref() {
+            for (kind, id, limit) in [("key", key.id, key_sessions), ("user", user.id, user_sessions)] {
+                let Some(limit) = limit else { continue };
+                if let Err(full) = check_session(store, kind, id, session, now, limit) {
+                    return Ok(Step::Answer(too_many_sessions(full, limit, now, locale)));
+                }
             }
-            None => Err("cannot update the request count".to_string()),
         }
+        if let Some(limit) = user.rpm {
+            match take(store, user.id, now, limit) {
+                Some(Ok(())) => {}
+                Some(Err(full)) => return Ok(Step::Answer(refusal(full, limit, now, locale))),
+                None => return Err("cannot update the request count".to_string()),
+            }
+        }
+        if let Some(session) = cx.ex.session_id.as_deref() {
+            for (kind, id, limit) in [("key", key.id, key_sessions), ("user", user.id, user_sessions)] {
+                if limit.is_some() && track_session(store, kind, id, session, now).is_none() {
+                    return Err("cannot update the active sessions".to_string());
+                }
+            }
+        }
+        Ok(Step::Next)
     }
 }
 
@@ -215,6 +309,39 @@ mod tests {
         let store = FakeShared::default();
         assert!(takes(&store, &[T0 + 5_000, T0 + 1_000], 2).iter().all(Result::is_ok));
         assert!(takes(&store, &[T0 + 5_000], 2)[0].is_err());
+    }
+
+    #[test]
+    fn active_sessions_are_limited_and_expire() {
+        let store = FakeShared::default();
+        let admit = |session: &str, at: i64| {
+            let checked = check_session(&store, "key", 1, session, at, 2);
+            if checked.is_ok() {
+                assert_eq!(track_session(&store, "key", 1, session, at), Some(()));
+            }
+            checked
+        };
+        assert_eq!(admit("a", T0), Ok(()));
+        assert_eq!(admit("b", T0 + 1_000), Ok(()));
+        // A third session waits for the oldest to go quiet (300 s).
+        assert_eq!(admit("c", T0 + 2_000), Err(Full { current: 2, reset_ms: T0 + SESSION_ACTIVE_MS }));
+        // An active session always passes, and stays active.
+        assert_eq!(admit("a", T0 + 200_000), Ok(()));
+        assert_eq!(admit("c", T0 + 300_000), Err(Full { current: 2, reset_ms: T0 + 1_000 + SESSION_ACTIVE_MS }));
+        // b went quiet: c takes its place.
+        assert_eq!(admit("c", T0 + 301_001), Ok(()));
+        assert_eq!(read_sessions(store.get("hubgate.sessions.key.1").0.as_deref()).len(), 2, "b is forgotten");
+        // Another key or user has its own list.
+        assert_eq!(check_session(&store, "user", 1, "z", T0 + 301_001, 1), Ok(()));
+    }
+
+    #[test]
+    fn the_session_refusal_names_its_limit() {
+        let reply = too_many_sessions(Full { current: 2, reset_ms: T0 + 300_000 }, 2, T0 + 100_000, Locale::En);
+        assert_eq!((reply.status, reply.code), (429, "concurrent_sessions_exceeded"));
+        assert_eq!(reply.message, "Too many active sessions: 2 of 2. Finish one, or retry after 2026-01-01T00:05:00Z.");
+        assert_eq!(reply.details.get("limit_type"), Some(&json!("concurrent_sessions")));
+        assert!(reply.headers.contains(&("retry-after".to_string(), "200".to_string())));
     }
 
     #[test]
