@@ -12,7 +12,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::errors::ApiError;
 
@@ -62,46 +62,15 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Parses a JSON document, refusing any object that repeats a key (plain
 /// serde_json would keep the last one silently): 422 naming the key.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
-    let repeated = RefCell::new(Vec::new());
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parsed = StrictValue {
-        repeated: &repeated,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|value| deserializer.end().map(|()| value));
-    let repeated = repeated.into_inner();
-    match parsed {
-        Ok(value) => Ok(value),
-        Err(_) if !repeated.is_empty() => Err(ApiError::validation(
-            path_of(&repeated),
-            "this key appears more than once in its object",
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
-    }
+    refuse_repeated_keys(bytes)?;
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
 }
 
 /// Parses a JSON document straight into `T` with the rules of
 /// [`parse_strict`] and [`from_value`]: 400 when it is not JSON, 422 naming
 /// a repeated key or the field that does not fit `T`.
 pub fn parse_typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let repeated = RefCell::new(Vec::new());
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let checked = RepeatedKeys {
-        repeated: &repeated,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|()| deserializer.end());
-    let repeated = repeated.into_inner();
-    match checked {
-        Ok(()) => {}
-        Err(_) if !repeated.is_empty() => {
-            return Err(ApiError::validation(
-                path_of(&repeated),
-                "this key appears more than once in its object",
-            ))
-        }
-        Err(e) => return Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
-    }
+    refuse_repeated_keys(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -112,6 +81,27 @@ pub fn parse_typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         field_error(path, message)
     })
+}
+
+/// One pass over the document that builds nothing: 400 when it is not
+/// JSON (trailing bytes included), 422 naming the first repeated key.
+fn refuse_repeated_keys(bytes: &[u8]) -> Result<(), ApiError> {
+    let repeated = RefCell::new(Vec::new());
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let checked = RepeatedKeys {
+        repeated: &repeated,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    let repeated = repeated.into_inner();
+    match checked {
+        Ok(()) => Ok(()),
+        Err(_) if !repeated.is_empty() => Err(ApiError::validation(
+            path_of(&repeated),
+            "this key appears more than once in its object",
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+    }
 }
 
 /// `segments` innermost first, e.g. `["name", "[0]", "items"]` → `items[0].name`.
@@ -126,14 +116,6 @@ fn path_of(segments: &[String]) -> String {
     path
 }
 
-/// Builds a [`Value`] like serde_json does, but fails on a repeated key and
-/// records where it is: the key, then each enclosing key or `[index]` as
-/// the error travels out.
-#[derive(Clone, Copy)]
-struct StrictValue<'a> {
-    repeated: &'a RefCell<Vec<String>>,
-}
-
 /// On the way out of a failed parse: adds the enclosing key or `[index]`
 /// to the path of a repeated key, if one was found.
 fn enclosing(repeated: &RefCell<Vec<String>>, segment: impl FnOnce() -> String) {
@@ -143,90 +125,9 @@ fn enclosing(repeated: &RefCell<Vec<String>>, segment: impl FnOnce() -> String) 
     }
 }
 
-impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictValue<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        loop {
-            match seq.next_element_seed(self) {
-                Ok(Some(item)) => items.push(item),
-                Ok(None) => return Ok(Value::Array(items)),
-                Err(e) => {
-                    enclosing(self.repeated, || format!("[{}]", items.len()));
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                self.repeated.borrow_mut().push(key);
-                return Err(de::Error::custom("repeated key"));
-            }
-            match map.next_value_seed(self) {
-                Ok(value) => {
-                    object.insert(key, value);
-                }
-                Err(e) => {
-                    enclosing(self.repeated, || key);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-/// Checks a JSON document for repeated keys without building anything;
-/// records where one is as [`StrictValue`] does.
+/// Checks a JSON document for repeated keys without building anything.
+/// Records where one is: the key, then each enclosing key or `[index]` as
+/// the error travels out.
 #[derive(Clone, Copy)]
 struct RepeatedKeys<'a> {
     repeated: &'a RefCell<Vec<String>>,
