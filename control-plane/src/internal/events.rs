@@ -418,9 +418,8 @@ async fn update_five_hour_windows(
         for (id, opened) in current {
             let mut times = charges.remove(&(table, id)).unwrap_or_default();
             times.sort();
-            let moved = times.into_iter().fold(opened, |opened, at| match opened {
-                Some(o) if at < o => Some(o),
-                _ => Some(windows::five_hours_opened_by(opened, at)),
+            let moved = times.into_iter().fold(opened, |opened, at| {
+                Some(windows::five_hours_opened_by(opened, at))
             });
             if let Some(to) = moved.filter(|_| moved != opened) {
                 moved_ids.push(id);

@@ -218,47 +218,42 @@ async fn usage(
     let reset_time =
         NaiveTime::parse_from_str(&l.daily_reset_time, "%H:%M").unwrap_or(NaiveTime::MIN);
     let daily = if l.daily_reset_mode == "rolling" {
-        ("rolling", windows::daily_rolling(now))
+        windows::daily_rolling(now)
     } else {
-        ("fixed", windows::daily_fixed(tz, reset_time, now))
+        windows::daily_fixed(tz, reset_time, now)
     };
     let five_hours = if l.limit_5h_mode == "fixed" {
-        (
-            "fixed",
-            windows::five_hours_fixed(l.five_hour_opened_at, now),
-        )
+        windows::five_hours_fixed(l.five_hour_opened_at, now)
     } else {
-        ("rolling", windows::five_hours_rolling(now))
+        windows::five_hours_rolling(now)
     };
     let plan = [
         (
             "usd_total",
-            "lifetime",
             windows::total(l.cost_reset_at),
             l.limit_total_usd,
         ),
-        ("usd_5h", five_hours.0, five_hours.1, l.limit_5h_usd),
-        ("daily_quota", daily.0, daily.1, l.limit_daily_usd),
-        (
-            "usd_weekly",
-            "fixed",
-            windows::weekly(tz, now),
-            l.limit_weekly_usd,
-        ),
+        ("usd_5h", five_hours, l.limit_5h_usd),
+        ("daily_quota", daily, l.limit_daily_usd),
+        ("usd_weekly", windows::weekly(tz, now), l.limit_weekly_usd),
         (
             "usd_monthly",
-            "fixed",
             windows::monthly(tz, now),
             l.limit_monthly_usd,
         ),
     ];
     let mut out = Vec::with_capacity(plan.len());
-    for (limit_type, mode, window, limit) in plan {
+    for (limit_type, window, limit) in plan {
         let (spent, oldest) = spent(conn, entity, id, window, now).await?;
-        let (reset_at, rolling_hours) = match window.reset {
-            Reset::Never | Reset::NextCharge => (None, None),
-            Reset::At(t) => (Some(t), None),
-            Reset::Rolling(length) => (oldest.map(|t| t + length), Some(length.num_hours())),
+        let (mode, reset_at, rolling_hours) = match window.reset {
+            Reset::Never => ("lifetime", None, None),
+            Reset::NextCharge => ("fixed", None, None),
+            Reset::At(t) => ("fixed", Some(t), None),
+            Reset::Rolling(length) => (
+                "rolling",
+                oldest.map(|t| t + length),
+                Some(length.num_hours()),
+            ),
         };
         out.push(CostWindow {
             limit_type,

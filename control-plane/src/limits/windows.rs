@@ -66,11 +66,12 @@ pub fn five_hours_fixed(opened: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Wi
     }
 }
 
-/// Where a fixed 5 h window stands after a charge at `at`: the window it
-/// falls in, opened by `opened`, or a new one it opens.
+/// Where a fixed 5 h window stands after a charge at `at`: a charge after
+/// the window `opened` ended opens a new one; any other (inside it, or a
+/// late one from an earlier window) leaves it.
 pub fn five_hours_opened_by(opened: Option<DateTime<Utc>>, at: DateTime<Utc>) -> DateTime<Utc> {
     match opened {
-        Some(start) if start <= at && at < start + FIVE_HOURS => start,
+        Some(start) if at < start + FIVE_HOURS => start,
         _ => at,
     }
 }
@@ -243,6 +244,9 @@ mod tests {
         assert_eq!(five_hours_opened_by(Some(opened), inside), opened);
         assert_eq!(five_hours_opened_by(Some(opened), after), after);
         assert_eq!(five_hours_opened_by(None, inside), inside);
+        // A late charge from before the window changes nothing.
+        let late = utc("2026-03-01T07:00:00Z");
+        assert_eq!(five_hours_opened_by(Some(opened), late), opened);
     }
 
     #[test]
