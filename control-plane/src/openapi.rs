@@ -349,14 +349,16 @@ fn operations() -> Vec<Op> {
             Some(schema_ref("Usage")),
         ),
     ]);
-    for (path, whose) in [
-        ("/api/v1/usage/users/{id}", "A user's"),
-        ("/api/v1/usage/keys/{id}", "A key's"),
+    for (path, summary) in [
+        (
+            "/api/v1/usage/users/{id}",
+            "A user's spend per quota window, with limits and reset times (users: their own)",
+        ),
+        (
+            "/api/v1/usage/keys/{id}",
+            "A key's spend per quota window, with limits and reset times (users: their own keys)",
+        ),
     ] {
-        let summary = match whose {
-            "A user's" => "A user's spend per quota window, with limits and reset times (users: their own)",
-            _ => "A key's spend per quota window, with limits and reset times (users: their own keys)",
-        };
         ops.push(op(
             "GET",
             path,

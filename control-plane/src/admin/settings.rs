@@ -39,13 +39,12 @@ impl SettingsInput {
         )?;
         validate::at_least("ga_threshold", Some(self.ga_threshold), 1)?;
         validate::one_of("locale", &self.locale, LOCALES)?;
-        validate::at_least("audit_retention_days", Some(self.audit_retention_days), 1)?;
-        if self.audit_retention_days > MAX_RETENTION_DAYS {
-            return Err(crate::errors::ApiError::validation(
-                "audit_retention_days",
-                format!("must be at most {MAX_RETENTION_DAYS}"),
-            ));
-        }
+        validate::between(
+            "audit_retention_days",
+            self.audit_retention_days,
+            1,
+            MAX_RETENTION_DAYS,
+        )?;
         Ok(())
     }
 }
