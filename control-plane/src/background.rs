@@ -1,10 +1,11 @@
 //! Background jobs, off the request path: disabling expired users and keys,
 //! deleting long-idle sessions, recomputing client GA versions (SPEC §2.5),
-//! and the audit log's partitions and retention (`crate::retention`). With several control-plane replicas on one database, each
-//! interval's run is claimed in `job_runs` ([`claim`]): one replica runs it.
+//! and the audit log's partitions and retention (`crate::retention`). With
+//! several control-plane replicas on one database, each interval's run is
+//! claimed in `job_runs` ([`claim`]): one replica runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
-
+use std::future::Future;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -56,42 +57,39 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
             }
         }
     });
-    let versions_state = state.clone();
-    let versions = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(versions_every);
-        loop {
-            tick.tick().await;
-            if !claimed(&versions_state.pool, VERSIONS_JOB, versions_every).await {
-                continue;
-            }
-            if let Err(err) = refresh_client_versions(&versions_state.pool).await {
-                tracing::warn!(error = format!("{err:#}"), "client version refresh failed");
-            }
-        }
-    });
-    let audit_state = state;
-    let audit = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(AUDIT_EVERY);
-        loop {
-            tick.tick().await;
-            if !claimed(&audit_state.pool, AUDIT_JOB, AUDIT_EVERY).await {
-                continue;
-            }
-            match crate::retention::maintain(&audit_state.pool, chrono::Utc::now()).await {
-                Ok(done)
-                    if done.created > 0 || !done.dropped.is_empty() || done.deleted_rows > 0 =>
-                {
-                    tracing::info!(created = done.created, dropped = ?done.dropped, deleted_rows = done.deleted_rows, "audit partitions maintained");
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(
-                    error = format!("{err:#}"),
-                    "audit partition maintenance failed"
-                ),
-            }
-        }
+    let versions = periodic(
+        state.pool.clone(),
+        VERSIONS_JOB,
+        versions_every,
+        |pool| async move { refresh_client_versions(&pool).await.map(|_| ()) },
+    );
+    let audit = periodic(state.pool, AUDIT_JOB, AUDIT_EVERY, |pool| async move {
+        crate::retention::maintain(&pool, chrono::Utc::now())
+            .await
+            .map(|done| done.log())
     });
     Jobs(vec![sweep, versions, audit])
+}
+
+/// Runs `job` every `every`, on the one replica that claims the interval;
+/// a failed run is logged and the next interval tries again.
+fn periodic<F, Fut>(pool: PgPool, job: &'static str, every: Duration, run: F) -> JoinHandle<()>
+where
+    F: Fn(PgPool) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if !claimed(&pool, job, every).await {
+                continue;
+            }
+            if let Err(err) = run(pool.clone()).await {
+                tracing::warn!(job, error = format!("{err:#}"), "background job failed");
+            }
+        }
+    })
 }
 
 const SWEEP_JOB: &str = "expiry_sweep";

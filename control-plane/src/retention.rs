@@ -21,6 +21,15 @@ pub struct Maintained {
     pub deleted_rows: u64,
 }
 
+impl Maintained {
+    /// Says what changed, if anything.
+    pub fn log(&self) {
+        if self.created > 0 || !self.dropped.is_empty() || self.deleted_rows > 0 {
+            tracing::info!(created = self.created, dropped = ?self.dropped, deleted_rows = self.deleted_rows, "audit partitions maintained");
+        }
+    }
+}
+
 /// Creates the daily partitions of `from..=to` that are missing (moving in
 /// any rows the default partition holds for them).
 pub async fn ensure_partitions(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Result<i32> {
