@@ -11,6 +11,7 @@ pub mod cost;
 pub mod event_depth;
 pub mod events;
 pub mod guards;
+pub mod hash;
 pub mod headers;
 pub mod keys;
 pub mod locale;

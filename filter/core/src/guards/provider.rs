@@ -56,7 +56,7 @@ impl Guard for Provider {
         let (Some(snapshot), Some(key)) = (ex.snapshot.as_ref(), ex.key()) else {
             return Err("provider selection before auth and policy".to_string());
         };
-        let seed = fnv(ex.request_id.as_bytes()) ^ cx.host.seed();
+        let seed = crate::hash::fnv1a(ex.request_id.as_bytes()) ^ cx.host.seed();
         match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), seed) {
             Ok(chosen) => {
                 let plan = plan(chosen, &auth::without_query_param(&ex.path, "key"));
@@ -66,10 +66,6 @@ impl Guard for Provider {
             Err(reply) => Ok(Step::Answer(reply)),
         }
     }
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The API format a provider must speak for this endpoint; an unknown path

@@ -17,6 +17,7 @@
 use serde_json::json;
 
 use crate::chain::{Cx, Guard, Step};
+use crate::hash::fnv1a;
 use crate::locale::Locale;
 use crate::reply::LocalReply;
 use crate::shared::{self, SharedData};
@@ -166,11 +167,6 @@ fn write_sessions(sessions: &[(u64, i64)]) -> Vec<u8> {
     sessions.iter().flat_map(|(id, seen)| id.to_le_bytes().into_iter().chain(seen.to_le_bytes())).collect()
 }
 
-/// FNV-1a of a session id: its name in the shared list.
-fn session_hash(session: &str) -> u64 {
-    session.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 fn sessions_key(kind: &str, id: i64) -> String {
     format!("hubgate.sessions.{kind}.{id}")
 }
@@ -178,7 +174,7 @@ fn sessions_key(kind: &str, id: i64) -> String {
 /// Whether `session` may run under a limit of `limit` active sessions of
 /// `kind` `id` at `now_ms` (read only: see [`track_session`]).
 pub fn check_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64, limit: u32) -> Result<(), Full> {
-    let hash = session_hash(session);
+    let hash = fnv1a(session.as_bytes());
     let (bytes, _) = store.get(&sessions_key(kind, id));
     let active: Vec<(u64, i64)> =
         read_sessions(bytes.as_deref()).into_iter().filter(|&(_, seen)| seen > now_ms - SESSION_ACTIVE_MS).collect();
@@ -192,7 +188,7 @@ pub fn check_session(store: &dyn SharedData, kind: &str, id: i64, session: &str,
 /// Records `session` as active at `now_ms` (and forgets inactive ones).
 /// `None`: the shared list could not be updated.
 pub fn track_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<()> {
-    let hash = session_hash(session);
+    let hash = fnv1a(session.as_bytes());
     shared::update(store, &sessions_key(kind, id), |current| {
         let mut active: Vec<(u64, i64)> =
             read_sessions(current).into_iter().filter(|&(h, seen)| h != hash && seen > now_ms - SESSION_ACTIVE_MS).collect();
