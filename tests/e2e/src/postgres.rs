@@ -68,20 +68,20 @@ impl PrivatePostgres {
         run(&bindir.join("initdb"), &["-D", &data_arg, "-U", "postgres", "--auth=trust", "--locale=C", "-E", "UTF8"])?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let pg = PrivatePostgres { bindir, dir, port };
-        pg.ctl(&["start"])?;
+        pg.start_again()?;
         Ok(pg)
     }
 
-    fn ctl(&self, action: &[&str]) -> Result<()> {
+    /// `pg_ctl <args>` on this server's data directory, waiting for it.
+    fn ctl(&self, args: &[&str]) -> Result<()> {
         let data = self.dir.join("data").to_string_lossy().to_string();
-        let log = self.dir.join("postgres.log").to_string_lossy().to_string();
-        let options = format!("-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories=''", self.port);
-        let mut args = action.to_vec();
-        args.extend(["-w", "-t", "60", "-D", &data]);
-        if action != ["stop", "-m", "fast"] && action != ["stop", "-m", "immediate"] {
-            args.extend(["-l", &log, "-o", &options]);
-        }
-        run(&self.bindir.join("pg_ctl"), &args)
+        let mut all = args.to_vec();
+        all.extend(["-w", "-t", "60", "-D", &data]);
+        run(&self.bindir.join("pg_ctl"), &all)
+    }
+
+    fn stop_now(&self, mode: &str) -> Result<()> {
+        self.ctl(&["stop", "-m", mode])
     }
 
     /// The admin connection URL (database `postgres`).
@@ -91,18 +91,21 @@ impl PrivatePostgres {
 
     /// A fast shutdown: every connection is cut.
     pub fn stop(&self) -> Result<()> {
-        self.ctl(&["stop", "-m", "fast"])
+        self.stop_now("fast")
     }
 
-    /// Starts it again after [`PrivatePostgres::stop`].
+    /// Starts it (again, after [`PrivatePostgres::stop`]) on its port,
+    /// reachable over TCP only.
     pub fn start_again(&self) -> Result<()> {
-        self.ctl(&["start"])
+        let log = self.dir.join("postgres.log").to_string_lossy().to_string();
+        let options = format!("-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories=''", self.port);
+        self.ctl(&["start", "-l", &log, "-o", &options])
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = self.ctl(&["stop", "-m", "immediate"]);
+        let _ = self.stop_now("immediate");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
