@@ -288,7 +288,12 @@ struct Cpu {
 
 impl Cpu {
     fn read(envoy_pid: u32, cp_pid: u32) -> Cpu {
-        Cpu { envoy: cpu_us(envoy_pid), control_plane: cpu_us(cp_pid), postgres: postgres_cpu_us() }
+        Cpu { envoy: cpu_us(envoy_pid), ..Cpu::read_pipeline(cp_pid) }
+    }
+
+    /// The control plane and Postgres only (the audit pipeline).
+    fn read_pipeline(cp_pid: u32) -> Cpu {
+        Cpu { envoy: 0, control_plane: cpu_us(cp_pid), postgres: postgres_cpu_us() }
     }
 
     fn since(self, before: Cpu) -> Cpu {
@@ -815,7 +820,7 @@ async fn ingest_case(stack: &Stack, secs: u64) -> Result<u64> {
     let prefix = hubgate_e2e::random_token(8);
     let next = Arc::new(AtomicU64::new(0));
     let cp_pid = stack.control_plane.child.pid();
-    let before = Cpu::read(0, cp_pid);
+    let before = Cpu::read_pipeline(cp_pid);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -842,7 +847,7 @@ async fn ingest_case(stack: &Stack, secs: u64) -> Result<u64> {
         stored += task.await??;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = Cpu::read(0, cp_pid).since(before);
+    let cpu = Cpu::read_pipeline(cp_pid).since(before);
     let per = |us: u64| us as f64 / stored.max(1) as f64;
     println!();
     println!(
