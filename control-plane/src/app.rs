@@ -33,6 +33,7 @@ pub struct AppState {
     /// Peers the internal listener answers.
     pub internal_allow: Arc<Vec<IpNet>>,
     pub admin_throttle: Arc<AuthThrottle>,
+    pub lease_ttl: std::time::Duration,
 }
 
 /// Collects routes and remembers each (method, path), so the OpenAPI
@@ -255,6 +256,7 @@ impl Application {
                 config.admin_auth,
                 throttle::DEFAULT_CAPACITY,
             )),
+            lease_ttl: config.lease_ttl,
         };
         Ok(Application {
             listener,

@@ -33,6 +33,9 @@ pub struct Config {
     pub expiry_sweep_interval: Duration,
     /// How often client GA versions are recomputed from the audit log.
     pub client_version_interval: Duration,
+    /// How long quota budget granted to a filter stays usable unless it is
+    /// renewed (SPEC §4 leases).
+    pub lease_ttl: Duration,
     /// Run the expiry sweep and GA-version jobs (tests that drive them by
     /// hand turn them off).
     pub background_jobs: bool,
@@ -56,6 +59,7 @@ impl Config {
             db_max_connections: 10,
             expiry_sweep_interval: Duration::from_secs(30),
             client_version_interval: Duration::from_secs(300),
+            lease_ttl: Duration::from_secs(60),
             background_jobs: true,
         }
     }
@@ -73,6 +77,7 @@ impl std::fmt::Debug for Config {
             .field("db_max_connections", &self.db_max_connections)
             .field("expiry_sweep_interval", &self.expiry_sweep_interval)
             .field("client_version_interval", &self.client_version_interval)
+            .field("lease_ttl", &self.lease_ttl)
             .field("background_jobs", &self.background_jobs)
             .finish()
     }

@@ -63,6 +63,11 @@ enum Command {
         #[arg(long, env = "HUBGATE_CLIENT_VERSION_INTERVAL_SECS", default_value_t = 300,
               value_parser = clap::value_parser!(u32).range(1..))]
         client_version_interval_secs: u32,
+        /// Seconds a filter may use quota budget it was granted before it
+        /// must renew the lease (SPEC §4).
+        #[arg(long, env = "HUBGATE_LEASE_TTL_SECS", default_value_t = 60,
+              value_parser = clap::value_parser!(u32).range(5..=3600))]
+        lease_ttl_secs: u32,
     },
     /// Run the embedded migrations and upsert the committed price seed.
     Migrate,
@@ -132,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             internal_token,
             db_max_connections,
             client_version_interval_secs,
+            lease_ttl_secs,
         } => {
             check_internal_token(&internal_token)?;
             let internal_allow = parse_allow_list(&internal_allow)?;
@@ -145,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.db_max_connections = db_max_connections;
             config.client_version_interval =
                 Duration::from_secs(client_version_interval_secs.into());
+            config.lease_ttl = Duration::from_secs(lease_ttl_secs.into());
             let app = Application::build(config).await?;
             let addr = app.address()?;
             let internal_addr = app.internal_address()?;

@@ -1,7 +1,8 @@
 //! The audit log's daily partitions and its retention (migration
 //! `0009_partitioned_audit.sql`): days are created a week ahead, days older
 //! than `settings.audit_retention_days` are dropped whole, and event ids are
-//! kept for deduplication two days past their receipt. Run hourly by the
+//! kept for deduplication two days past their receipt, quota leases a day
+//! past their expiry. Run hourly by the
 //! background jobs (once across replicas) and at startup. The usage rollup
 //! is not touched: spend outlives the rows.
 
@@ -89,6 +90,11 @@ pub async fn maintain(pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<Maint
         .rows_affected();
     sqlx::query("DELETE FROM audit_event_ids WHERE received_at < $1")
         .bind(now - TimeDelta::days(EVENT_ID_DAYS))
+        .execute(pool)
+        .await?;
+    // An expired lease holds no budget; a late event for it charges nothing.
+    sqlx::query("DELETE FROM quota_leases WHERE expires_at < $1")
+        .bind(now - TimeDelta::days(1))
         .execute(pool)
         .await?;
     Ok(Maintained {

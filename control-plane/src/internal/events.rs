@@ -59,6 +59,7 @@ pub async fn ingest(
     update_rollup(&mut tx, &stored).await?;
     update_five_hour_windows(&mut tx, &stored).await?;
     update_sessions(&mut tx, &stored, received_at).await?;
+    update_leases(&mut tx, &rows, &stored).await?;
     tx.commit().await?;
 
     let accepted = stored.len() as u32;
@@ -104,6 +105,7 @@ struct Row {
     blocked_reason: Option<Value>,
     error: Option<String>,
     flags: Vec<String>,
+    leases: Vec<i64>,
 }
 
 /// Postgres text cannot hold NUL.
@@ -213,13 +215,48 @@ impl Row {
             blocked_reason: e.blocked_reason.map(clean_json),
             error: clean_opt(e.error),
             flags,
+            leases: e.leases,
         }
     }
+}
+
+/// Charges the new events' cost to the quota leases they spent under
+/// (SPEC §4): what a lease was granted and its events have not charged yet
+/// is what its instance may still spend.
+async fn update_leases(
+    conn: &mut PgConnection,
+    rows: &[Row],
+    stored: &[Stored],
+) -> Result<(), sqlx::Error> {
+    if rows.iter().all(|r| r.leases.is_empty()) {
+        return Ok(());
+    }
+    let new: std::collections::HashSet<&str> = stored.iter().map(|s| s.event_id.as_str()).collect();
+    // BTreeMap: rows locked in one order across concurrent batches.
+    let mut charges: BTreeMap<i64, Decimal> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.cost_usd > Decimal::ZERO && new.contains(r.event_id.as_str())) {
+        for &lease in &row.leases {
+            *charges.entry(lease).or_default() += row.cost_usd;
+        }
+    }
+    if charges.is_empty() {
+        return Ok(());
+    }
+    let (ids, costs): (Vec<i64>, Vec<Decimal>) = charges.into_iter().unzip();
+    sqlx::query(
+        "UPDATE quota_leases q SET spent_usd = q.spent_usd + c.cost          FROM UNNEST($1::int8[], $2::numeric[]) AS c(id, cost) WHERE q.id = c.id",
+    )
+    .bind(ids)
+    .bind(costs)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// What the rollup and the sessions need from each newly stored event.
 #[derive(sqlx::FromRow)]
 struct Stored {
+    event_id: String,
     user_id: Option<i64>,
     key_id: Option<i64>,
     provider_id: Option<i64>,
@@ -266,7 +303,7 @@ async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sq
              cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, cost_multiplier, \
              session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
          WHERE e.event_id IN (SELECT event_id FROM new_ids) \
-         RETURNING user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by, \
+         RETURNING event_id, user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by, \
            session_id, user_agent",
     )
     .bind(col(rows, |r| r.event_id.as_str()))

@@ -26,13 +26,13 @@ use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entity {
+pub(crate) enum Entity {
     User,
     Key,
 }
 
 impl Entity {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Entity::User => "user",
             Entity::Key => "key",
@@ -182,6 +182,20 @@ async fn reset(state: &AppState, entity: Entity, id: i64) -> ApiResult<Json<Usag
     Ok(Json(usage))
 }
 
+/// The user of `id` and the cost windows of its limits, at `now`; the
+/// numbers the usage API shows and the leases are granted from.
+pub(crate) async fn cost_windows(
+    conn: &mut PgConnection,
+    entity: Entity,
+    id: i64,
+    now: DateTime<Utc>,
+) -> ApiResult<(i64, Vec<CostWindow>)> {
+    let limits = load(conn, entity, id).await?;
+    let tz: Tz = limits.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let windows = windows_of(conn, entity, id, &limits, tz, now).await?;
+    Ok((limits.user_id, windows))
+}
+
 async fn load(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<Limits> {
     // A key has no RPM of its own and takes the daily reset from its user.
     let (own, rpm) = match entity {
@@ -207,14 +221,15 @@ async fn load(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<Lim
         .ok_or(ApiError::NotFound)
 }
 
-async fn usage(
+/// Spend, limit and reset of each cost window, in SPEC §4 order.
+async fn windows_of(
     conn: &mut PgConnection,
     entity: Entity,
     id: i64,
     l: &Limits,
+    tz: Tz,
     now: DateTime<Utc>,
-) -> ApiResult<Usage> {
-    let tz: Tz = l.timezone.parse().unwrap_or(chrono_tz::UTC);
+) -> ApiResult<Vec<CostWindow>> {
     let reset_time =
         NaiveTime::parse_from_str(&l.daily_reset_time, "%H:%M").unwrap_or(NaiveTime::MIN);
     let daily = if l.daily_reset_mode == "rolling" {
@@ -266,6 +281,18 @@ async fn usage(
             rolling_hours,
         });
     }
+    Ok(out)
+}
+
+async fn usage(
+    conn: &mut PgConnection,
+    entity: Entity,
+    id: i64,
+    l: &Limits,
+    now: DateTime<Utc>,
+) -> ApiResult<Usage> {
+    let tz: Tz = l.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let out = windows_of(conn, entity, id, l, tz, now).await?;
     let active_since = now - TimeDelta::seconds(ACTIVE_SECS);
     let (sessions,): (i64,) = sqlx::query_as(&format!(
         "SELECT count(*) FROM sessions WHERE {} = $1 AND last_seen_at > $2",

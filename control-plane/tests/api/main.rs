@@ -13,6 +13,7 @@ mod cli;
 mod internal;
 mod jobs;
 mod keys;
+mod leases;
 mod names;
 mod openapi;
 mod prices;

@@ -350,6 +350,7 @@ pub fn event(id: &str) -> hubgate_wire::RequestEvent {
         blocked_reason: None,
         error: None,
         flags: Vec::new(),
+        leases: Vec::new(),
     }
 }
 

@@ -249,6 +249,7 @@ mod tests {
             blocked_reason: Some(serde_json::json!({"code": "x", "list": [1, 2]})),
             error: None,
             flags: vec!["a".into()],
+            leases: Vec::new(),
         };
         serde_json::to_vec(&e).unwrap()
     }

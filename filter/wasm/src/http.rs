@@ -19,7 +19,8 @@ use hubgate_core::headers::Headers;
 use hubgate_core::locale::{localize, Locale};
 use hubgate_core::reply::LocalReply;
 use hubgate_core::usage::{Metered, ResponseMeter};
-use hubgate_wire::{KeyResolveRequest, KeyResolveResponse, RequestEvent};
+use hubgate_core::guards::quota;
+use hubgate_wire::{KeyResolveRequest, KeyResolveResponse, LeaseRequest, LeaseResponse, RequestEvent};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 use rust_decimal::Decimal;
@@ -35,6 +36,8 @@ enum Call {
     /// Refreshes a key already in use; the request does not wait.
     KeyRefresh,
     Snapshot,
+    /// Quota budget; `wait`: the request waits for it.
+    Lease { wait: bool },
 }
 
 #[derive(Default)]
@@ -80,7 +83,7 @@ impl Http {
     }
 
     fn waiting(&self) -> bool {
-        self.calls.values().any(|c| !matches!(c, Call::KeyRefresh))
+        self.calls.values().any(|c| !matches!(c, Call::KeyRefresh | Call::Lease { wait: false }))
     }
 
     /// Runs the chain from where it stopped and carries out its verdict.
@@ -159,6 +162,7 @@ impl Http {
             Callout::ResolveKey { hash } => (Call::Key, resolve_key(vm, &hash)),
             Callout::RefreshKey { hash } => (Call::KeyRefresh, resolve_key(vm, &hash)),
             Callout::Snapshot => (Call::Snapshot, vm.call_control_plane("GET", hubgate_wire::SNAPSHOT_PATH, None, None)),
+            Callout::Lease { key_id, need_usd, wait } => (Call::Lease { wait }, ask_lease(vm, key_id, need_usd)),
         };
         match token {
             Some(token) => {
@@ -191,6 +195,20 @@ impl Http {
                 }
                 self.ex.snapshot = vm.snapshot();
                 self.ex.snapshot_fetched = true;
+            }
+            Call::Lease { wait } => {
+                let answer = match status {
+                    Some(200) => serde_json::from_slice::<LeaseResponse>(body).map_err(|e| e.to_string()),
+                    other => Err(format!("status {other:?}")),
+                };
+                match answer {
+                    Ok(answer) => quota::apply(&host::Shared, &answer, host::now_ms()),
+                    Err(e) => {
+                        vm.metrics.inc("hubgate_callout_failures_total");
+                        log::warn!("quota lease request failed: {e}");
+                        self.ex.lease_failed |= wait;
+                    }
+                }
             }
         }
     }
@@ -249,6 +267,7 @@ impl Http {
                 _ => None,
             },
             flags: settlement.flags,
+            leases: Vec::new(),
         }
     }
 
@@ -271,6 +290,12 @@ impl Http {
 }
 
 const UNAUTHENTICATED_AUDIT_KEY: &str = "hubgate.audit.unauthenticated";
+
+fn ask_lease(vm: &Vm, key_id: i64, need_usd: Decimal) -> Option<u32> {
+    let request = LeaseRequest { instance: vm.instance.clone(), key_id, need_usd };
+    let body = serde_json::to_vec(&request).ok()?;
+    vm.call_control_plane("POST", hubgate_wire::LEASES_PATH, None, Some(&body))
+}
 
 fn resolve_key(vm: &Vm, hash: &str) -> Option<u32> {
     let body = serde_json::to_vec(&KeyResolveRequest { key_hash: hash.to_string() }).ok()?;
@@ -496,7 +521,11 @@ impl Http {
             vm.metrics.inc("hubgate_unauthenticated_unaudited_total");
             return;
         }
-        let event = profile::time(Phase::EventBuild, || self.event(&vm));
+        let mut event = profile::time(Phase::EventBuild, || self.event(&vm));
+        if let Some(reservation) = self.ex.reservation.take() {
+            quota::settle(&host::Shared, &reservation, event.cost_usd);
+            event.leases = reservation.lease_ids();
+        }
         profile::time(Phase::EventRecord, || events::record(&vm, &event));
     }
 }

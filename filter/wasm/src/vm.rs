@@ -31,6 +31,8 @@ pub struct Vm {
     snapshots: SnapshotStore,
     /// Unique per VM in this process and across processes; prefixes event ids.
     id_prefix: String,
+    /// This Envoy process, as the control plane knows it (quota leases).
+    pub instance: String,
     event_seq: Cell<u64>,
     /// The process's event queue, and this VM's events on their way to it.
     pub queue: Queue,
@@ -65,6 +67,7 @@ impl Vm {
             // instant (a first CAS write is unconditional); the start time
             // makes that harmless.
             id_prefix: format!("{nonce}-{index}-{:x}", host::now_ns() % 0xffff_ffff),
+            instance: nonce,
             event_seq: Cell::new(0),
             queue: Queue(queue_id),
             outbox: Outbox::default(),

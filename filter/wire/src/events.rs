@@ -50,6 +50,9 @@ pub struct RequestEvent {
     /// `price_missing`, `stream_incomplete`, `output_estimated` (a cut stream:
     /// output tokens from the output text seen, four characters a token).
     pub flags: Vec<String>,
+    /// The quota leases (`Grant::lease_id`) the request spent under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<i64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -63,6 +63,12 @@ pub struct Exchange {
     /// The request filters' needle search of `body`, shared by the global
     /// and the provider-bound pass; cleared when a filter changes `body`.
     pub filter_scan: Option<BodyScan>,
+    /// This request asked the control plane for quota budget, and whether
+    /// the answer failed.
+    pub lease_asked: bool,
+    pub lease_failed: bool,
+    /// The cost quota budget it holds until it is settled.
+    pub reservation: Option<crate::guards::quota::Reservation>,
     /// Index of the guard to run next.
     pub cursor: usize,
 }

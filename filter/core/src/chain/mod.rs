@@ -49,6 +49,9 @@ pub enum Callout {
     RefreshKey { hash: String },
     /// The policy snapshot (the request waits for it).
     Snapshot,
+    /// Quota budget for a key and its user (SPEC §4); `wait`: the request
+    /// waits for it, else a refill in the background.
+    Lease { key_id: i64, need_usd: rust_decimal::Decimal, wait: bool },
 }
 
 pub trait Guard: Sync {

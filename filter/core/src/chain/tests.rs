@@ -408,3 +408,103 @@ fn chain_cost() {
         }
     }
 }
+
+/// A key with a daily cost limit, its user with a lifetime one; the
+/// policy prices `claude-sonnet-4-5` at $3 / $15 per million tokens.
+fn limited_key() -> ResolvedKey {
+    let mut key = resolved(true);
+    key.limits.limit_daily_usd = Some(rust_decimal::Decimal::new(1, 0));
+    key.user.limits.limit_total_usd = Some(rust_decimal::Decimal::new(10, 0));
+    key
+}
+
+fn priced() -> Rc<CompiledSnapshot> {
+    let mut snap: PolicySnapshot = serde_json::from_value(json!({
+        "version": 1, "key_epoch": 1,
+        "settings": {"enable_client_version_check": false, "intercept_anthropic_warmup_requests": false,
+            "timezone": "UTC", "unknown_path": "not_found"},
+        "providers": [{"id": 5, "name": "p", "type": "claude", "base_url": "https://api.example.com",
+            "credential": "cred", "enabled": true, "weight": 1, "priority": 0, "cost_multiplier": "2",
+            "group_tags": [], "allowed_models": [], "model_redirects": [], "limits": Limits::default(),
+            "circuit": CircuitSettings::default(), "timeouts": ProviderTimeouts::default()}],
+        "prices": [{"model": "claude-sonnet-4-5", "input_per_mtok": "3", "output_per_mtok": "15"}],
+        "sensitive_words": [], "request_filters": [], "client_versions": []
+    }))
+    .unwrap();
+    snap.version = 1;
+    Rc::new(CompiledSnapshot::compile(snap).0)
+}
+
+fn grant(entity: hubgate_wire::Entity, id: i64, limit_type: &str, lease: i64, granted: &str, limit: &str, now: i64) -> hubgate_wire::Grant {
+    hubgate_wire::Grant {
+        entity,
+        entity_id: id,
+        limit_type: limit_type.into(),
+        lease_id: lease,
+        granted_usd: granted.parse().unwrap(),
+        limit_usd: limit.parse().unwrap(),
+        spent_usd: rust_decimal::Decimal::ZERO,
+        expires_at_ms: now + 60_000,
+        reset_at_ms: Some(now + 3_600_000),
+        rolling_hours: None,
+    }
+}
+
+#[test]
+fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
+    use hubgate_wire::Entity;
+    let w = World::new();
+    let now = w.host.now_ms.get();
+    let body = br#"{"model":"claude-sonnet-4-5","max_tokens":1000,"messages":[]}"#;
+    let start = |w: &World| {
+        let mut ex = w.request(&[("x-api-key", KEY)]);
+        ex.snapshot = Some(priced());
+        ex.snapshot_fetched = true;
+        let mut v = w.run(&mut ex);
+        if matches!(v, Verdict::Call(Callout::ResolveKey { .. })) {
+            w.answer_key(&mut ex, Some(limited_key()));
+            v = w.run(&mut ex);
+        }
+        assert!(matches!(v, Verdict::NeedBody), "{v:?}");
+        ex.body = Some(body.to_vec());
+        (w.run(&mut ex), ex)
+    };
+    // Estimate: 62 bytes → 16 input tokens × $3 + 1000 output × $15, per
+    // million, × the dearest multiplier 2 = $0.030096.
+    let (v, mut ex) = start(&w);
+    let Verdict::Call(Callout::Lease { key_id: 1, need_usd, wait: true }) = v else { panic!("{v:?}") };
+    assert_eq!(need_usd.to_string(), "0.030096");
+    // No answer: 503, never an unchecked pass.
+    assert_eq!(code(&w.run(&mut ex)), "quota_unavailable");
+
+    let (_, mut ex) = start(&w);
+    let answer = hubgate_wire::LeaseResponse {
+        grants: vec![
+            grant(Entity::User, 1, "usd_total", 8, "5", "10", now),
+            grant(Entity::Key, 1, "daily_quota", 9, "0.05", "1", now),
+        ],
+    };
+    guards::quota::apply(&w.host.shared, &answer, now);
+    assert!(matches!(w.run(&mut ex), Verdict::Forward));
+    let reservation = ex.reservation.clone().unwrap();
+    assert_eq!(reservation.lease_ids(), vec![8, 9]);
+    // The daily slice now holds 0.05 − 0.030096: too little for another,
+    // and the control plane just said so (a short grant) → asks once more.
+    let (v, mut ex2) = start(&w);
+    assert!(matches!(v, Verdict::Call(Callout::Lease { wait: true, .. })), "{v:?}");
+    guards::quota::apply(&w.host.shared, &hubgate_wire::LeaseResponse {
+        grants: vec![
+            grant(Entity::User, 1, "usd_total", 8, "0", "10", now),
+            grant(Entity::Key, 1, "daily_quota", 9, "0", "1", now),
+        ],
+    }, now);
+    let refused = w.run(&mut ex2);
+    let Verdict::Answer(reply) = &refused else { panic!("{refused:?}") };
+    assert_eq!((reply.status, reply.code), (402, "daily_quota_exceeded"));
+    assert!(reply.message.starts_with("Key daily cost limit exceeded"), "{}", reply.message);
+    assert!(reply.message.ends_with("Quota will reset at 2027-01-15T09:00:00Z."), "{}", reply.message);
+    // Settling the first request at its real cost gives the rest back.
+    guards::quota::settle(&w.host.shared, &reservation, "0.001".parse().unwrap());
+    let (v, _) = start(&w);
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+}

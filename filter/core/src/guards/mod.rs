@@ -17,6 +17,7 @@ pub mod model;
 pub mod pending_auth;
 pub mod rate_limit;
 pub mod provider;
+pub mod quota;
 pub mod request_filters;
 pub mod route;
 pub mod seen_parts;

@@ -1,5 +1,6 @@
-//! Guard 9 (SPEC §4), the parts built so far, in the spec's order: key
-//! concurrency, user concurrency, user RPM.
+//! Guard 9 (SPEC §4), in the spec's order: key total → user total (cost,
+//! `quota`) → key concurrency → user concurrency → user RPM → key and user
+//! 5 h, daily, weekly, monthly (cost).
 //! - Concurrency: `limit_concurrent_sessions` active sessions (a request
 //!   within the last 300 s, SPEC §2.7); a key without a limit of its own
 //!   takes its user's; an already active session always passes; 0 or unset
@@ -9,14 +10,18 @@
 //!
 //! Both are counted per Envoy process (all its workers share the counts in
 //! shared data): with N Envoy instances a user may get up to N × the limit.
-//! The cross-instance quotas (leases, issue 7) are not built yet. Only
+//! Cost limits hold across instances through leases (`quota`). Only
 //! conversation requests count (passthrough endpoints such as count_tokens
 //! never do; warmup is answered earlier). Fails open: a shared-data failure
 //! lets the request through, counted.
 
 use serde_json::json;
 
-use crate::chain::{Cx, Guard, Step};
+use hubgate_wire::Entity;
+use rust_decimal::Decimal;
+
+use super::quota::{self, State};
+use crate::chain::{Callout, Cx, Guard, Step};
 use crate::hash::fnv1a;
 use crate::locale::Locale;
 use crate::reply::LocalReply;
@@ -121,6 +126,17 @@ pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Optio
     })
 }
 
+/// Whether one more request of `user` would fit, without counting it.
+pub fn peek(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<(), Full>> {
+    let mut w = Window::read(store.get(&format!("hubgate.rpm.{user}")).0.as_deref());
+    w.advance(now_ms.div_euclid(1000));
+    let total = w.total();
+    if total >= u64::from(limit) {
+        return Some(Err(Full { current: total, reset_ms: w.reset_ms(u64::from(limit)) }));
+    }
+    Some(Ok(()))
+}
+
 /// The 429 of a full minute: SPEC §4's body fields and headers.
 pub fn refusal(full: Full, limit: u32, now_ms: i64, locale: Locale) -> LocalReply {
     let retry_secs = ((full.reset_ms - now_ms).max(1) + 999).div_euclid(1000);
@@ -221,13 +237,36 @@ impl Guard for RateLimit {
         if !cx.ex.endpoint.is_conversation() {
             return Ok(Step::Next);
         }
-        let Some(key) = cx.ex.key() else {
+        let entry = cx.ex.key_entry.clone();
+        let Some(key) = entry.as_ref().and_then(|e| e.key.as_ref()) else {
             return Err("rate limit before auth".to_string());
         };
-        let user = &key.user;
         let now = cx.host.now_ms();
         let store = cx.host.shared();
         let locale = cx.ex.snapshot.as_ref().map_or(Locale::En, |s| s.locale);
+        let costs = quota::limited(key);
+        let need = if costs.is_empty() { Decimal::ZERO } else { quota::estimate(cx.ex) };
+        let slots = quota::slots(store, &costs);
+        let states: Vec<State> =
+            costs.iter().zip(&slots).map(|(c, slot)| quota::state(slot.as_ref(), c.3, need, now)).collect();
+        if states.contains(&State::Ask) {
+            if !cx.ex.lease_asked {
+                cx.ex.lease_asked = true;
+                return Ok(Step::Wait(Callout::Lease { key_id: key.id, need_usd: need, wait: true }));
+            }
+            // Asked, and still nothing usable: the control plane did not answer.
+            return Ok(Step::Answer(quota::unavailable()));
+        }
+        let over = |totals: bool| {
+            costs.iter().zip(&states).find_map(|(c, state)| match state {
+                State::Over(slot) if quota::is_total(c.2) == totals => Some(quota::over_limit(c.0, slot, now, locale)),
+                _ => None,
+            })
+        };
+        if let Some(reply) = over(true) {
+            return Ok(Step::Answer(reply));
+        }
+        let user = &key.user;
         let user_sessions = user.limits.limit_concurrent_sessions.filter(|&l| l > 0);
         let key_sessions = key.limits.limit_concurrent_sessions.filter(|&l| l > 0).or(user_sessions);
         if let Some(session) = cx.ex.session_id.as_deref() {
@@ -238,11 +277,32 @@ impl Guard for RateLimit {
                 }
             }
         }
+        let later = over(false);
         if let Some(limit) = user.rpm {
-            match take(store, user.id, now, limit) {
+            // A request refused by a later limit does not count in the minute.
+            let counted = if later.is_some() { peek(store, user.id, now, limit) } else { take(store, user.id, now, limit) };
+            match counted {
                 Some(Ok(())) => {}
                 Some(Err(full)) => return Ok(Step::Answer(refusal(full, limit, now, locale))),
                 None => return Err("cannot update the request count".to_string()),
+            }
+        }
+        if let Some(reply) = later {
+            return Ok(Step::Answer(reply));
+        }
+        if !costs.is_empty() {
+            match quota::reserve(store, &costs, need, now) {
+                Ok((reservation, refill)) => {
+                    cx.ex.reservation = Some(reservation);
+                    if refill {
+                        cx.background.push(Callout::Lease { key_id: key.id, need_usd: Decimal::ZERO, wait: false });
+                    }
+                }
+                Err(Some(short)) => {
+                    let entity = costs.iter().find(|c| c.2 == short.limit_type).map_or(Entity::Key, |c| c.0);
+                    return Ok(Step::Answer(quota::over_limit(entity, &short, now, locale)));
+                }
+                Err(None) => return Err("cannot reserve quota budget".to_string()),
             }
         }
         if let Some(session) = cx.ex.session_id.as_deref() {

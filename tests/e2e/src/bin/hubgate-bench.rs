@@ -801,6 +801,7 @@ fn ingest_batch(prefix: &str, first: u64) -> hubgate_wire::EventBatch {
                 blocked_reason: None,
                 error: None,
                 flags: Vec::new(),
+                leases: Vec::new(),
             }
         })
         .collect();

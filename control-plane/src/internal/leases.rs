@@ -1,0 +1,165 @@
+//! `POST LEASES_PATH`: quota budget for one filter instance (SPEC §4).
+//!
+//! For each cost limit of the key and of its user, the instance gets a slice
+//! of what is left: `limit − spent − outstanding`, where `outstanding` is
+//! what live leases (of every instance) were granted and have not yet been
+//! charged by ingested events. All instances together therefore never hold
+//! more than the limit; the overshoot bound is in the README. A slice is a
+//! quarter of what is left (at least the waiting request's estimate), so a
+//! nearly spent budget goes out in small pieces. Grants for one key or user
+//! are serialized with a transaction-scoped advisory lock, so two
+//! control-plane replicas cannot hand out the same budget twice.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, TimeDelta, Utc};
+use hubgate_wire::{Grant, LeaseRequest, LeaseResponse};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+use crate::errors::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::limits::usage::{cost_windows, CostWindow, Entity};
+
+/// How long an instance that got nothing waits before asking again.
+const REFUSED_RETRY: TimeDelta = TimeDelta::seconds(5);
+
+pub async fn grant(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LeaseRequest>,
+) -> ApiResult<Json<LeaseResponse>> {
+    if req.instance.is_empty() || req.instance.len() > 200 {
+        return Err(ApiError::validation("instance", "1 to 200 characters"));
+    }
+    if req.need_usd < Decimal::ZERO {
+        return Err(ApiError::validation("need_usd", "must not be negative"));
+    }
+    let ttl = TimeDelta::from_std(state.lease_ttl).unwrap_or(TimeDelta::seconds(60));
+    let mut tx = state.pool.begin().await?;
+    // Key first, then its user: every grant takes the locks in this order.
+    lock(&mut tx, Entity::Key, req.key_id).await?;
+    let now = Utc::now();
+    let (user_id, key_windows) = cost_windows(&mut tx, Entity::Key, req.key_id, now).await?;
+    lock(&mut tx, Entity::User, user_id).await?;
+    let (_, user_windows) = cost_windows(&mut tx, Entity::User, user_id, now).await?;
+    let mut grants = Vec::new();
+    // SPEC §4 order: key before user within each window.
+    for (key_window, user_window) in key_windows.iter().zip(&user_windows) {
+        for (entity, id, window) in [
+            (Entity::Key, req.key_id, key_window),
+            (Entity::User, user_id, user_window),
+        ] {
+            if let Some(grant) = grant_one(&mut tx, &req, entity, id, window, now, ttl).await? {
+                grants.push(grant);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(Json(LeaseResponse { grants }))
+}
+
+async fn lock(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("hubgate.quota.{}.{id}", entity.name()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Live {
+    id: i64,
+    instance: String,
+    granted_usd: Decimal,
+    spent_usd: Decimal,
+}
+
+async fn grant_one(
+    conn: &mut PgConnection,
+    req: &LeaseRequest,
+    entity: Entity,
+    id: i64,
+    window: &CostWindow,
+    now: DateTime<Utc>,
+    ttl: TimeDelta,
+) -> ApiResult<Option<Grant>> {
+    let Some(limit) = window.limit_usd else {
+        return Ok(None);
+    };
+    // `window.spent_usd` was read after these leases (both under the lock):
+    // an ingest committing in between is counted twice, never missed.
+    let live: Vec<Live> = sqlx::query_as(
+        "SELECT id, instance, granted_usd, spent_usd FROM quota_leases \
+         WHERE entity_type = $1 AND entity_id = $2 AND limit_type = $3 AND expires_at > $4",
+    )
+    .bind(entity.name())
+    .bind(id)
+    .bind(window.limit_type)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let outstanding: Decimal = live
+        .iter()
+        .map(|l| (l.granted_usd - l.spent_usd).max(Decimal::ZERO))
+        .sum();
+    let room = limit - window.spent_usd - outstanding;
+    let slice = if room <= Decimal::ZERO {
+        Decimal::ZERO
+    } else {
+        room.min(req.need_usd.max(room / Decimal::from(4)))
+            .round_dp(6)
+    };
+    let reset_at = (window.mode == "fixed").then_some(window.reset_at).flatten();
+    let expires = reset_at.map_or(now + ttl, |r| r.min(now + ttl));
+    let own = live.iter().find(|l| l.instance == req.instance);
+    let lease_id = match own {
+        Some(own) => {
+            sqlx::query(
+                "UPDATE quota_leases SET granted_usd = granted_usd + $2, expires_at = $3 WHERE id = $1",
+            )
+            .bind(own.id)
+            .bind(slice)
+            .bind(expires)
+            .execute(&mut *conn)
+            .await?;
+            own.id
+        }
+        None if slice > Decimal::ZERO => {
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO quota_leases (instance, entity_type, entity_id, limit_type, granted_usd, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(&req.instance)
+            .bind(entity.name())
+            .bind(id)
+            .bind(window.limit_type)
+            .bind(slice)
+            .bind(expires)
+            .fetch_one(&mut *conn)
+            .await?;
+            id
+        }
+        None => 0,
+    };
+    let expires = if lease_id == 0 {
+        now + REFUSED_RETRY
+    } else {
+        expires
+    };
+    Ok(Some(Grant {
+        entity: match entity {
+            Entity::Key => hubgate_wire::Entity::Key,
+            Entity::User => hubgate_wire::Entity::User,
+        },
+        entity_id: id,
+        limit_type: window.limit_type.to_string(),
+        lease_id,
+        granted_usd: slice,
+        limit_usd: limit,
+        spent_usd: window.spent_usd,
+        expires_at_ms: expires.timestamp_millis(),
+        reset_at_ms: window.reset_at.map(|t| t.timestamp_millis()),
+        rolling_hours: window.rolling_hours,
+    }))
+}

@@ -1,0 +1,478 @@
+//! Cost quotas (SPEC §4), checked by the rate-limit guard in the spec's
+//! order. Before admission a request reserves its estimate (prompt bytes / 4
+//! input tokens + `max_tokens` output tokens, priced with the dearest
+//! provider multiplier) against budget this Envoy process holds; the budget
+//! comes from leases the control plane grants per (key or user, window) out
+//! of the authoritative totals. When the request ends, the reservation is
+//! settled to the real cost, and the event names the leases it spent under
+//! so the control plane charges them.
+//!
+//! Budgets sit in shared data, one entry per key and per user, so every
+//! worker of the process spends the same slices. A request waits for the
+//! control plane only when a window has no usable lease or its budget is
+//! short; otherwise the lease is refilled in the background once half of
+//! its last slice is spent or its expiry is near.
+
+use hubgate_wire::{Entity, Grant, LeaseResponse, Limits, ResolvedKey, Usage};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::chain::Exchange;
+use crate::cost::cost;
+use crate::locale::Locale;
+use crate::reply::LocalReply;
+use crate::shared::{self, SharedData};
+use crate::time::rfc3339;
+
+/// Output tokens assumed when the request sets no `max_tokens`.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 8192;
+/// Refill a lease when its expiry is this close.
+const RENEW_BEFORE_MS: i64 = 20_000;
+/// At most one refill, and one wait after a short answer, per this long.
+const ASK_EVERY_MS: i64 = 5_000;
+
+/// One limited window's budget as this process holds it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub limit_type: String,
+    /// 0: the control plane had nothing to grant.
+    pub lease_id: i64,
+    /// Granted and not yet reserved or spent.
+    pub balance: Decimal,
+    pub limit: Decimal,
+    /// Spend as the control plane recorded it at the last grant, and what
+    /// requests settled here since.
+    pub spent: Decimal,
+    pub settled: Decimal,
+    /// The last slice granted (refills start below half of it).
+    pub slice: Decimal,
+    pub expires_ms: i64,
+    pub reset_ms: Option<i64>,
+    pub rolling_hours: Option<i64>,
+    /// No background refill before this (one is in flight).
+    pub refill_after_ms: i64,
+    /// The control plane had too little to grant: requests that do not fit
+    /// are refused without asking again until this.
+    pub refused_until_ms: i64,
+}
+
+fn add(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_add(b).unwrap_or(Decimal::MAX)
+}
+
+fn sub(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_sub(b).unwrap_or(Decimal::MIN)
+}
+
+/// The cost limits that apply to a request with `key`, in SPEC §4 order:
+/// (entity, id, limit type, limit).
+pub fn limited(key: &ResolvedKey) -> Vec<(Entity, i64, &'static str, Decimal)> {
+    fn of(l: &Limits) -> [(&'static str, Option<Decimal>); 5] {
+        [
+            ("usd_total", l.limit_total_usd),
+            ("usd_5h", l.limit_5h_usd),
+            ("daily_quota", l.limit_daily_usd),
+            ("usd_weekly", l.limit_weekly_usd),
+            ("usd_monthly", l.limit_monthly_usd),
+        ]
+    }
+    let mut out = Vec::new();
+    for (k, u) in of(&key.limits).into_iter().zip(of(&key.user.limits)) {
+        if let (name, Some(limit)) = k {
+            out.push((Entity::Key, key.id, name, limit));
+        }
+        if let (name, Some(limit)) = u {
+            out.push((Entity::User, key.user.id, name, limit));
+        }
+    }
+    out
+}
+
+/// Whether a limit type comes before the concurrency and RPM checks.
+pub fn is_total(limit_type: &str) -> bool {
+    limit_type == "usd_total"
+}
+
+/// The priced upper estimate of a request (0 when its model has no price:
+/// such a request is billed nothing).
+pub fn estimate(ex: &Exchange) -> Decimal {
+    let Some(snapshot) = ex.snapshot.as_ref() else { return Decimal::ZERO };
+    let Some(price) = ex.info.model.as_deref().and_then(|m| snapshot.prices.lookup(m)) else {
+        return Decimal::ZERO;
+    };
+    let multiplier =
+        snapshot.providers.iter().map(|p| p.provider.cost_multiplier).max().unwrap_or(Decimal::ONE);
+    let body = ex.body.as_ref().map_or(0, |b| b.len()) as u64;
+    let usage = Usage {
+        input_tokens: body.div_ceil(4),
+        output_tokens: ex.info.max_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+        ..Usage::default()
+    };
+    cost(&usage, price, multiplier).unwrap_or(Decimal::MAX)
+}
+
+/// Each key and user once, in first-seen order.
+fn distinct(items: impl Iterator<Item = (Entity, i64)>) -> Vec<(Entity, i64)> {
+    let mut out: Vec<(Entity, i64)> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn budget_key(entity: Entity, id: i64) -> String {
+    match entity {
+        Entity::Key => format!("hubgate.quota.key.{id}"),
+        Entity::User => format!("hubgate.quota.user.{id}"),
+    }
+}
+
+fn read(bytes: Option<&[u8]>) -> Vec<Slot> {
+    bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default()
+}
+
+fn write(slots: &[Slot]) -> Vec<u8> {
+    serde_json::to_vec(slots).unwrap_or_default()
+}
+
+/// The stored slot of each limit (one read per key or user).
+pub fn slots(store: &dyn SharedData, limits: &[(Entity, i64, &'static str, Decimal)]) -> Vec<Option<Slot>> {
+    let mut read_so_far: Vec<((Entity, i64), Vec<Slot>)> = Vec::new();
+    limits
+        .iter()
+        .map(|&(entity, id, name, _)| {
+            let at = match read_so_far.iter().position(|(e, _)| *e == (entity, id)) {
+                Some(at) => at,
+                None => {
+                    read_so_far.push(((entity, id), read(store.get(&budget_key(entity, id)).0.as_deref())));
+                    read_so_far.len() - 1
+                }
+            };
+            read_so_far.get(at).and_then(|(_, slots)| slots.iter().find(|s| s.limit_type == name).cloned())
+        })
+        .collect()
+}
+
+/// What the stored budget says about one limit for a request of `need`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// The budget covers it.
+    Covered,
+    /// Ask the control plane (no lease, an old one, a changed limit, or
+    /// too little left), and wait.
+    Ask,
+    /// Over the limit, as far as this process knows.
+    Over(Slot),
+}
+
+pub fn state(slot: Option<&Slot>, limit: Decimal, need: Decimal, now_ms: i64) -> State {
+    let Some(slot) = slot else { return State::Ask };
+    if slot.limit != limit || slot.expires_ms <= now_ms {
+        return State::Ask;
+    }
+    if slot.lease_id != 0 && slot.balance > Decimal::ZERO && slot.balance >= need {
+        return State::Covered;
+    }
+    if now_ms < slot.refused_until_ms {
+        State::Over(slot.clone())
+    } else {
+        State::Ask
+    }
+}
+
+/// A request's hold on its budgets: what it reserved, under which leases.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reservation {
+    pub estimate: Decimal,
+    pub leases: Vec<(Entity, i64, String, i64)>,
+}
+
+impl Reservation {
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.leases.iter().map(|l| l.3).collect()
+    }
+}
+
+/// Takes `need` from every limited budget of the request; on a race lost to
+/// another worker, gives back what it took and names the short slot.
+/// `Err(None)`: shared data failed.
+pub fn reserve(
+    store: &dyn SharedData,
+    limits: &[(Entity, i64, &'static str, Decimal)],
+    need: Decimal,
+    now_ms: i64,
+) -> Result<(Reservation, bool), Option<Slot>> {
+    let mut taken = Reservation { estimate: need, leases: Vec::new() };
+    let mut refill = false;
+    let entities = distinct(limits.iter().map(|l| (l.0, l.1)));
+    for (entity, id) in entities {
+        let names: Vec<&str> = limits.iter().filter(|l| l.0 == entity && l.1 == id).map(|l| l.2).collect();
+        let done = shared::update(store, &budget_key(entity, id), |current| {
+            let mut slots = read(current);
+            let short = slots
+                .iter()
+                .find(|s| names.contains(&s.limit_type.as_str()) && (s.lease_id == 0 || s.balance < need))
+                .cloned();
+            if let Some(short) = short {
+                return (Err(short), write(&slots));
+            }
+            let mut leases = Vec::new();
+            let mut wants_refill = false;
+            for s in slots.iter_mut().filter(|s| names.contains(&s.limit_type.as_str())) {
+                s.balance = sub(s.balance, need);
+                leases.push((entity, id, s.limit_type.clone(), s.lease_id));
+                let low = s.balance.checked_mul(Decimal::TWO).is_none_or(|b| b < s.slice) || s.expires_ms - now_ms < RENEW_BEFORE_MS;
+                if low && now_ms >= s.refill_after_ms {
+                    s.refill_after_ms = now_ms + ASK_EVERY_MS;
+                    wants_refill = true;
+                }
+            }
+            (Ok((leases, wants_refill)), write(&slots))
+        });
+        match done {
+            Some(Ok((leases, wants_refill))) => {
+                taken.leases.extend(leases);
+                refill |= wants_refill;
+            }
+            Some(Err(short)) => {
+                settle(store, &taken, Decimal::ZERO);
+                return Err(Some(short));
+            }
+            None => {
+                settle(store, &taken, Decimal::ZERO);
+                return Err(None);
+            }
+        }
+    }
+    Ok((taken, refill))
+}
+
+/// Gives back the estimate and charges the real `cost` instead.
+pub fn settle(store: &dyn SharedData, reservation: &Reservation, cost: Decimal) {
+    let entities = distinct(reservation.leases.iter().map(|l| (l.0, l.1)));
+    for (entity, id) in entities {
+        let mine: Vec<(&str, i64)> =
+            reservation.leases.iter().filter(|l| l.0 == entity && l.1 == id).map(|l| (l.2.as_str(), l.3)).collect();
+        let updated = shared::update(store, &budget_key(entity, id), |current| {
+            let mut slots = read(current);
+            for s in slots.iter_mut() {
+                // A slot under a newer lease no longer holds this budget.
+                if mine.contains(&(s.limit_type.as_str(), s.lease_id)) {
+                    s.balance = add(s.balance, sub(reservation.estimate, cost));
+                    s.settled = add(s.settled, cost);
+                }
+            }
+            ((), write(&slots))
+        });
+        if updated.is_none() {
+            log::warn!("could not settle a quota reservation in shared data");
+        }
+    }
+}
+
+/// Stores the budgets a lease answer granted. A grant under the lease a
+/// slot already holds adds to it; any other replaces it.
+pub fn apply(store: &dyn SharedData, answer: &LeaseResponse, now_ms: i64) {
+    let entities = distinct(answer.grants.iter().map(|g| (g.entity, g.entity_id)));
+    for (entity, id) in entities {
+        let grants: Vec<&Grant> = answer.grants.iter().filter(|g| g.entity == entity && g.entity_id == id).collect();
+        let updated = shared::update(store, &budget_key(entity, id), |current| {
+            let old = read(current);
+            let slots: Vec<Slot> = grants.iter().map(|g| merge(old.iter().find(|s| s.limit_type == g.limit_type), g, now_ms)).collect();
+            ((), write(&slots))
+        });
+        if updated.is_none() {
+            log::warn!("could not store a quota lease in shared data");
+        }
+    }
+}
+
+fn merge(old: Option<&Slot>, g: &Grant, now_ms: i64) -> Slot {
+    let same = old.filter(|s| s.lease_id == g.lease_id && g.lease_id != 0 && s.expires_ms > now_ms);
+    let balance = same.map_or(g.granted_usd, |s| add(s.balance, g.granted_usd));
+    Slot {
+        limit_type: g.limit_type.clone(),
+        lease_id: g.lease_id,
+        balance,
+        limit: g.limit_usd,
+        spent: g.spent_usd,
+        settled: Decimal::ZERO,
+        slice: if g.granted_usd > Decimal::ZERO { g.granted_usd } else { same.map_or(Decimal::ZERO, |s| s.slice) },
+        expires_ms: g.expires_at_ms,
+        reset_ms: g.reset_at_ms,
+        rolling_hours: g.rolling_hours,
+        refill_after_ms: now_ms,
+        // Nothing granted: the next requests that do not fit are refused
+        // without asking for a while.
+        refused_until_ms: if g.granted_usd > Decimal::ZERO { 0 } else { now_ms + ASK_EVERY_MS },
+    }
+}
+
+/// The 402 of a cost limit: SPEC §4's body fields, headers and messages.
+pub fn over_limit(entity: Entity, slot: &Slot, now_ms: i64, locale: Locale) -> LocalReply {
+    let code = match slot.limit_type.as_str() {
+        "usd_total" => "usd_total_exceeded",
+        "usd_5h" => "usd_5h_exceeded",
+        "daily_quota" => "daily_quota_exceeded",
+        "usd_weekly" => "usd_weekly_exceeded",
+        _ => "usd_monthly_exceeded",
+    };
+    let current = add(slot.spent, slot.settled).round_dp(4).normalize();
+    let limit = slot.limit.normalize();
+    let (who_en, who_zh) = match entity {
+        Entity::Key => ("Key", "密钥"),
+        Entity::User => ("User", "用户"),
+    };
+    let (window_en, window_zh) = match slot.limit_type.as_str() {
+        "usd_total" => ("total", "总"),
+        "usd_5h" => ("5-hour", "5 小时"),
+        "daily_quota" => ("daily", "每日"),
+        "usd_weekly" => ("weekly", "每周"),
+        _ => ("monthly", "每月"),
+    };
+    let (reset_en, reset_zh) = match (slot.rolling_hours, slot.reset_ms) {
+        (Some(_), Some(reset)) => {
+            let (n, en, zh) = until(reset - now_ms);
+            (format!("Quota will reset in {n} {en}"), format!("额度将在 {n} {zh}后重置"))
+        }
+        (Some(hours), None) => (format!("Quota will reset in {hours} hours"), format!("额度将在 {hours} 小时后重置")),
+        (None, Some(reset)) => (format!("Quota will reset at {}", rfc3339(reset)), format!("额度将在 {} 重置", rfc3339(reset))),
+        (None, None) => ("Ask an admin to raise or reset it".to_string(), "请联系管理员提高或重置限额".to_string()),
+    };
+    let en = format!("{who_en} {window_en} cost limit exceeded: ${current} of ${limit} used. {reset_en}.");
+    let zh = format!("{who_zh}{window_zh}消费限额已用尽：已用 ${current}，限额 ${limit}。{reset_zh}。");
+    let mut reply = LocalReply::new(402, code, locale.pick(&en, &zh))
+        .with_detail("limit_type", json!(slot.limit_type))
+        .with_detail("current", json!(current.to_string()))
+        .with_detail("limit", json!(limit.to_string()))
+        .with_detail("reset_time", slot.reset_ms.map_or(json!(null), |r| json!(rfc3339(r))))
+        .with_header("x-ratelimit-limit", limit.to_string())
+        .with_header("x-ratelimit-remaining", "0");
+    if let Some(reset) = slot.reset_ms {
+        reply = reply
+            .with_header("x-ratelimit-reset", (reset + 999).div_euclid(1000).to_string())
+            .with_header("retry-after", ((reset - now_ms).max(1) + 999).div_euclid(1000).to_string());
+    }
+    reply
+}
+
+/// A duration as a whole number of hours (rounded up), or of minutes when
+/// under an hour.
+fn until(ms: i64) -> (i64, &'static str, &'static str) {
+    let minutes = (ms.max(0) + 59_999) / 60_000;
+    if minutes >= 60 {
+        ((minutes + 59) / 60, "hours", "小时")
+    } else {
+        (minutes.max(1), "minutes", "分钟")
+    }
+}
+
+/// The answer when no lease could be had at all.
+pub fn unavailable() -> LocalReply {
+    LocalReply::new(503, "quota_unavailable", "The gateway cannot check this key's cost limits right now. Retry shortly.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::FakeShared;
+
+    const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn slot(limit_type: &str, balance: &str) -> Slot {
+        Slot {
+            limit_type: limit_type.into(),
+            lease_id: 3,
+            balance: d(balance),
+            limit: d("10"),
+            spent: d("9.5"),
+            settled: d("0.25"),
+            slice: d("1"),
+            expires_ms: NOW + 60_000,
+            reset_ms: None,
+            rolling_hours: None,
+            refill_after_ms: 0,
+            refused_until_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_slot_is_used_only_while_its_lease_and_limit_hold() {
+        let s = slot("usd_5h", "1");
+        assert_eq!(state(Some(&s), d("10"), d("0.5"), NOW), State::Covered);
+        assert_eq!(state(Some(&s), d("10"), d("2"), NOW), State::Ask, "too little: ask for more");
+        assert_eq!(state(Some(&s), d("20"), d("0.5"), NOW), State::Ask, "the admin changed the limit");
+        assert_eq!(state(Some(&s), d("10"), d("0.5"), NOW + 60_000), State::Ask, "the lease expired");
+        assert_eq!(state(None, d("10"), d("0"), NOW), State::Ask);
+        let refused = Slot { refused_until_ms: NOW + 5_000, ..s.clone() };
+        assert!(matches!(state(Some(&refused), d("10"), d("2"), NOW), State::Over(_)));
+        let empty = Slot { balance: Decimal::ZERO, ..refused };
+        assert!(matches!(state(Some(&empty), d("10"), d("0"), NOW), State::Over(_)), "an unpriced request needs budget too");
+    }
+
+    #[test]
+    fn a_reservation_lost_to_a_race_gives_back_what_it_took() {
+        let store = FakeShared::default();
+        store.set("hubgate.quota.key.1", &write(&[slot("usd_total", "1")]), None).unwrap();
+        store.set("hubgate.quota.user.2", &write(&[slot("usd_total", "0.1")]), None).unwrap();
+        let limits = [(Entity::Key, 1, "usd_total", d("10")), (Entity::User, 2, "usd_total", d("10"))];
+        let short = reserve(&store, &limits, d("0.5"), NOW).unwrap_err().unwrap();
+        assert_eq!(short.balance, d("0.1"));
+        let key = read(store.get("hubgate.quota.key.1").0.as_deref());
+        assert_eq!(key[0].balance, d("1"), "the key's part was given back");
+        let (held, refill) = reserve(&store, &limits, d("0.05"), NOW).unwrap();
+        assert!(refill, "the user's slot is below half its slice");
+        assert_eq!(held.lease_ids(), vec![3, 3]);
+        settle(&store, &held, d("0.02"));
+        let user = read(store.get("hubgate.quota.user.2").0.as_deref());
+        assert_eq!((user[0].balance, user[0].settled), (d("0.08"), d("0.27")));
+    }
+
+    #[test]
+    fn a_new_lease_replaces_the_budget_and_the_same_one_adds_to_it() {
+        let store = FakeShared::default();
+        let grant = |lease: i64, granted: &str| Grant {
+            entity: Entity::Key,
+            entity_id: 1,
+            limit_type: "usd_weekly".into(),
+            lease_id: lease,
+            granted_usd: d(granted),
+            limit_usd: d("10"),
+            spent_usd: d("4"),
+            expires_at_ms: NOW + 60_000,
+            reset_at_ms: Some(NOW + 86_400_000),
+            rolling_hours: None,
+        };
+        let balance = |store: &FakeShared| read(store.get("hubgate.quota.key.1").0.as_deref())[0].balance;
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "1.5")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5")] }, NOW);
+        assert_eq!(balance(&store), d("2"));
+        apply(&store, &LeaseResponse { grants: vec![grant(8, "0.25")] }, NOW);
+        assert_eq!(balance(&store), d("0.25"), "the old lease's budget is gone with it");
+    }
+
+    #[test]
+    fn refusals_name_the_window_and_when_it_resets() {
+        let fixed = Slot { reset_ms: Some(NOW + 90_000), ..slot("usd_weekly", "0") };
+        let reply = over_limit(Entity::User, &fixed, NOW, Locale::En);
+        assert_eq!((reply.status, reply.code), (402, "usd_weekly_exceeded"));
+        assert_eq!(reply.message, "User weekly cost limit exceeded: $9.75 of $10 used. Quota will reset at 2026-01-01T00:01:30Z.");
+        assert!(reply.headers.contains(&("retry-after".into(), "90".into())));
+        assert_eq!(reply.details.get("current"), Some(&json!("9.75")));
+        let rolling = Slot { reset_ms: Some(NOW + 2 * 3_600_000 + 1), rolling_hours: Some(5), ..slot("usd_5h", "0") };
+        let reply = over_limit(Entity::Key, &rolling, NOW, Locale::En);
+        assert!(reply.message.ends_with("Quota will reset in 3 hours."), "{}", reply.message);
+        let total = over_limit(Entity::Key, &slot("usd_total", "0"), NOW, Locale::En);
+        assert_eq!(total.code, "usd_total_exceeded");
+        assert!(total.headers.iter().all(|(n, _)| n != "retry-after"), "a lifetime total never resets by itself");
+        assert_eq!(total.details.get("reset_time"), Some(&json!(null)));
+        assert!(over_limit(Entity::Key, &fixed, NOW, Locale::ZhCn).message.contains("消费限额已用尽"));
+    }
+}
