@@ -119,6 +119,9 @@ pub struct Stack {
     pub envoy: Envoy,
     pub control_plane: ControlPlane,
     control_plane_env: Vec<(&'static str, String)>,
+    /// What Envoy was started with, for more instances of it.
+    envoy_vars: Vec<(&'static str, String)>,
+    envoy_log_level: String,
     // Dropped last, after the processes using it are gone.
     db: TestDb,
 }
@@ -170,6 +173,7 @@ impl Stack {
             ("PLUGIN_CONFIG", Value::Object(plugin).to_string()),
         ];
         vars.extend(options.envoy_vars.iter().cloned());
+        let envoy_vars = vars.clone();
         let envoy = envoy::start(
             &envoy_bin,
             &paths::envoy_template("hubgate.yaml.tmpl"),
@@ -196,6 +200,8 @@ impl Stack {
             envoy,
             control_plane,
             control_plane_env: options.control_plane_env.clone(),
+            envoy_vars,
+            envoy_log_level: options.envoy_log_level.clone(),
             db,
         };
         if options.create_provider {
@@ -240,6 +246,41 @@ impl Stack {
         )
         .await?;
         Ok(())
+    }
+
+    /// Another control-plane replica on this stack's database.
+    pub async fn replica_control_plane(&self, name: &str) -> Result<ControlPlane> {
+        control_plane::start(
+            &paths::control_plane()?,
+            &self.db.url,
+            &self.internal_token,
+            &self.log_dir.join(format!("{name}.log")),
+            &self.control_plane_env,
+        )
+        .await
+    }
+
+    /// Another Envoy process with the same filter and configuration, whose
+    /// filter calls `control_plane`.
+    pub async fn extra_envoy(&self, name: &str, control_plane: &ControlPlane) -> Result<Envoy> {
+        let mut vars = self.envoy_vars.clone();
+        for (var, value) in vars.iter_mut() {
+            match *var {
+                "CP_HOST" => *value = control_plane.internal_addr.ip().to_string(),
+                "CP_PORT" => *value = control_plane.internal_addr.port().to_string(),
+                _ => {}
+            }
+        }
+        envoy::start(
+            &paths::envoy()?,
+            &paths::envoy_template("hubgate.yaml.tmpl"),
+            &vars,
+            &[("HUBGATE_INTERNAL_TOKEN", self.internal_token.clone())],
+            &self.log_dir,
+            name,
+            &self.envoy_log_level,
+        )
+        .await
     }
 
     /// One of the filter's counters from Envoy's admin stats (0 when unset).

@@ -333,14 +333,19 @@ pub fn over_limit(entity: Entity, slot: &Slot, now_ms: i64, locale: Locale) -> L
         "usd_weekly" => ("weekly", "每周"),
         _ => ("monthly", "每月"),
     };
-    let (reset_en, reset_zh) = match (slot.rolling_hours, slot.reset_ms) {
+    // A rolling window whose oldest charge is not known yet (still on its
+    // way to the control plane) is clear a full window from now at the latest.
+    let reset_ms = match slot.rolling_hours {
+        Some(hours) => Some(slot.reset_ms.unwrap_or(now_ms + hours * 3_600_000)),
+        None => slot.reset_ms,
+    };
+    let (reset_en, reset_zh) = match (slot.rolling_hours, reset_ms) {
         (Some(_), Some(reset)) => {
             let (n, en, zh) = until(reset - now_ms);
             (format!("Quota will reset in {n} {en}"), format!("额度将在 {n} {zh}后重置"))
         }
-        (Some(hours), None) => (format!("Quota will reset in {hours} hours"), format!("额度将在 {hours} 小时后重置")),
-        (None, Some(reset)) => (format!("Quota will reset at {}", rfc3339(reset)), format!("额度将在 {} 重置", rfc3339(reset))),
-        (None, None) => ("Ask an admin to raise or reset it".to_string(), "请联系管理员提高或重置限额".to_string()),
+        (_, Some(reset)) => (format!("Quota will reset at {}", rfc3339(reset)), format!("额度将在 {} 重置", rfc3339(reset))),
+        (_, None) => ("Ask an admin to raise or reset it".to_string(), "请联系管理员提高或重置限额".to_string()),
     };
     let en = format!("{who_en} {window_en} cost limit exceeded: ${current} of ${limit} used. {reset_en}.");
     let zh = format!("{who_zh}{window_zh}消费限额已用尽：已用 ${current}，限额 ${limit}。{reset_zh}。");
@@ -348,10 +353,10 @@ pub fn over_limit(entity: Entity, slot: &Slot, now_ms: i64, locale: Locale) -> L
         .with_detail("limit_type", json!(slot.limit_type))
         .with_detail("current", json!(current.to_string()))
         .with_detail("limit", json!(limit.to_string()))
-        .with_detail("reset_time", slot.reset_ms.map_or(json!(null), |r| json!(rfc3339(r))))
+        .with_detail("reset_time", reset_ms.map_or(json!(null), |r| json!(rfc3339(r))))
         .with_header("x-ratelimit-limit", limit.to_string())
         .with_header("x-ratelimit-remaining", "0");
-    if let Some(reset) = slot.reset_ms {
+    if let Some(reset) = reset_ms {
         reply = reply
             .with_header("x-ratelimit-reset", (reset + 999).div_euclid(1000).to_string())
             .with_header("retry-after", ((reset - now_ms).max(1) + 999).div_euclid(1000).to_string());
@@ -469,6 +474,10 @@ mod tests {
         let rolling = Slot { reset_ms: Some(NOW + 2 * 3_600_000 + 1), rolling_hours: Some(5), ..slot("usd_5h", "0") };
         let reply = over_limit(Entity::Key, &rolling, NOW, Locale::En);
         assert!(reply.message.ends_with("Quota will reset in 3 hours."), "{}", reply.message);
+        let unknown = Slot { reset_ms: None, ..rolling };
+        let reply = over_limit(Entity::Key, &unknown, NOW, Locale::En);
+        assert!(reply.message.ends_with("Quota will reset in 5 hours."), "{}", reply.message);
+        assert!(reply.headers.contains(&("retry-after".into(), "18000".into())));
         let total = over_limit(Entity::Key, &slot("usd_total", "0"), NOW, Locale::En);
         assert_eq!(total.code, "usd_total_exceeded");
         assert!(total.headers.iter().all(|(n, _)| n != "retry-after"), "a lifetime total never resets by itself");
