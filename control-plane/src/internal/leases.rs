@@ -110,9 +110,14 @@ async fn grant_one(
         room.min(req.need_usd.max(room / Decimal::from(4)))
             .round_dp(6)
     };
+    tracing::debug!(
+        instance = %req.instance, entity = entity.name(), id, limit_type = window.limit_type,
+        %limit, spent = %window.spent_usd, %outstanding, %room, %slice, "quota lease"
+    );
     let reset_at = (window.mode == "fixed").then_some(window.reset_at).flatten();
     let expires = reset_at.map_or(now + ttl, |r| r.min(now + ttl));
     let own = live.iter().find(|l| l.instance == req.instance);
+    let lease_granted = own.map_or(Decimal::ZERO, |l| l.granted_usd) + slice;
     let lease_id = match own {
         Some(own) => {
             sqlx::query(
@@ -156,8 +161,10 @@ async fn grant_one(
         limit_type: window.limit_type.to_string(),
         lease_id,
         granted_usd: slice,
+        lease_granted_usd: if lease_id == 0 { Decimal::ZERO } else { lease_granted },
         limit_usd: limit,
         spent_usd: window.spent_usd,
+        unallocated_usd: (room - slice).max(Decimal::ZERO),
         expires_at_ms: expires.timestamp_millis(),
         reset_at_ms: window.reset_at.map(|t| t.timestamp_millis()),
         rolling_hours: window.rolling_hours,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use hubgate_core::api::{Dialect, Endpoint};
-use hubgate_core::billing::settle;
+use hubgate_core::billing::{settle, Settlement};
 use hubgate_core::chain::{self, Callout, Cx, Exchange, Verdict};
 use hubgate_core::clip::{clip, MAX_ERROR, MAX_MODEL, MAX_PATH, MAX_REQUEST_ID, MAX_USER_AGENT};
 use hubgate_core::guards::auth;
@@ -62,6 +62,10 @@ pub struct Http {
     status: Option<u16>,
     ttfb_ms: Option<u64>,
     meter: Option<ResponseMeter>,
+    /// The cost, once known (settled at the response's end).
+    settled: Option<(Settlement, Option<String>)>,
+    /// The quota leases the request spent under.
+    leases: Vec<i64>,
 }
 
 impl Http {
@@ -216,25 +220,10 @@ impl Http {
     fn event(&mut self, vm: &Vm) -> RequestEvent {
         let now = host::now_ms();
         let ex = &self.ex;
-        let reply_status = self.reply.as_ref().map(|r| r.status);
-        let status = reply_status
-            .or(self.status)
-            .or_else(|| host::property(&["response", "code"]).and_then(|s| s.parse().ok()))
-            .unwrap_or(0);
+        let status = self.final_status();
         let multiplier = ex.plan.as_ref().map_or(Decimal::ONE, |p| p.cost_multiplier);
-        let metered = self.meter.take().map(ResponseMeter::finish).unwrap_or_default();
-        let upstream_model = metered.model.clone().or_else(|| ex.info.model.clone());
-        let settlement = match &ex.plan {
-            Some(_) => {
-                let price = ex
-                    .snapshot
-                    .as_ref()
-                    .and_then(|s| upstream_model.as_deref().and_then(|m| s.prices.lookup(m)).copied());
-                let conversation = ex.endpoint.is_conversation();
-                settle(status, conversation, &metered, self.body_len as u64, price.as_ref(), multiplier)
-            }
-            None => settle(status, false, &Metered::default(), 0, None, multiplier),
-        };
+        let (settlement, upstream_model) = self.settled.take().unwrap_or_else(|| self.settlement(status));
+        let ex = &self.ex;
         let key = ex.key();
         RequestEvent {
             event_id: vm.next_event_id(),
@@ -269,6 +258,48 @@ impl Http {
             flags: settlement.flags,
             leases: Vec::new(),
         }
+    }
+
+    /// The status the client got.
+    fn final_status(&self) -> u16 {
+        self.reply
+            .as_ref()
+            .map(|r| r.status)
+            .or(self.status)
+            .or_else(|| host::property(&["response", "code"]).and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// What the request costs, from the response as metered, and the model
+    /// that answered.
+    fn settlement(&mut self, status: u16) -> (Settlement, Option<String>) {
+        let ex = &self.ex;
+        let multiplier = ex.plan.as_ref().map_or(Decimal::ONE, |p| p.cost_multiplier);
+        let metered = self.meter.take().map(ResponseMeter::finish).unwrap_or_default();
+        let upstream_model = metered.model.clone().or_else(|| ex.info.model.clone());
+        let settlement = match &ex.plan {
+            Some(_) => {
+                let price = ex
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| upstream_model.as_deref().and_then(|m| s.prices.lookup(m)).copied());
+                let conversation = ex.endpoint.is_conversation();
+                settle(status, conversation, &metered, self.body_len as u64, price.as_ref(), multiplier)
+            }
+            None => settle(status, false, &Metered::default(), 0, None, multiplier),
+        };
+        (settlement, upstream_model)
+    }
+
+    /// Gives the quota reservation back, charged at the real cost. Done as
+    /// soon as the response is complete, before the client sees its end, so
+    /// the client's next request finds the budget already settled.
+    fn settle_quota(&mut self, status: u16) {
+        let Some(reservation) = self.ex.reservation.take() else { return };
+        let settled = self.settled.take().unwrap_or_else(|| self.settlement(status));
+        quota::settle(&host::Shared, &reservation, settled.0.cost_usd);
+        self.settled = Some(settled);
+        self.leases = reservation.lease_ids();
     }
 
     /// Requests refused without a valid key get audit rows only for the
@@ -507,6 +538,9 @@ impl Http {
                 meter.skip(body_size);
             }
         }
+        if end_of_stream {
+            self.settle_quota(self.status.unwrap_or(0));
+        }
         Action::Continue
     }
 
@@ -521,11 +555,9 @@ impl Http {
             vm.metrics.inc("hubgate_unauthenticated_unaudited_total");
             return;
         }
+        self.settle_quota(self.final_status());
         let mut event = profile::time(Phase::EventBuild, || self.event(&vm));
-        if let Some(reservation) = self.ex.reservation.take() {
-            quota::settle(&host::Shared, &reservation, event.cost_usd);
-            event.leases = reservation.lease_ids();
-        }
+        event.leases = std::mem::take(&mut self.leases);
         profile::time(Phase::EventRecord, || events::record(&vm, &event));
     }
 }

@@ -41,9 +41,17 @@ pub struct Grant {
     pub lease_id: i64,
     /// Added by this answer (0 when nothing is left to hand out).
     pub granted_usd: Decimal,
+    /// Everything the lease has granted so far. An answer that never
+    /// arrived (its request ended first) is made up by the next one.
+    #[serde(default)]
+    pub lease_granted_usd: Decimal,
     pub limit_usd: Decimal,
     /// Spent in the window as the control plane has recorded it.
     pub spent_usd: Decimal,
+    /// Left for any instance after this grant: the limit minus what was
+    /// spent and what every live lease still holds.
+    #[serde(default)]
+    pub unallocated_usd: Decimal,
     /// Unix milliseconds; the budget may not be used after it.
     pub expires_at_ms: i64,
     /// A fixed window's end (unix milliseconds).

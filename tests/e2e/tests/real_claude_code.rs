@@ -81,3 +81,37 @@ async fn claude_code_cli_through_the_gateway() {
         assert_eq!(row["output_tokens"], usage.output_tokens, "{row}");
     }
 }
+
+/// A key whose cost limit is reached: Claude Code shows the gateway's 402
+/// message to its user instead of an answer, and nothing reaches the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_shows_the_quota_message() {
+    let claude = paths::claude().unwrap();
+    let stack = Stack::start(StackOptions::new("real_claude_code_quota")).await.unwrap();
+    let (_, key) = stack.user_with_key(json!({})).await.unwrap();
+    stack.admin.patch_key(key.id, json!({"limit_total_usd": "0.000001"})).await.unwrap();
+    stack.mock.clear_requests();
+
+    let home = stack.log_dir.join("claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = Command::new(&claude)
+        .args(["-p", "Reply with the word pong."])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("ANTHROPIC_BASE_URL", stack.gateway_url())
+        .env("ANTHROPIC_API_KEY", &key.raw)
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("claude -p timed out").unwrap();
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "claude reported success over a spent quota: {shown}");
+    assert!(shown.contains("402"), "the status is shown: {shown}");
+    assert!(shown.contains("Key total cost limit exceeded"), "the gateway's message is shown: {shown}");
+    let upstream = stack.mock.requests().into_iter().filter(|r| r.path == "/v1/messages").count();
+    assert_eq!(upstream, 0, "nothing reached the provider");
+}

@@ -442,8 +442,10 @@ fn grant(entity: hubgate_wire::Entity, id: i64, limit_type: &str, lease: i64, gr
         limit_type: limit_type.into(),
         lease_id: lease,
         granted_usd: granted.parse().unwrap(),
+        lease_granted_usd: granted.parse().unwrap(),
         limit_usd: limit.parse().unwrap(),
         spent_usd: rust_decimal::Decimal::ZERO,
+        unallocated_usd: rust_decimal::Decimal::ZERO,
         expires_at_ms: now + 60_000,
         reset_at_ms: Some(now + 3_600_000),
         rolling_hours: None,
@@ -475,6 +477,7 @@ fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
     let Verdict::Call(Callout::Lease { key_id: 1, need_usd, wait: true }) = v else { panic!("{v:?}") };
     assert_eq!(need_usd.to_string(), "0.030096");
     // No answer: 503, never an unchecked pass.
+    ex.lease_failed = true;
     assert_eq!(code(&w.run(&mut ex)), "quota_unavailable");
 
     let (_, mut ex) = start(&w);
@@ -503,6 +506,20 @@ fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
     assert_eq!((reply.status, reply.code), (402, "daily_quota_exceeded"));
     assert!(reply.message.starts_with("Key daily cost limit exceeded"), "{}", reply.message);
     assert!(reply.message.ends_with("Quota will reset at 2027-01-15T09:00:00Z."), "{}", reply.message);
+    // A partial grant that still does not cover the estimate is a 402 too,
+    // and the next requests are refused without asking for a while.
+    let (v, mut ex3) = start(&w);
+    assert!(matches!(v, Verdict::Answer(_)), "{v:?}");
+    w.host.now_ms.set(now + 6_000);
+    let (v, _) = start(&w);
+    assert!(matches!(v, Verdict::Call(Callout::Lease { .. })), "asks again after a while: {v:?}");
+    guards::quota::apply(&w.host.shared, &hubgate_wire::LeaseResponse {
+        grants: vec![grant(Entity::Key, 1, "daily_quota", 9, "0.001", "1", now)],
+    }, now + 6_000);
+    ex3.lease_asked = true;
+    ex3.cursor = 0;
+    assert_eq!(code(&w.run(&mut ex3)), "daily_quota_exceeded");
+    w.host.now_ms.set(now);
     // Settling the first request at its real cost gives the rest back.
     guards::quota::settle(&w.host.shared, &reservation, "0.001".parse().unwrap());
     let (v, _) = start(&w);

@@ -41,10 +41,10 @@ pub struct Slot {
     /// Granted and not yet reserved or spent.
     pub balance: Decimal,
     pub limit: Decimal,
-    /// Spend as the control plane recorded it at the last grant, and what
-    /// requests settled here since.
-    pub spent: Decimal,
-    pub settled: Decimal,
+    /// What the control plane had left for anyone at the last grant.
+    pub unallocated: Decimal,
+    /// What the lease granted in all, as far as this process has heard.
+    pub granted: Decimal,
     /// The last slice granted (refills start below half of it).
     pub slice: Decimal,
     pub expires_ms: i64,
@@ -183,6 +183,23 @@ pub fn state(slot: Option<&Slot>, limit: Decimal, need: Decimal, now_ms: i64) ->
     }
 }
 
+/// The control plane had too little for a request: requests that do not
+/// fit are refused without asking again for a while. Returns the slot.
+pub fn refuse_for_a_while(store: &dyn SharedData, entity: Entity, id: i64, slot: &Slot, now_ms: i64) -> Slot {
+    let refused = Slot { refused_until_ms: now_ms + ASK_EVERY_MS, ..slot.clone() };
+    let stored = shared::update(store, &budget_key(entity, id), |current| {
+        let mut slots = read(current);
+        for s in slots.iter_mut().filter(|s| s.limit_type == slot.limit_type && s.lease_id == slot.lease_id) {
+            s.refused_until_ms = refused.refused_until_ms;
+        }
+        ((), write(&slots))
+    });
+    if stored.is_none() {
+        log::warn!("could not store a quota refusal in shared data");
+    }
+    refused
+}
+
 /// A request's hold on its budgets: what it reserved, under which leases.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reservation {
@@ -262,7 +279,6 @@ pub fn settle(store: &dyn SharedData, reservation: &Reservation, cost: Decimal) 
                 // A slot under a newer lease no longer holds this budget.
                 if mine.contains(&(s.limit_type.as_str(), s.lease_id)) {
                     s.balance = add(s.balance, sub(reservation.estimate, cost));
-                    s.settled = add(s.settled, cost);
                 }
             }
             ((), write(&slots))
@@ -292,14 +308,17 @@ pub fn apply(store: &dyn SharedData, answer: &LeaseResponse, now_ms: i64) {
 
 fn merge(old: Option<&Slot>, g: &Grant, now_ms: i64) -> Slot {
     let same = old.filter(|s| s.lease_id == g.lease_id && g.lease_id != 0 && s.expires_ms > now_ms);
-    let balance = same.map_or(g.granted_usd, |s| add(s.balance, g.granted_usd));
+    // Cumulative: an answer lost on the way, or one arriving after a newer
+    // one, neither loses nor doubles budget.
+    let granted = same.map_or(g.lease_granted_usd, |s| s.granted.max(g.lease_granted_usd));
+    let balance = add(same.map_or(Decimal::ZERO, |s| s.balance), sub(granted, same.map_or(Decimal::ZERO, |s| s.granted)));
     Slot {
         limit_type: g.limit_type.clone(),
         lease_id: g.lease_id,
         balance,
         limit: g.limit_usd,
-        spent: g.spent_usd,
-        settled: Decimal::ZERO,
+        unallocated: g.unallocated_usd,
+        granted,
         slice: if g.granted_usd > Decimal::ZERO { g.granted_usd } else { same.map_or(Decimal::ZERO, |s| s.slice) },
         expires_ms: g.expires_at_ms,
         reset_ms: g.reset_at_ms,
@@ -320,7 +339,11 @@ pub fn over_limit(entity: Entity, slot: &Slot, now_ms: i64, locale: Locale) -> L
         "usd_weekly" => "usd_weekly_exceeded",
         _ => "usd_monthly_exceeded",
     };
-    let current = add(slot.spent, slot.settled).round_dp(4).normalize();
+    // Used, or held by requests in flight and other instances.
+    let current = sub(sub(slot.limit, slot.unallocated), slot.balance.max(Decimal::ZERO))
+        .clamp(Decimal::ZERO, slot.limit)
+        .round_dp(6)
+        .normalize();
     let limit = slot.limit.normalize();
     let (who_en, who_zh) = match entity {
         Entity::Key => ("Key", "密钥"),
@@ -397,8 +420,8 @@ mod tests {
             lease_id: 3,
             balance: d(balance),
             limit: d("10"),
-            spent: d("9.5"),
-            settled: d("0.25"),
+            unallocated: d("0.25"),
+            granted: d("5"),
             slice: d("1"),
             expires_ms: NOW + 60_000,
             reset_ms: None,
@@ -437,29 +460,37 @@ mod tests {
         assert_eq!(held.lease_ids(), vec![3, 3]);
         settle(&store, &held, d("0.02"));
         let user = read(store.get("hubgate.quota.user.2").0.as_deref());
-        assert_eq!((user[0].balance, user[0].settled), (d("0.08"), d("0.27")));
+        assert_eq!(user[0].balance, d("0.08"));
     }
 
     #[test]
     fn a_new_lease_replaces_the_budget_and_the_same_one_adds_to_it() {
         let store = FakeShared::default();
-        let grant = |lease: i64, granted: &str| Grant {
+        let grant = |lease: i64, granted: &str, total: &str| Grant {
             entity: Entity::Key,
             entity_id: 1,
             limit_type: "usd_weekly".into(),
             lease_id: lease,
             granted_usd: d(granted),
+            lease_granted_usd: d(total),
             limit_usd: d("10"),
             spent_usd: d("4"),
+            unallocated_usd: d("2"),
             expires_at_ms: NOW + 60_000,
             reset_at_ms: Some(NOW + 86_400_000),
             rolling_hours: None,
         };
         let balance = |store: &FakeShared| read(store.get("hubgate.quota.key.1").0.as_deref())[0].balance;
-        apply(&store, &LeaseResponse { grants: vec![grant(7, "1.5")] }, NOW);
-        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "1.5", "1.5")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "2")] }, NOW);
         assert_eq!(balance(&store), d("2"));
-        apply(&store, &LeaseResponse { grants: vec![grant(8, "0.25")] }, NOW);
+        // The answer granting 0.25 was lost; the next one brings it too.
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.25", "2.5")] }, NOW);
+        assert_eq!(balance(&store), d("2.5"));
+        // A late answer changes nothing.
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "2")] }, NOW);
+        assert_eq!(balance(&store), d("2.5"));
+        apply(&store, &LeaseResponse { grants: vec![grant(8, "0.25", "0.25")] }, NOW);
         assert_eq!(balance(&store), d("0.25"), "the old lease's budget is gone with it");
     }
 

@@ -247,15 +247,26 @@ impl Guard for RateLimit {
         let costs = quota::limited(key);
         let need = if costs.is_empty() { Decimal::ZERO } else { quota::estimate(cx.ex) };
         let slots = quota::slots(store, &costs);
-        let states: Vec<State> =
+        let mut states: Vec<State> =
             costs.iter().zip(&slots).map(|(c, slot)| quota::state(slot.as_ref(), c.3, need, now)).collect();
         if states.contains(&State::Ask) {
             if !cx.ex.lease_asked {
                 cx.ex.lease_asked = true;
                 return Ok(Step::Wait(Callout::Lease { key_id: key.id, need_usd: need, wait: true }));
             }
-            // Asked, and still nothing usable: the control plane did not answer.
-            return Ok(Step::Answer(quota::unavailable()));
+            // Asked already: what is still short is over its limit, unless
+            // the control plane did not answer.
+            for ((c, slot), state) in costs.iter().zip(&slots).zip(states.iter_mut()) {
+                if *state != State::Ask {
+                    continue;
+                }
+                match slot {
+                    Some(slot) if !cx.ex.lease_failed && slot.limit == c.3 && slot.expires_ms > now => {
+                        *state = State::Over(quota::refuse_for_a_while(store, c.0, c.1, slot, now));
+                    }
+                    _ => return Ok(Step::Answer(quota::unavailable())),
+                }
+            }
         }
         let over = |totals: bool| {
             costs.iter().zip(&states).find_map(|(c, state)| match state {
