@@ -221,7 +221,7 @@ pub fn reserve(
     limits: &[(Entity, i64, &'static str, Decimal)],
     need: Decimal,
     now_ms: i64,
-) -> Result<(Reservation, bool), Option<Slot>> {
+) -> Result<(Reservation, bool), Option<Box<Slot>>> {
     let mut taken = Reservation { estimate: need, leases: Vec::new() };
     let mut refill = false;
     let entities = distinct(limits.iter().map(|l| (l.0, l.1)));
@@ -256,7 +256,7 @@ pub fn reserve(
             }
             Some(Err(short)) => {
                 settle(store, &taken, Decimal::ZERO);
-                return Err(Some(short));
+                return Err(Some(Box::new(short)));
             }
             None => {
                 settle(store, &taken, Decimal::ZERO);
