@@ -255,3 +255,44 @@ async fn two_envoys_and_two_control_planes_share_one_limit() {
     assert_eq!(daily, billed);
     drop(second);
 }
+
+/// A fixed daily window resets at the user's `daily_reset_time`: set to the
+/// next minute, the refused key gets through again once it has passed,
+/// without any admin action (the leases of the old day end with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_daily_window_lets_traffic_through_after_its_reset_time() {
+    let stack = Stack::start(StackOptions::new("quota_daily_reset")).await.unwrap();
+    let (cost, estimate) = cost_and_estimate(&stack, "spend").await.unwrap();
+    // The next minute at least 15 s away, in UTC (the settings' time zone).
+    let now = chrono::Utc::now();
+    let mut reset = now + chrono::Duration::seconds(75);
+    reset = reset - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&reset)));
+    let reset = reset - chrono::Duration::nanoseconds(i64::from(chrono::Timelike::nanosecond(&reset)));
+    let limit = (estimate + cost / Decimal::TWO).round_dp(6);
+    let (_, key) = stack
+        .user_with_key(json!({
+            "limit_daily_usd": limit.to_string(),
+            "daily_reset_mode": "fixed",
+            "daily_reset_time": reset.format("%H:%M").to_string(),
+        }))
+        .await
+        .unwrap();
+    let gateway = stack.gateway_url();
+    let (status, _, body) = send(&stack, &gateway, &key.raw, "spend").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, headers, body) = send(&stack, &gateway, &key.raw, "spend").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (402, Some("daily_quota_exceeded")), "{body}");
+    let reset_text = reset.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert_eq!(body["error"]["reset_time"], reset_text.as_str(), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().ends_with(&format!("Quota will reset at {reset_text}.")), "{body}");
+    let retry: i64 = headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    let until = (reset - chrono::Utc::now()).num_seconds();
+    assert!((until - 2..=until + 2).contains(&retry), "retry-after {retry}, reset in {until} s");
+    // Still refused just before the reset, through after it.
+    let wait = (reset - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait.saturating_sub(Duration::from_secs(3))).await;
+    let (status, _, _) = send(&stack, &gateway, &key.raw, "spend").await;
+    assert_eq!(status, 402, "the old day is still spent");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(passes_within(&stack, &key.raw, Duration::from_secs(10)).await, "the new day has its budget");
+}

@@ -3,9 +3,9 @@
 //! lockout and the pending-auth bound), route (policy, path), 3 client,
 //! 5 client version, body (parse), 2 sensitive words, 4 model, 6 warmup,
 //! 7 session (id discovery), 8 request filters (global), remembering the
-//! body's parts (seen_parts), 9 rate limits (a user's `rpm` so far), 10
-//! provider selection, then the provider-bound request filters. Not yet: 7
-//! session concurrency, 9 cost quotas.
+//! body's parts (seen_parts), 9 rate limits (cost quotas through leases,
+//! `quota`; session concurrency; a user's `rpm`), 10 provider selection, then
+//! the provider-bound request filters.
 
 pub mod auth;
 pub mod body;
