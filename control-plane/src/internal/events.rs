@@ -243,6 +243,11 @@ async fn update_leases(
         return Ok(());
     }
     let (ids, costs): (Vec<i64>, Vec<Decimal>) = charges.into_iter().unzip();
+    // Rows locked in id order, as a grant locks them: no deadlock.
+    sqlx::query("SELECT 1 FROM quota_leases WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "UPDATE quota_leases q SET spent_usd = q.spent_usd + c.cost          FROM UNNEST($1::int8[], $2::numeric[]) AS c(id, cost) WHERE q.id = c.id",
     )

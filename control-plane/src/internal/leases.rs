@@ -37,11 +37,31 @@ pub async fn grant(
     }
     let ttl = TimeDelta::from_std(state.lease_ttl).unwrap_or(TimeDelta::seconds(60));
     let mut tx = state.pool.begin().await?;
+    let user_id: Option<(i64,)> =
+        sqlx::query_as("SELECT user_id FROM keys WHERE id = $1 AND deleted_at IS NULL")
+            .bind(req.key_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (user_id,) = user_id.ok_or(ApiError::NotFound)?;
     // Key first, then its user: every grant takes the locks in this order.
     lock(&mut tx, Entity::Key, req.key_id).await?;
-    let now = Utc::now();
-    let (user_id, key_windows) = cost_windows(&mut tx, Entity::Key, req.key_id, now).await?;
     lock(&mut tx, Entity::User, user_id).await?;
+    let now = Utc::now();
+    // Leases before spend, each read in its own statement (READ COMMITTED):
+    // an ingest committing in between is then counted twice (as spend and
+    // as outstanding), never missed. Ingest does not take the advisory lock.
+    let live: Vec<Live> = sqlx::query_as(
+        "SELECT id, instance, entity_type, limit_type, granted_usd, spent_usd FROM quota_leases \
+         WHERE ((entity_type = 'key' AND entity_id = $1) OR (entity_type = 'user' AND entity_id = $2)) \
+           AND expires_at > $3 \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(req.key_id)
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (_, key_windows) = cost_windows(&mut tx, Entity::Key, req.key_id, now).await?;
     let (_, user_windows) = cost_windows(&mut tx, Entity::User, user_id, now).await?;
     let mut grants = Vec::new();
     // SPEC §4 order: key before user within each window.
@@ -50,13 +70,20 @@ pub async fn grant(
             (Entity::Key, req.key_id, key_window),
             (Entity::User, user_id, user_window),
         ] {
-            if let Some(grant) = grant_one(&mut tx, &req, entity, id, window, now, ttl).await? {
+            let live: Vec<&Live> = live
+                .iter()
+                .filter(|l| l.entity_type == entity.name() && l.limit_type == window.limit_type)
+                .collect();
+            if let Some(grant) = grant_one(&mut tx, &req, (entity, id), window, &live, now, ttl).await? {
                 grants.push(grant);
             }
         }
     }
     tx.commit().await?;
-    Ok(Json(LeaseResponse { grants }))
+    Ok(Json(LeaseResponse {
+        grants,
+        now_ms: now.timestamp_millis(),
+    }))
 }
 
 async fn lock(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<()> {
@@ -71,6 +98,8 @@ async fn lock(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<()>
 struct Live {
     id: i64,
     instance: String,
+    entity_type: String,
+    limit_type: String,
     granted_usd: Decimal,
     spent_usd: Decimal,
 }
@@ -78,27 +107,15 @@ struct Live {
 async fn grant_one(
     conn: &mut PgConnection,
     req: &LeaseRequest,
-    entity: Entity,
-    id: i64,
+    (entity, id): (Entity, i64),
     window: &CostWindow,
+    live: &[&Live],
     now: DateTime<Utc>,
     ttl: TimeDelta,
 ) -> ApiResult<Option<Grant>> {
     let Some(limit) = window.limit_usd else {
         return Ok(None);
     };
-    // `window.spent_usd` was read after these leases (both under the lock):
-    // an ingest committing in between is counted twice, never missed.
-    let live: Vec<Live> = sqlx::query_as(
-        "SELECT id, instance, granted_usd, spent_usd FROM quota_leases \
-         WHERE entity_type = $1 AND entity_id = $2 AND limit_type = $3 AND expires_at > $4",
-    )
-    .bind(entity.name())
-    .bind(id)
-    .bind(window.limit_type)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await?;
     let outstanding: Decimal = live
         .iter()
         .map(|l| (l.granted_usd - l.spent_usd).max(Decimal::ZERO))
@@ -107,8 +124,11 @@ async fn grant_one(
     let slice = if room <= Decimal::ZERO {
         Decimal::ZERO
     } else {
-        room.min(req.need_usd.max(room / Decimal::from(4)))
-            .round_dp(6)
+        // Never more than the room, and never less than the request needs
+        // when the room has it.
+        use rust_decimal::RoundingStrategy::{AwayFromZero, ToZero};
+        let quarter = (room / Decimal::from(4)).round_dp_with_strategy(6, ToZero);
+        room.min(req.need_usd.round_dp_with_strategy(6, AwayFromZero).max(quarter))
     };
     tracing::debug!(
         instance = %req.instance, entity = entity.name(), id, limit_type = window.limit_type,

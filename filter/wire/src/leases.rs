@@ -20,6 +20,10 @@ pub struct LeaseRequest {
 pub struct LeaseResponse {
     /// One per cost limit set on the key or its user, in SPEC §4 order.
     pub grants: Vec<Grant>,
+    /// The control plane's clock (unix milliseconds) when it answered: the
+    /// filter reads `expires_at_ms` against it, not against its own clock.
+    #[serde(default)]
+    pub now_ms: i64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]

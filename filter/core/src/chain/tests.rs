@@ -482,6 +482,7 @@ fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
 
     let (_, mut ex) = start(&w);
     let answer = hubgate_wire::LeaseResponse {
+        now_ms: 0,
         grants: vec![
             grant(Entity::User, 1, "usd_total", 8, "5", "10", now),
             grant(Entity::Key, 1, "daily_quota", 9, "0.05", "1", now),
@@ -496,6 +497,7 @@ fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
     let (v, mut ex2) = start(&w);
     assert!(matches!(v, Verdict::Call(Callout::Lease { wait: true, .. })), "{v:?}");
     guards::quota::apply(&w.host.shared, &hubgate_wire::LeaseResponse {
+        now_ms: 0,
         grants: vec![
             grant(Entity::User, 1, "usd_total", 8, "0", "10", now),
             grant(Entity::Key, 1, "daily_quota", 9, "0", "1", now),
@@ -514,6 +516,7 @@ fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
     let (v, _) = start(&w);
     assert!(matches!(v, Verdict::Call(Callout::Lease { .. })), "asks again after a while: {v:?}");
     guards::quota::apply(&w.host.shared, &hubgate_wire::LeaseResponse {
+        now_ms: 0,
         grants: vec![grant(Entity::Key, 1, "daily_quota", 9, "0.001", "1", now)],
     }, now + 6_000);
     ex3.lease_asked = true;

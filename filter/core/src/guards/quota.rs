@@ -221,7 +221,7 @@ pub fn reserve(
     limits: &[(Entity, i64, &'static str, Decimal)],
     need: Decimal,
     now_ms: i64,
-) -> Result<(Reservation, bool), Option<Box<Slot>>> {
+) -> Result<(Reservation, bool), Option<(Entity, Box<Slot>)>> {
     let mut taken = Reservation { estimate: need, leases: Vec::new() };
     let mut refill = false;
     let entities = distinct(limits.iter().map(|l| (l.0, l.1)));
@@ -256,7 +256,7 @@ pub fn reserve(
             }
             Some(Err(short)) => {
                 settle(store, &taken, Decimal::ZERO);
-                return Err(Some(Box::new(short)));
+                return Err(Some((entity, Box::new(short))));
             }
             None => {
                 settle(store, &taken, Decimal::ZERO);
@@ -292,12 +292,17 @@ pub fn settle(store: &dyn SharedData, reservation: &Reservation, cost: Decimal) 
 /// Stores the budgets a lease answer granted. A grant under the lease a
 /// slot already holds adds to it; any other replaces it.
 pub fn apply(store: &dyn SharedData, answer: &LeaseResponse, now_ms: i64) {
+    // The lease's end on this clock, a second early.
+    let skew = if answer.now_ms > 0 { now_ms - answer.now_ms } else { 0 };
     let entities = distinct(answer.grants.iter().map(|g| (g.entity, g.entity_id)));
     for (entity, id) in entities {
         let grants: Vec<&Grant> = answer.grants.iter().filter(|g| g.entity == entity && g.entity_id == id).collect();
         let updated = shared::update(store, &budget_key(entity, id), |current| {
             let old = read(current);
-            let slots: Vec<Slot> = grants.iter().map(|g| merge(old.iter().find(|s| s.limit_type == g.limit_type), g, now_ms)).collect();
+            let slots: Vec<Slot> = grants
+                .iter()
+                .map(|g| merge(old.iter().find(|s| s.limit_type == g.limit_type), g, now_ms, skew))
+                .collect();
             ((), write(&slots))
         });
         if updated.is_none() {
@@ -306,12 +311,19 @@ pub fn apply(store: &dyn SharedData, answer: &LeaseResponse, now_ms: i64) {
     }
 }
 
-fn merge(old: Option<&Slot>, g: &Grant, now_ms: i64) -> Slot {
-    let same = old.filter(|s| s.lease_id == g.lease_id && g.lease_id != 0 && s.expires_ms > now_ms);
+fn merge(old: Option<&Slot>, g: &Grant, now_ms: i64, skew: i64) -> Slot {
+    // Lease ids only grow: an answer about an older lease than the one held
+    // arrived late and changes nothing.
+    if let Some(s) = old.filter(|s| g.lease_id != 0 && g.lease_id < s.lease_id) {
+        return s.clone();
+    }
     // Cumulative: an answer lost on the way, or one arriving after a newer
-    // one, neither loses nor doubles budget.
+    // one, neither loses nor doubles budget, whether or not the lease had
+    // run out here in between.
+    let same = old.filter(|s| s.lease_id == g.lease_id && g.lease_id != 0);
     let granted = same.map_or(g.lease_granted_usd, |s| s.granted.max(g.lease_granted_usd));
     let balance = add(same.map_or(Decimal::ZERO, |s| s.balance), sub(granted, same.map_or(Decimal::ZERO, |s| s.granted)));
+    let expires_ms = g.expires_at_ms.saturating_add(skew).saturating_sub(1_000);
     Slot {
         limit_type: g.limit_type.clone(),
         lease_id: g.lease_id,
@@ -320,7 +332,7 @@ fn merge(old: Option<&Slot>, g: &Grant, now_ms: i64) -> Slot {
         unallocated: g.unallocated_usd,
         granted,
         slice: if g.granted_usd > Decimal::ZERO { g.granted_usd } else { same.map_or(Decimal::ZERO, |s| s.slice) },
-        expires_ms: g.expires_at_ms,
+        expires_ms: same.map_or(expires_ms, |s| s.expires_ms.max(expires_ms)),
         reset_ms: g.reset_at_ms,
         rolling_hours: g.rolling_hours,
         refill_after_ms: now_ms,
@@ -451,8 +463,8 @@ mod tests {
         store.set("hubgate.quota.key.1", &write(&[slot("usd_total", "1")]), None).unwrap();
         store.set("hubgate.quota.user.2", &write(&[slot("usd_total", "0.1")]), None).unwrap();
         let limits = [(Entity::Key, 1, "usd_total", d("10")), (Entity::User, 2, "usd_total", d("10"))];
-        let short = reserve(&store, &limits, d("0.5"), NOW).unwrap_err().unwrap();
-        assert_eq!(short.balance, d("0.1"));
+        let (entity, short) = reserve(&store, &limits, d("0.5"), NOW).unwrap_err().unwrap();
+        assert_eq!((entity, short.balance), (Entity::User, d("0.1")));
         let key = read(store.get("hubgate.quota.key.1").0.as_deref());
         assert_eq!(key[0].balance, d("1"), "the key's part was given back");
         let (held, refill) = reserve(&store, &limits, d("0.05"), NOW).unwrap();
@@ -481,17 +493,29 @@ mod tests {
             rolling_hours: None,
         };
         let balance = |store: &FakeShared| read(store.get("hubgate.quota.key.1").0.as_deref())[0].balance;
-        apply(&store, &LeaseResponse { grants: vec![grant(7, "1.5", "1.5")] }, NOW);
-        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "2")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "1.5", "1.5")], now_ms: NOW }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "2")], now_ms: NOW }, NOW);
         assert_eq!(balance(&store), d("2"));
         // The answer granting 0.25 was lost; the next one brings it too.
-        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.25", "2.5")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.25", "2.5")], now_ms: NOW }, NOW);
         assert_eq!(balance(&store), d("2.5"));
         // A late answer changes nothing.
-        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "2")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "2")], now_ms: NOW }, NOW);
         assert_eq!(balance(&store), d("2.5"));
-        apply(&store, &LeaseResponse { grants: vec![grant(8, "0.25", "0.25")] }, NOW);
+        apply(&store, &LeaseResponse { grants: vec![grant(8, "0.25", "0.25")], now_ms: NOW }, NOW);
         assert_eq!(balance(&store), d("0.25"), "the old lease's budget is gone with it");
+        // A late answer about lease 7 does not bring it back.
+        apply(&store, &LeaseResponse { grants: vec![grant(7, "0.5", "3")], now_ms: NOW }, NOW);
+        assert_eq!(balance(&store), d("0.25"));
+        // A renewal arriving after the lease ran out here adds only what is new.
+        let late = NOW + 120_000;
+        apply(&store, &LeaseResponse { grants: vec![grant(8, "0.5", "0.75")], now_ms: late }, late);
+        assert_eq!(balance(&store), d("0.75"));
+        // The control plane's clock is 10 s ahead: the lease ends 10 s (and a
+        // second) earlier on this clock.
+        apply(&store, &LeaseResponse { grants: vec![grant(9, "1", "1")], now_ms: late + 10_000 }, late);
+        let slot = read(store.get("hubgate.quota.key.1").0.as_deref())[0].clone();
+        assert_eq!(slot.expires_ms, NOW + 60_000 - 10_000 - 1_000);
     }
 
     #[test]

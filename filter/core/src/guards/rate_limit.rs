@@ -17,7 +17,6 @@
 
 use serde_json::json;
 
-use hubgate_wire::Entity;
 use rust_decimal::Decimal;
 
 use super::quota::{self, State};
@@ -260,8 +259,9 @@ impl Guard for RateLimit {
                 if *state != State::Ask {
                     continue;
                 }
+                // The control plane's limit wins over a key cached before a change.
                 match slot {
-                    Some(slot) if !cx.ex.lease_failed && slot.limit == c.3 && slot.expires_ms > now => {
+                    Some(slot) if !cx.ex.lease_failed && slot.expires_ms > now => {
                         *state = State::Over(quota::refuse_for_a_while(store, c.0, c.1, slot, now));
                     }
                     _ => return Ok(Step::Answer(quota::unavailable())),
@@ -295,6 +295,8 @@ impl Guard for RateLimit {
             match counted {
                 Some(Ok(())) => {}
                 Some(Err(full)) => return Ok(Step::Answer(refusal(full, limit, now, locale))),
+                // Cost limits are never let through unchecked.
+                None if !costs.is_empty() => return Ok(Step::Answer(quota::unavailable())),
                 None => return Err("cannot update the request count".to_string()),
             }
         }
@@ -309,11 +311,11 @@ impl Guard for RateLimit {
                         cx.background.push(Callout::Lease { key_id: key.id, need_usd: Decimal::ZERO, wait: false });
                     }
                 }
-                Err(Some(short)) => {
-                    let entity = costs.iter().find(|c| c.2 == short.limit_type).map_or(Entity::Key, |c| c.0);
-                    return Ok(Step::Answer(quota::over_limit(entity, &short, now, locale)));
+                Err(Some((entity, short))) => return Ok(Step::Answer(quota::over_limit(entity, &short, now, locale))),
+                Err(None) => {
+                    log::warn!("cannot reserve quota budget in shared data");
+                    return Ok(Step::Answer(quota::unavailable()));
                 }
-                Err(None) => return Err("cannot reserve quota budget".to_string()),
             }
         }
         if let Some(session) = cx.ex.session_id.as_deref() {
