@@ -213,6 +213,9 @@ impl Reservation {
     }
 }
 
+/// The budget a reservation found short, and whose it is.
+pub type Short = (Entity, Box<Slot>);
+
 /// Takes `need` from every limited budget of the request; on a race lost to
 /// another worker, gives back what it took and names the short slot.
 /// `Err(None)`: shared data failed.
@@ -221,7 +224,7 @@ pub fn reserve(
     limits: &[(Entity, i64, &'static str, Decimal)],
     need: Decimal,
     now_ms: i64,
-) -> Result<(Reservation, bool), Option<(Entity, Box<Slot>)>> {
+) -> Result<(Reservation, bool), Option<Short>> {
     let mut taken = Reservation { estimate: need, leases: Vec::new() };
     let mut refill = false;
     let entities = distinct(limits.iter().map(|l| (l.0, l.1)));
