@@ -9,6 +9,27 @@ use hubgate_e2e::{paths, Stack, StackOptions};
 use serde_json::json;
 use tokio::process::Command;
 
+/// `claude -p` asking for a pong through the gateway with `key`, in a
+/// fresh HOME so no settings or login of this machine's user apply.
+async fn claude_p(claude: &std::path::Path, stack: &Stack, key: &str) -> std::process::Output {
+    let home = stack.log_dir.join("claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = Command::new(claude)
+        .args(["-p", "Reply with the word pong."])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("ANTHROPIC_BASE_URL", stack.gateway_url())
+        .env("ANTHROPIC_API_KEY", key)
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(120), run).await.expect("claude -p timed out").unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_cli_through_the_gateway() {
     let claude = paths::claude().unwrap();
@@ -17,23 +38,7 @@ async fn claude_code_cli_through_the_gateway() {
     let user_id = user["id"].as_i64().unwrap();
     stack.mock.clear_requests();
 
-    // A fresh HOME, so no settings or login of this machine's user apply.
-    let home = stack.log_dir.join("claude-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let run = Command::new(&claude)
-        .args(["-p", "Reply with the word pong."])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("ANTHROPIC_BASE_URL", stack.gateway_url())
-        .env("ANTHROPIC_API_KEY", &key.raw)
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .current_dir(&home)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("claude -p timed out").unwrap();
+    let out = claude_p(&claude, &stack, &key.raw).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "claude failed: {}\nstdout: {stdout}\nstderr: {stderr}", out.status);
@@ -92,22 +97,7 @@ async fn claude_code_shows_the_quota_message() {
     stack.admin.patch_key(key.id, json!({"limit_total_usd": "0.000001"})).await.unwrap();
     stack.mock.clear_requests();
 
-    let home = stack.log_dir.join("claude-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let run = Command::new(&claude)
-        .args(["-p", "Reply with the word pong."])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("ANTHROPIC_BASE_URL", stack.gateway_url())
-        .env("ANTHROPIC_API_KEY", &key.raw)
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .current_dir(&home)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run).await.expect("claude -p timed out").unwrap();
+    let out = claude_p(&claude, &stack, &key.raw).await;
     let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "claude reported success over a spent quota: {shown}");
     assert!(shown.contains("402"), "the status is shown: {shown}");
