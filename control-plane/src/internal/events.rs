@@ -234,7 +234,10 @@ async fn update_leases(
     let new: std::collections::HashSet<&str> = stored.iter().map(|s| s.event_id.as_str()).collect();
     // BTreeMap: rows locked in one order across concurrent batches.
     let mut charges: BTreeMap<i64, Decimal> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r.cost_usd > Decimal::ZERO && new.contains(r.event_id.as_str())) {
+    for row in rows
+        .iter()
+        .filter(|r| r.cost_usd > Decimal::ZERO && new.contains(r.event_id.as_str()))
+    {
         for &lease in &row.leases {
             *charges.entry(lease).or_default() += row.cost_usd;
         }

@@ -64,19 +64,18 @@ pub async fn grant(
     let (_, key_windows) = cost_windows(&mut tx, Entity::Key, req.key_id, now).await?;
     let (_, user_windows) = cost_windows(&mut tx, Entity::User, user_id, now).await?;
     let mut grants = Vec::new();
-    // SPEC §4 order: key before user within each window.
-    for (key_window, user_window) in key_windows.iter().zip(&user_windows) {
-        for (entity, id, window) in [
-            (Entity::Key, req.key_id, key_window),
-            (Entity::User, user_id, user_window),
-        ] {
-            let live: Vec<&Live> = live
-                .iter()
-                .filter(|l| l.entity_type == entity.name() && l.limit_type == window.limit_type)
-                .collect();
-            if let Some(grant) = grant_one(&mut tx, &req, (entity, id), window, &live, now, ttl).await? {
-                grants.push(grant);
-            }
+    let limited = key_windows
+        .iter()
+        .map(|w| (Entity::Key, req.key_id, w))
+        .chain(user_windows.iter().map(|w| (Entity::User, user_id, w)));
+    for (entity, id, window) in limited {
+        let live: Vec<&Live> = live
+            .iter()
+            .filter(|l| l.entity_type == entity.name() && l.limit_type == window.limit_type)
+            .collect();
+        if let Some(grant) = grant_one(&mut tx, &req, (entity, id), window, &live, now, ttl).await?
+        {
+            grants.push(grant);
         }
     }
     tx.commit().await?;
@@ -128,13 +127,19 @@ async fn grant_one(
         // when the room has it.
         use rust_decimal::RoundingStrategy::{AwayFromZero, ToZero};
         let quarter = (room / Decimal::from(4)).round_dp_with_strategy(6, ToZero);
-        room.min(req.need_usd.round_dp_with_strategy(6, AwayFromZero).max(quarter))
+        room.min(
+            req.need_usd
+                .round_dp_with_strategy(6, AwayFromZero)
+                .max(quarter),
+        )
     };
     tracing::debug!(
         instance = %req.instance, entity = entity.name(), id, limit_type = window.limit_type,
         %limit, spent = %window.spent_usd, %outstanding, %room, %slice, "quota lease"
     );
-    let reset_at = (window.mode == "fixed").then_some(window.reset_at).flatten();
+    let reset_at = (window.mode == "fixed")
+        .then_some(window.reset_at)
+        .flatten();
     let expires = reset_at.map_or(now + ttl, |r| r.min(now + ttl));
     let own = live.iter().find(|l| l.instance == req.instance);
     let lease_granted = own.map_or(Decimal::ZERO, |l| l.granted_usd) + slice;
@@ -181,7 +186,11 @@ async fn grant_one(
         limit_type: window.limit_type.to_string(),
         lease_id,
         granted_usd: slice,
-        lease_granted_usd: if lease_id == 0 { Decimal::ZERO } else { lease_granted },
+        lease_granted_usd: if lease_id == 0 {
+            Decimal::ZERO
+        } else {
+            lease_granted
+        },
         limit_usd: limit,
         spent_usd: window.spent_usd,
         unallocated_usd: (room - slice).max(Decimal::ZERO),

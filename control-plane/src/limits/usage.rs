@@ -182,8 +182,9 @@ async fn reset(state: &AppState, entity: Entity, id: i64) -> ApiResult<Json<Usag
     Ok(Json(usage))
 }
 
-/// The user of `id` and the cost windows of its limits, at `now`; the
-/// numbers the usage API shows and the leases are granted from.
+/// The user of `id` and the cost windows of its limits, at `now`: the
+/// numbers the usage API shows and the leases are granted from. Spend is
+/// read only for windows that have a limit.
 pub(crate) async fn cost_windows(
     conn: &mut PgConnection,
     entity: Entity,
@@ -192,7 +193,7 @@ pub(crate) async fn cost_windows(
 ) -> ApiResult<(i64, Vec<CostWindow>)> {
     let limits = load(conn, entity, id).await?;
     let tz: Tz = limits.timezone.parse().unwrap_or(chrono_tz::UTC);
-    let windows = windows_of(conn, entity, id, &limits, tz, now).await?;
+    let windows = windows_of(conn, entity, id, &limits, tz, now, true).await?;
     Ok((limits.user_id, windows))
 }
 
@@ -221,7 +222,8 @@ async fn load(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<Lim
         .ok_or(ApiError::NotFound)
 }
 
-/// Spend, limit and reset of each cost window, in SPEC §4 order.
+/// Spend, limit and reset of each cost window, in SPEC §4 order
+/// (`limited_only`: the windows that have a limit).
 async fn windows_of(
     conn: &mut PgConnection,
     entity: Entity,
@@ -229,6 +231,7 @@ async fn windows_of(
     l: &Limits,
     tz: Tz,
     now: DateTime<Utc>,
+    limited_only: bool,
 ) -> ApiResult<Vec<CostWindow>> {
     let reset_time =
         NaiveTime::parse_from_str(&l.daily_reset_time, "%H:%M").unwrap_or(NaiveTime::MIN);
@@ -259,6 +262,9 @@ async fn windows_of(
     ];
     let mut out = Vec::with_capacity(plan.len());
     for (limit_type, window, limit) in plan {
+        if limited_only && limit.is_none() {
+            continue;
+        }
         let (spent, oldest) = spent(conn, entity, id, window, now).await?;
         let (mode, reset_at, rolling_hours) = match window.reset {
             Reset::Never => ("lifetime", None, None),
@@ -292,7 +298,7 @@ async fn usage(
     now: DateTime<Utc>,
 ) -> ApiResult<Usage> {
     let tz: Tz = l.timezone.parse().unwrap_or(chrono_tz::UTC);
-    let out = windows_of(conn, entity, id, l, tz, now).await?;
+    let out = windows_of(conn, entity, id, l, tz, now, false).await?;
     let active_since = now - TimeDelta::seconds(ACTIVE_SECS);
     let (sessions,): (i64,) = sqlx::query_as(&format!(
         "SELECT count(*) FROM sessions WHERE {} = $1 AND last_seen_at > $2",

@@ -57,11 +57,17 @@ async fn slices_shrink_as_the_budget_goes_and_never_exceed_the_limit() {
     let first = ask(&app, "envoy-a", key, "0.1").await;
     assert_eq!(first.len(), 2, "{first:?}");
     let total = find(&first, "usd_total");
-    assert_eq!((total.entity, total.entity_id), (hubgate_wire::Entity::Key, key));
+    assert_eq!(
+        (total.entity, total.entity_id),
+        (hubgate_wire::Entity::Key, key)
+    );
     assert_eq!((total.granted_usd, total.limit_usd), (d("0.5"), d("2")));
     assert_eq!(total.reset_at_ms, None);
     let daily = find(&first, "daily_quota");
-    assert_eq!((daily.entity, daily.entity_id), (hubgate_wire::Entity::User, user));
+    assert_eq!(
+        (daily.entity, daily.entity_id),
+        (hubgate_wire::Entity::User, user)
+    );
     assert_eq!(daily.granted_usd, d("0.25"));
     assert!(daily.reset_at_ms.is_some() && daily.expires_at_ms <= daily.reset_at_ms.unwrap());
 
@@ -80,17 +86,30 @@ async fn slices_shrink_as_the_budget_goes_and_never_exceed_the_limit() {
         }
     }
     for round in 0..40 {
-        let grants = ask(&app, ["envoy-a", "envoy-b", "envoy-c"][round % 3], key, "0.01").await;
+        let grants = ask(
+            &app,
+            ["envoy-a", "envoy-b", "envoy-c"][round % 3],
+            key,
+            "0.01",
+        )
+        .await;
         granted += find(&grants, "daily_quota").granted_usd;
     }
     assert!(granted <= d("1"), "granted {granted} of a limit of 1");
-    assert!(granted > d("0.99"), "the budget is handed out to the last crumbs: {granted}");
+    assert!(
+        granted > d("0.99"),
+        "the budget is handed out to the last crumbs: {granted}"
+    );
     // Nothing left: no lease, and an answer to retry in a few seconds.
     let dry = ask(&app, "envoy-d", key, "0.01").await;
     let daily = find(&dry, "daily_quota");
     assert_eq!((daily.granted_usd, daily.lease_id), (Decimal::ZERO, 0));
     assert_eq!(find(&dry, "usd_total").granted_usd, Decimal::ZERO);
-    assert_eq!(app.count("quota_leases WHERE instance = 'envoy-d'").await, 0, "no lease holds nothing");
+    assert_eq!(
+        app.count("quota_leases WHERE instance = 'envoy-d'").await,
+        0,
+        "no lease holds nothing"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +146,11 @@ async fn expired_leases_stop_holding_budget() {
     let app = spawn_with(|c| c.lease_ttl = Duration::from_millis(1500)).await;
     let (_, key) = limited(&app).await;
     let a = ask(&app, "envoy-a", key, "1").await;
-    assert_eq!(find(&a, "daily_quota").granted_usd, d("1"), "the whole day at once");
+    assert_eq!(
+        find(&a, "daily_quota").granted_usd,
+        d("1"),
+        "the whole day at once"
+    );
     let b = ask(&app, "envoy-b", key, "0.1").await;
     assert_eq!(find(&b, "daily_quota").granted_usd, Decimal::ZERO);
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -135,7 +158,10 @@ async fn expired_leases_stop_holding_budget() {
     let b = ask(&app, "envoy-b", key, "0.1").await;
     assert_eq!(find(&b, "daily_quota").granted_usd, d("0.25"));
     let a2 = ask(&app, "envoy-a", key, "0").await;
-    assert_ne!(find(&a2, "daily_quota").lease_id, find(&a, "daily_quota").lease_id);
+    assert_ne!(
+        find(&a2, "daily_quota").lease_id,
+        find(&a, "daily_quota").lease_id
+    );
 }
 
 #[tokio::test]
@@ -148,7 +174,9 @@ async fn concurrent_asks_never_hand_out_the_same_budget_twice() {
             .client
             .post(app.internal_url(hubgate_wire::LEASES_PATH))
             .bearer_auth(INTERNAL_TOKEN)
-            .json(&json!({"instance": format!("envoy-{}", i % 6), "key_id": key, "need_usd": "0.05"}));
+            .json(
+                &json!({"instance": format!("envoy-{}", i % 6), "key_id": key, "need_usd": "0.05"}),
+            );
         tasks.spawn(async move {
             let answer: hubgate_wire::LeaseResponse =
                 request.send().await.unwrap().json().await.unwrap();
@@ -192,5 +220,7 @@ async fn bad_lease_requests_are_refused() {
     // A key without any cost limit gets no grants.
     let user = app.create_user("bob").await["id"].as_i64().unwrap();
     let (free, _) = app.create_key(user, json!({"name": "free"})).await;
-    assert!(ask(&app, "a", free["id"].as_i64().unwrap(), "1").await.is_empty());
+    assert!(ask(&app, "a", free["id"].as_i64().unwrap(), "1")
+        .await
+        .is_empty());
 }

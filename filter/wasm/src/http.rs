@@ -219,11 +219,11 @@ impl Http {
 
     fn event(&mut self, vm: &Vm) -> RequestEvent {
         let now = host::now_ms();
-        let ex = &self.ex;
         let status = self.final_status();
-        let multiplier = ex.plan.as_ref().map_or(Decimal::ONE, |p| p.cost_multiplier);
         let (settlement, upstream_model) = self.settled.take().unwrap_or_else(|| self.settlement(status));
+        let leases = std::mem::take(&mut self.leases);
         let ex = &self.ex;
+        let multiplier = ex.plan.as_ref().map_or(Decimal::ONE, |p| p.cost_multiplier);
         let key = ex.key();
         RequestEvent {
             event_id: vm.next_event_id(),
@@ -256,7 +256,7 @@ impl Http {
                 _ => None,
             },
             flags: settlement.flags,
-            leases: Vec::new(),
+            leases,
         }
     }
 
@@ -294,9 +294,9 @@ impl Http {
     /// Gives the quota reservation back, charged at the real cost. Done as
     /// soon as the response is complete, before the client sees its end, so
     /// the client's next request finds the budget already settled.
-    fn settle_quota(&mut self, status: u16) {
+    fn settle_quota(&mut self) {
         let Some(reservation) = self.ex.reservation.take() else { return };
-        let settled = self.settled.take().unwrap_or_else(|| self.settlement(status));
+        let settled = self.settled.take().unwrap_or_else(|| self.settlement(self.final_status()));
         quota::settle(&host::Shared, &reservation, settled.0.cost_usd);
         self.settled = Some(settled);
         self.leases = reservation.lease_ids();
@@ -539,7 +539,7 @@ impl Http {
             }
         }
         if end_of_stream {
-            self.settle_quota(self.status.unwrap_or(0));
+            self.settle_quota();
         }
         Action::Continue
     }
@@ -548,6 +548,8 @@ impl Http {
         let Some(vm) = self.vm.clone() else { return };
         let mut cx = Cx { host: vm.as_ref(), vm: &vm.state, ex: &mut self.ex, background: Vec::new() };
         auth::release_pending_auth(&mut cx);
+        // Budget is given back whether or not the request gets an audit row.
+        self.settle_quota();
         if self.started_ms == 0 {
             return;
         }
@@ -555,9 +557,7 @@ impl Http {
             vm.metrics.inc("hubgate_unauthenticated_unaudited_total");
             return;
         }
-        self.settle_quota(self.final_status());
-        let mut event = profile::time(Phase::EventBuild, || self.event(&vm));
-        event.leases = std::mem::take(&mut self.leases);
+        let event = profile::time(Phase::EventBuild, || self.event(&vm));
         profile::time(Phase::EventRecord, || events::record(&vm, &event));
     }
 }

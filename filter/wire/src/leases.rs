@@ -18,7 +18,7 @@ pub struct LeaseRequest {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct LeaseResponse {
-    /// One per cost limit set on the key or its user, in SPEC §4 order.
+    /// One per cost limit set on the key (first) or on its user.
     pub grants: Vec<Grant>,
     /// The control plane's clock (unix milliseconds) when it answered: the
     /// filter reads `expires_at_ms` against it, not against its own clock.

@@ -41,12 +41,15 @@ fn dec(v: &Value) -> Decimal {
     v.as_str().map_or_else(|| v.to_string(), str::to_string).parse().unwrap()
 }
 
-/// The spend of one window from the usage API, once every audit event has
-/// arrived (`expected` rows of forwarded requests for `user`).
+/// The spend of one window in a usage answer.
+fn window_spent(usage: &Value, limit_type: &str) -> Decimal {
+    let window = usage["windows"].as_array().unwrap().iter().find(|w| w["limit_type"] == limit_type);
+    dec(&window.unwrap_or_else(|| panic!("no {limit_type} in {usage}"))["spent_usd"])
+}
+
+/// The spend of one window from the usage API at `path`.
 async fn spent(stack: &Stack, path: &str, limit_type: &str) -> Decimal {
-    let usage = stack.admin.get(path).await.unwrap();
-    let window = usage["windows"].as_array().unwrap().iter().find(|w| w["limit_type"] == limit_type).unwrap().clone();
-    dec(&window["spent_usd"])
+    window_spent(&stack.admin.get(path).await.unwrap(), limit_type)
 }
 
 async fn wait_for_rows(stack: &Stack, user: i64, rows: usize) -> Vec<Value> {
@@ -174,8 +177,7 @@ async fn a_reset_or_a_raised_limit_lets_traffic_through_again() {
 
     // The admin resets the lifetime total: the budget is whole again.
     let usage = stack.admin.post(&format!("/api/v1/usage/keys/{}/reset", key.id), &json!({})).await.unwrap();
-    let total = usage["windows"].as_array().unwrap().iter().find(|w| w["limit_type"] == "usd_total").unwrap().clone();
-    assert_eq!(dec(&total["spent_usd"]), Decimal::ZERO, "{usage}");
+    assert_eq!(window_spent(&usage, "usd_total"), Decimal::ZERO, "{usage}");
     assert!(passes_within(&stack, &key.raw, Duration::from_secs(15)).await, "traffic passes after the reset");
     let (status, _, _) = send(&stack, &gateway, &key.raw, "spend").await;
     assert_eq!(status, 402, "and the limit holds again after one more request");

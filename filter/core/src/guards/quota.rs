@@ -65,9 +65,18 @@ fn sub(a: Decimal, b: Decimal) -> Decimal {
     a.checked_sub(b).unwrap_or(Decimal::MIN)
 }
 
-/// The cost limits that apply to a request with `key`, in SPEC §4 order:
-/// (entity, id, limit type, limit).
-pub fn limited(key: &ResolvedKey) -> Vec<(Entity, i64, &'static str, Decimal)> {
+/// One cost limit of a key or a user.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub entity: Entity,
+    pub id: i64,
+    /// `usd_total`, `usd_5h`, `daily_quota`, `usd_weekly` or `usd_monthly`.
+    pub limit_type: &'static str,
+    pub usd: Decimal,
+}
+
+/// The cost limits that apply to a request with `key`, in SPEC §4 order.
+pub fn limited(key: &ResolvedKey) -> Vec<Limit> {
     fn of(l: &Limits) -> [(&'static str, Option<Decimal>); 5] {
         [
             ("usd_total", l.limit_total_usd),
@@ -79,11 +88,11 @@ pub fn limited(key: &ResolvedKey) -> Vec<(Entity, i64, &'static str, Decimal)> {
     }
     let mut out = Vec::new();
     for (k, u) in of(&key.limits).into_iter().zip(of(&key.user.limits)) {
-        if let (name, Some(limit)) = k {
-            out.push((Entity::Key, key.id, name, limit));
+        if let (limit_type, Some(usd)) = k {
+            out.push(Limit { entity: Entity::Key, id: key.id, limit_type, usd });
         }
-        if let (name, Some(limit)) = u {
-            out.push((Entity::User, key.user.id, name, limit));
+        if let (limit_type, Some(usd)) = u {
+            out.push(Limit { entity: Entity::User, id: key.user.id, limit_type, usd });
         }
     }
     out
@@ -134,24 +143,26 @@ fn read(bytes: Option<&[u8]>) -> Vec<Slot> {
     bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default()
 }
 
-fn write(slots: &[Slot]) -> Vec<u8> {
-    serde_json::to_vec(slots).unwrap_or_default()
+/// Read-modify-write of one key's or user's slots (CAS, retried).
+fn update<T>(store: &dyn SharedData, (entity, id): (Entity, i64), change: impl Fn(&mut Vec<Slot>) -> T) -> Option<T> {
+    shared::update(store, &budget_key(entity, id), |current| {
+        let mut slots = read(current);
+        let result = change(&mut slots);
+        (result, serde_json::to_vec(&slots).unwrap_or_default())
+    })
 }
 
 /// The stored slot of each limit (one read per key or user).
-pub fn slots(store: &dyn SharedData, limits: &[(Entity, i64, &'static str, Decimal)]) -> Vec<Option<Slot>> {
-    let mut read_so_far: Vec<((Entity, i64), Vec<Slot>)> = Vec::new();
+pub fn slots(store: &dyn SharedData, limits: &[Limit]) -> Vec<Option<Slot>> {
+    let budgets: Vec<((Entity, i64), Vec<Slot>)> = distinct(limits.iter().map(|l| (l.entity, l.id)))
+        .into_iter()
+        .map(|(entity, id)| ((entity, id), read(store.get(&budget_key(entity, id)).0.as_deref())))
+        .collect();
     limits
         .iter()
-        .map(|&(entity, id, name, _)| {
-            let at = match read_so_far.iter().position(|(e, _)| *e == (entity, id)) {
-                Some(at) => at,
-                None => {
-                    read_so_far.push(((entity, id), read(store.get(&budget_key(entity, id)).0.as_deref())));
-                    read_so_far.len() - 1
-                }
-            };
-            read_so_far.get(at).and_then(|(_, slots)| slots.iter().find(|s| s.limit_type == name).cloned())
+        .map(|l| {
+            let (_, slots) = budgets.iter().find(|(owner, _)| *owner == (l.entity, l.id))?;
+            slots.iter().find(|s| s.limit_type == l.limit_type).cloned()
         })
         .collect()
 }
@@ -185,14 +196,12 @@ pub fn state(slot: Option<&Slot>, limit: Decimal, need: Decimal, now_ms: i64) ->
 
 /// The control plane had too little for a request: requests that do not
 /// fit are refused without asking again for a while. Returns the slot.
-pub fn refuse_for_a_while(store: &dyn SharedData, entity: Entity, id: i64, slot: &Slot, now_ms: i64) -> Slot {
+pub fn refuse_for_a_while(store: &dyn SharedData, limit: &Limit, slot: &Slot, now_ms: i64) -> Slot {
     let refused = Slot { refused_until_ms: now_ms + ASK_EVERY_MS, ..slot.clone() };
-    let stored = shared::update(store, &budget_key(entity, id), |current| {
-        let mut slots = read(current);
+    let stored = update(store, (limit.entity, limit.id), |slots| {
         for s in slots.iter_mut().filter(|s| s.limit_type == slot.limit_type && s.lease_id == slot.lease_id) {
             s.refused_until_ms = refused.refused_until_ms;
         }
-        ((), write(&slots))
     });
     if stored.is_none() {
         log::warn!("could not store a quota refusal in shared data");
@@ -204,12 +213,21 @@ pub fn refuse_for_a_while(store: &dyn SharedData, entity: Entity, id: i64, slot:
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reservation {
     pub estimate: Decimal,
-    pub leases: Vec<(Entity, i64, String, i64)>,
+    pub held: Vec<Held>,
+}
+
+/// One budget a reservation took from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub entity: Entity,
+    pub id: i64,
+    pub limit_type: String,
+    pub lease_id: i64,
 }
 
 impl Reservation {
     pub fn lease_ids(&self) -> Vec<i64> {
-        self.leases.iter().map(|l| l.3).collect()
+        self.held.iter().map(|h| h.lease_id).collect()
     }
 }
 
@@ -219,47 +237,37 @@ pub type Short = (Entity, Box<Slot>);
 /// Takes `need` from every limited budget of the request; on a race lost to
 /// another worker, gives back what it took and names the short slot.
 /// `Err(None)`: shared data failed.
-pub fn reserve(
-    store: &dyn SharedData,
-    limits: &[(Entity, i64, &'static str, Decimal)],
-    need: Decimal,
-    now_ms: i64,
-) -> Result<(Reservation, bool), Option<Short>> {
-    let mut taken = Reservation { estimate: need, leases: Vec::new() };
+pub fn reserve(store: &dyn SharedData, limits: &[Limit], need: Decimal, now_ms: i64) -> Result<(Reservation, bool), Option<Short>> {
+    let mut taken = Reservation { estimate: need, held: Vec::new() };
     let mut refill = false;
-    let entities = distinct(limits.iter().map(|l| (l.0, l.1)));
-    for (entity, id) in entities {
-        let names: Vec<&str> = limits.iter().filter(|l| l.0 == entity && l.1 == id).map(|l| l.2).collect();
-        let done = shared::update(store, &budget_key(entity, id), |current| {
-            let mut slots = read(current);
-            let short = slots
-                .iter()
-                .find(|s| names.contains(&s.limit_type.as_str()) && (s.lease_id == 0 || s.balance < need))
-                .cloned();
-            if let Some(short) = short {
-                return (Err(short), write(&slots));
+    for (entity, id) in distinct(limits.iter().map(|l| (l.entity, l.id))) {
+        let names: Vec<&str> = limits.iter().filter(|l| (l.entity, l.id) == (entity, id)).map(|l| l.limit_type).collect();
+        let done = update(store, (entity, id), |slots| {
+            let mine = |s: &Slot| names.contains(&s.limit_type.as_str());
+            if let Some(short) = slots.iter().find(|s| mine(s) && (s.lease_id == 0 || s.balance < need)) {
+                return Err(Box::new(short.clone()));
             }
-            let mut leases = Vec::new();
+            let mut held = Vec::new();
             let mut wants_refill = false;
-            for s in slots.iter_mut().filter(|s| names.contains(&s.limit_type.as_str())) {
+            for s in slots.iter_mut().filter(|s| mine(s)) {
                 s.balance = sub(s.balance, need);
-                leases.push((entity, id, s.limit_type.clone(), s.lease_id));
+                held.push(Held { entity, id, limit_type: s.limit_type.clone(), lease_id: s.lease_id });
                 let low = s.balance.checked_mul(Decimal::TWO).is_none_or(|b| b < s.slice) || s.expires_ms - now_ms < RENEW_BEFORE_MS;
                 if low && now_ms >= s.refill_after_ms {
                     s.refill_after_ms = now_ms + ASK_EVERY_MS;
                     wants_refill = true;
                 }
             }
-            (Ok((leases, wants_refill)), write(&slots))
+            Ok((held, wants_refill))
         });
         match done {
-            Some(Ok((leases, wants_refill))) => {
-                taken.leases.extend(leases);
+            Some(Ok((held, wants_refill))) => {
+                taken.held.extend(held);
                 refill |= wants_refill;
             }
             Some(Err(short)) => {
                 settle(store, &taken, Decimal::ZERO);
-                return Err(Some((entity, Box::new(short))));
+                return Err(Some((entity, short)));
             }
             None => {
                 settle(store, &taken, Decimal::ZERO);
@@ -272,19 +280,17 @@ pub fn reserve(
 
 /// Gives back the estimate and charges the real `cost` instead.
 pub fn settle(store: &dyn SharedData, reservation: &Reservation, cost: Decimal) {
-    let entities = distinct(reservation.leases.iter().map(|l| (l.0, l.1)));
-    for (entity, id) in entities {
-        let mine: Vec<(&str, i64)> =
-            reservation.leases.iter().filter(|l| l.0 == entity && l.1 == id).map(|l| (l.2.as_str(), l.3)).collect();
-        let updated = shared::update(store, &budget_key(entity, id), |current| {
-            let mut slots = read(current);
+    for (entity, id) in distinct(reservation.held.iter().map(|h| (h.entity, h.id))) {
+        let updated = update(store, (entity, id), |slots| {
             for s in slots.iter_mut() {
                 // A slot under a newer lease no longer holds this budget.
-                if mine.contains(&(s.limit_type.as_str(), s.lease_id)) {
+                let held = reservation.held.iter().any(|h| {
+                    (h.entity, h.id, h.lease_id) == (entity, id, s.lease_id) && h.limit_type == s.limit_type
+                });
+                if held {
                     s.balance = add(s.balance, sub(reservation.estimate, cost));
                 }
             }
-            ((), write(&slots))
         });
         if updated.is_none() {
             log::warn!("could not settle a quota reservation in shared data");
@@ -297,16 +303,13 @@ pub fn settle(store: &dyn SharedData, reservation: &Reservation, cost: Decimal) 
 pub fn apply(store: &dyn SharedData, answer: &LeaseResponse, now_ms: i64) {
     // The lease's end on this clock, a second early.
     let skew = if answer.now_ms > 0 { now_ms - answer.now_ms } else { 0 };
-    let entities = distinct(answer.grants.iter().map(|g| (g.entity, g.entity_id)));
-    for (entity, id) in entities {
-        let grants: Vec<&Grant> = answer.grants.iter().filter(|g| g.entity == entity && g.entity_id == id).collect();
-        let updated = shared::update(store, &budget_key(entity, id), |current| {
-            let old = read(current);
-            let slots: Vec<Slot> = grants
+    for (entity, id) in distinct(answer.grants.iter().map(|g| (g.entity, g.entity_id))) {
+        let grants: Vec<&Grant> = answer.grants.iter().filter(|g| (g.entity, g.entity_id) == (entity, id)).collect();
+        let updated = update(store, (entity, id), |slots| {
+            *slots = grants
                 .iter()
-                .map(|g| merge(old.iter().find(|s| s.limit_type == g.limit_type), g, now_ms, skew))
+                .map(|g| merge(slots.iter().find(|s| s.limit_type == g.limit_type), g, now_ms, skew))
                 .collect();
-            ((), write(&slots))
         });
         if updated.is_none() {
             log::warn!("could not store a quota lease in shared data");
@@ -463,9 +466,11 @@ mod tests {
     #[test]
     fn a_reservation_lost_to_a_race_gives_back_what_it_took() {
         let store = FakeShared::default();
+        let write = |slots: &[Slot]| serde_json::to_vec(slots).unwrap();
         store.set("hubgate.quota.key.1", &write(&[slot("usd_total", "1")]), None).unwrap();
         store.set("hubgate.quota.user.2", &write(&[slot("usd_total", "0.1")]), None).unwrap();
-        let limits = [(Entity::Key, 1, "usd_total", d("10")), (Entity::User, 2, "usd_total", d("10"))];
+        let limit = |entity, id| Limit { entity, id, limit_type: "usd_total", usd: d("10") };
+        let limits = [limit(Entity::Key, 1), limit(Entity::User, 2)];
         let (entity, short) = reserve(&store, &limits, d("0.5"), NOW).unwrap_err().unwrap();
         assert_eq!((entity, short.balance), (Entity::User, d("0.1")));
         let key = read(store.get("hubgate.quota.key.1").0.as_deref());

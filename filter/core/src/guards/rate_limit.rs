@@ -90,6 +90,15 @@ impl Window {
         self.counts.iter().map(|&c| u64::from(c)).sum()
     }
 
+    /// Whether one more request fits under `limit`, or why not.
+    fn fits(&self, limit: u32) -> Result<(), Full> {
+        let (total, limit) = (self.total(), u64::from(limit));
+        if total >= limit {
+            return Err(Full { current: total, reset_ms: self.reset_ms(limit) });
+        }
+        Ok(())
+    }
+
     /// When enough of the oldest requests have left for one more to fit.
     fn reset_ms(&self, limit: u64) -> i64 {
         let mut leaving = self.total().saturating_sub(limit.saturating_sub(1));
@@ -108,20 +117,16 @@ impl Window {
 /// Counts one request of `user` at `now_ms` against `limit` a minute, or
 /// says why it does not fit. `None`: the shared count could not be updated.
 pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<(), Full>> {
-    let limit = u64::from(limit);
-    let second = now_ms.div_euclid(1000);
     shared::update(store, &format!("hubgate.rpm.{user}"), |current| {
         let mut w = Window::read(current);
-        w.advance(second);
-        let total = w.total();
-        if total >= limit {
-            let full = Full { current: total, reset_ms: w.reset_ms(limit) };
-            return (Err(full), w.write());
+        w.advance(now_ms.div_euclid(1000));
+        let fits = w.fits(limit);
+        if fits.is_ok() {
+            if let Some(newest) = w.counts.last_mut() {
+                *newest = newest.saturating_add(1);
+            }
         }
-        if let Some(newest) = w.counts.last_mut() {
-            *newest = newest.saturating_add(1);
-        }
-        (Ok(()), w.write())
+        (fits, w.write())
     })
 }
 
@@ -129,11 +134,7 @@ pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Optio
 pub fn peek(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<(), Full>> {
     let mut w = Window::read(store.get(&format!("hubgate.rpm.{user}")).0.as_deref());
     w.advance(now_ms.div_euclid(1000));
-    let total = w.total();
-    if total >= u64::from(limit) {
-        return Some(Err(Full { current: total, reset_ms: w.reset_ms(u64::from(limit)) }));
-    }
-    Some(Ok(()))
+    Some(w.fits(limit))
 }
 
 /// The 429 of a full minute: SPEC §4's body fields and headers.
@@ -247,7 +248,7 @@ impl Guard for RateLimit {
         let need = if costs.is_empty() { Decimal::ZERO } else { quota::estimate(cx.ex) };
         let slots = quota::slots(store, &costs);
         let mut states: Vec<State> =
-            costs.iter().zip(&slots).map(|(c, slot)| quota::state(slot.as_ref(), c.3, need, now)).collect();
+            costs.iter().zip(&slots).map(|(c, slot)| quota::state(slot.as_ref(), c.usd, need, now)).collect();
         if states.contains(&State::Ask) {
             if !cx.ex.lease_asked {
                 cx.ex.lease_asked = true;
@@ -262,7 +263,7 @@ impl Guard for RateLimit {
                 // The control plane's limit wins over a key cached before a change.
                 match slot {
                     Some(slot) if !cx.ex.lease_failed && slot.expires_ms > now => {
-                        *state = State::Over(quota::refuse_for_a_while(store, c.0, c.1, slot, now));
+                        *state = State::Over(quota::refuse_for_a_while(store, c, slot, now));
                     }
                     _ => return Ok(Step::Answer(quota::unavailable())),
                 }
@@ -270,7 +271,9 @@ impl Guard for RateLimit {
         }
         let over = |totals: bool| {
             costs.iter().zip(&states).find_map(|(c, state)| match state {
-                State::Over(slot) if quota::is_total(c.2) == totals => Some(quota::over_limit(c.0, slot, now, locale)),
+                State::Over(slot) if quota::is_total(c.limit_type) == totals => {
+                    Some(quota::over_limit(c.entity, slot, now, locale))
+                }
                 _ => None,
             })
         };
