@@ -97,6 +97,10 @@ pub async fn maintain(pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<Maint
         .bind(now - TimeDelta::days(1))
         .execute(pool)
         .await?;
+    sqlx::query("DELETE FROM rate_shares WHERE expires_at < $1")
+        .bind(now - TimeDelta::days(1))
+        .execute(pool)
+        .await?;
     Ok(Maintained {
         created,
         dropped,

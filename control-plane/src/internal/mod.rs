@@ -10,6 +10,7 @@ use crate::app::Routes;
 pub mod events;
 pub mod keys;
 pub mod leases;
+pub mod shares;
 pub mod snapshot;
 
 /// Event batches can be large (1000 events with blocked reasons).
@@ -20,6 +21,7 @@ pub fn routes() -> Routes {
         .get(hubgate_wire::SNAPSHOT_PATH, snapshot::get)
         .post(hubgate_wire::KEY_RESOLVE_PATH, keys::resolve)
         .post(hubgate_wire::LEASES_PATH, leases::grant)
+        .post(hubgate_wire::SHARES_PATH, shares::grant)
         .post(
             hubgate_wire::EVENTS_PATH,
             events::ingest.layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT)),

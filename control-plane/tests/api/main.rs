@@ -22,6 +22,7 @@ mod requests;
 mod resources;
 mod retention;
 mod secrets;
+mod shares;
 mod sessions;
 mod throttle;
 mod usage;

@@ -19,8 +19,10 @@ use hubgate_core::headers::Headers;
 use hubgate_core::locale::{localize, Locale};
 use hubgate_core::reply::LocalReply;
 use hubgate_core::usage::{Metered, ResponseMeter};
-use hubgate_core::guards::quota;
-use hubgate_wire::{KeyResolveRequest, KeyResolveResponse, LeaseRequest, LeaseResponse, RequestEvent};
+use hubgate_core::guards::{quota, share};
+use hubgate_wire::{
+    KeyResolveRequest, KeyResolveResponse, LeaseRequest, LeaseResponse, RequestEvent, ShareAsk, ShareRequest, ShareResponse,
+};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 use rust_decimal::Decimal;
@@ -38,6 +40,7 @@ enum Call {
     Snapshot,
     /// Quota budget; `wait`: the request waits for it.
     Lease { wait: bool },
+    Share { wait: bool },
 }
 
 #[derive(Default)]
@@ -87,7 +90,7 @@ impl Http {
     }
 
     fn waiting(&self) -> bool {
-        self.calls.values().any(|c| !matches!(c, Call::KeyRefresh | Call::Lease { wait: false }))
+        self.calls.values().any(|c| !matches!(c, Call::KeyRefresh | Call::Lease { wait: false } | Call::Share { wait: false }))
     }
 
     /// Runs the chain from where it stopped and carries out its verdict.
@@ -167,6 +170,7 @@ impl Http {
             Callout::RefreshKey { hash } => (Call::KeyRefresh, resolve_key(vm, &hash)),
             Callout::Snapshot => (Call::Snapshot, vm.call_control_plane("GET", hubgate_wire::SNAPSHOT_PATH, None, None)),
             Callout::Lease { key_id, need_usd, wait } => (Call::Lease { wait }, ask_lease(vm, key_id, need_usd)),
+            Callout::Share { key_id, asks, wait } => (Call::Share { wait }, ask_share(vm, key_id, asks)),
         };
         match token {
             Some(token) => {
@@ -211,6 +215,20 @@ impl Http {
                         vm.metrics.inc("hubgate_callout_failures_total");
                         log::warn!("quota lease request failed: {e}");
                         self.ex.lease_failed |= wait;
+                    }
+                }
+            }
+            Call::Share { wait } => {
+                let answer = match status {
+                    Some(200) => serde_json::from_slice::<ShareResponse>(body).map_err(|e| e.to_string()),
+                    other => Err(format!("status {other:?}")),
+                };
+                match answer {
+                    Ok(answer) => share::apply(&host::Shared, &answer, host::now_ms()),
+                    Err(e) => {
+                        vm.metrics.inc("hubgate_callout_failures_total");
+                        log::warn!("rate share request failed: {e}");
+                        self.ex.share_failed |= wait;
                     }
                 }
             }
@@ -326,6 +344,12 @@ fn ask_lease(vm: &Vm, key_id: i64, need_usd: Decimal) -> Option<u32> {
     let request = LeaseRequest { instance: vm.instance.clone(), key_id, need_usd };
     let body = serde_json::to_vec(&request).ok()?;
     vm.call_control_plane("POST", hubgate_wire::LEASES_PATH, None, Some(&body))
+}
+
+fn ask_share(vm: &Vm, key_id: i64, asks: Vec<ShareAsk>) -> Option<u32> {
+    let request = ShareRequest { instance: vm.instance.clone(), key_id, asks };
+    let body = serde_json::to_vec(&request).ok()?;
+    vm.call_control_plane("POST", hubgate_wire::SHARES_PATH, None, Some(&body))
 }
 
 fn resolve_key(vm: &Vm, hash: &str) -> Option<u32> {

@@ -9,10 +9,12 @@ pub mod events;
 pub mod keys;
 pub mod leases;
 pub mod pattern;
+pub mod shares;
 pub mod snapshot;
 
 pub use events::{EventBatch, EventBatchAck, RequestEvent, Usage};
 pub use leases::{Entity, Grant, LeaseRequest, LeaseResponse};
+pub use shares::{Share, ShareAsk, ShareKind, ShareRequest, ShareResponse};
 pub use keys::{hash_key, mask_key, KeyResolveRequest, KeyResolveResponse, ResolvedKey, ResolvedUser};
 pub use snapshot::*;
 
@@ -21,6 +23,7 @@ pub const SNAPSHOT_PATH: &str = "/internal/v1/snapshot";
 pub const KEY_RESOLVE_PATH: &str = "/internal/v1/keys/resolve";
 pub const EVENTS_PATH: &str = "/internal/v1/events";
 pub const LEASES_PATH: &str = "/internal/v1/leases";
+pub const SHARES_PATH: &str = "/internal/v1/shares";
 
 /// Header carrying the snapshot version the filter already holds; the control
 /// plane answers 304 when it is still current.

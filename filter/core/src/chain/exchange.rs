@@ -67,6 +67,10 @@ pub struct Exchange {
     /// the answer failed.
     pub lease_asked: bool,
     pub lease_failed: bool,
+    /// This request asked the control plane for RPM or concurrency shares,
+    /// and whether the answer failed.
+    pub share_asked: bool,
+    pub share_failed: bool,
     /// The cost quota budget it holds until it is settled.
     pub reservation: Option<crate::guards::quota::Reservation>,
     /// Index of the guard to run next.

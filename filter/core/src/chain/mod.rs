@@ -52,6 +52,8 @@ pub enum Callout {
     /// Quota budget for a key and its user (SPEC §4); `wait`: the request
     /// waits for it, else a refill in the background.
     Lease { key_id: i64, need_usd: rust_decimal::Decimal, wait: bool },
+    /// RPM or concurrency shares for a key and its user; `wait` as above.
+    Share { key_id: i64, asks: Vec<hubgate_wire::ShareAsk>, wait: bool },
 }
 
 pub trait Guard: Sync {

@@ -528,3 +528,101 @@ fn cost_limits_wait_for_a_lease_then_reserve_and_refuse_in_spec_order() {
     let (v, _) = start(&w);
     assert!(matches!(v, Verdict::Forward), "{v:?}");
 }
+
+#[test]
+fn rpm_and_sessions_wait_for_shares_then_count_locally() {
+    use hubgate_wire::{Entity, Share, ShareAsk, ShareKind, ShareResponse};
+    let w = World::new();
+    let now = w.host.now_ms.get();
+    let mut key = resolved(true);
+    key.user.rpm = Some(2);
+    key.user.limits.limit_concurrent_sessions = Some(1);
+    let start = |w: &World, session: &str| {
+        let mut ex = w.request(&[("x-api-key", KEY), ("x-claude-code-session-id", session)]);
+        ex.snapshot = Some(priced());
+        ex.snapshot_fetched = true;
+        let mut v = w.run(&mut ex);
+        if matches!(v, Verdict::Call(Callout::ResolveKey { .. })) {
+            w.answer_key(&mut ex, Some(key.clone()));
+            v = w.run(&mut ex);
+        }
+        assert!(matches!(v, Verdict::NeedBody), "{v:?}");
+        ex.body = Some(br#"{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[]}"#.to_vec());
+        let mut cx = Cx { host: &w.host, vm: &w.vm, ex: &mut ex, background: Vec::new() };
+        let v = run(&mut cx);
+        let background = cx.background;
+        (v, ex, background)
+    };
+    let share = |entity, kind, share, others, retry_after_ms| Share {
+        entity,
+        entity_id: 1,
+        kind,
+        limit: if kind == ShareKind::Rpm { 2 } else { 1 },
+        share,
+        others,
+        usable_until_ms: now + 60_000,
+        retry_at_ms: now + retry_after_ms,
+    };
+    let apply = |shares: Vec<Share>| guards::share::apply(&w.host.shared, &ShareResponse { shares, now_ms: now }, now);
+
+    // Nothing held: one call asks for every share, the key inheriting its
+    // user's session limit.
+    let (v, mut ex, _) = start(&w, "s1");
+    let Verdict::Call(Callout::Share { key_id: 1, asks, wait: true }) = v else { panic!("{v:?}") };
+    let ask = |entity, kind, need| ShareAsk { entity, kind, need };
+    assert_eq!(
+        asks,
+        vec![
+            ask(Entity::Key, ShareKind::Sessions, 1),
+            ask(Entity::User, ShareKind::Sessions, 1),
+            ask(Entity::User, ShareKind::Rpm, 1)
+        ]
+    );
+    // No answer: this process alone under the whole limit.
+    ex.share_failed = true;
+    assert!(matches!(w.run(&mut ex), Verdict::Forward));
+
+    // The shares arrive: one session (held by s1 here), one request a
+    // minute while the other instance holds the other.
+    apply(vec![
+        share(Entity::Key, ShareKind::Sessions, 1, 0, 0),
+        share(Entity::User, ShareKind::Sessions, 1, 0, 0),
+        share(Entity::User, ShareKind::Rpm, 1, 1, 0),
+    ]);
+    // s1 is active and passes; its minute already counts 1: more is asked for.
+    let (v, mut ex, _) = start(&w, "s1");
+    let Verdict::Call(Callout::Share { asks, wait: true, .. }) = v else { panic!("{v:?}") };
+    assert_eq!(asks, vec![ask(Entity::User, ShareKind::Rpm, 2)]);
+    apply(vec![share(Entity::User, ShareKind::Rpm, 1, 1, 5_000)]);
+    let Verdict::Answer(reply) = w.run(&mut ex) else { panic!() };
+    assert_eq!((reply.status, reply.code), (429, "rpm_exceeded"));
+    assert_eq!(reply.details.get("current"), Some(&json!(2)), "one here, one held by the other instance");
+    assert_eq!(reply.details.get("limit"), Some(&json!(2)));
+    assert!(reply.headers.contains(&("retry-after".to_string(), "60".to_string())), "{:?}", reply.headers);
+    // Until the retry time, a short share is refused without asking.
+    let (v, _, _) = start(&w, "s1");
+    assert_eq!(code(&v), "rpm_exceeded");
+
+    // A second session does not fit: this process holds the whole limit.
+    let (v, _, _) = start(&w, "s2");
+    assert_eq!(code(&v), "concurrent_sessions_exceeded");
+
+    // The other instance's request left: a share of 2; this process's shares
+    // end within 20 s: the request passes and renewals go out in the background.
+    w.host.now_ms.set(now + 45_000);
+    apply(vec![share(Entity::User, ShareKind::Rpm, 2, 0, 0)]);
+    let (v, _, background) = start(&w, "s1");
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert_eq!(
+        background,
+        vec![Callout::Share {
+            key_id: 1,
+            asks: vec![
+                ask(Entity::Key, ShareKind::Sessions, 1),
+                ask(Entity::User, ShareKind::Sessions, 1),
+                ask(Entity::User, ShareKind::Rpm, 2)
+            ],
+            wait: false
+        }]
+    );
+}

@@ -4,7 +4,8 @@
 //! 5 client version, body (parse), 2 sensitive words, 4 model, 6 warmup,
 //! 7 session (id discovery), 8 request filters (global), remembering the
 //! body's parts (seen_parts), 9 rate limits (cost quotas through leases,
-//! `quota`; session concurrency; a user's `rpm`), 10 provider selection, then
+//! `quota`; session concurrency and a user's `rpm`, across instances through
+//! shares, `share`), 10 provider selection, then
 //! the provider-bound request filters.
 
 pub mod auth;
@@ -23,4 +24,5 @@ pub mod route;
 pub mod seen_parts;
 pub mod sensitive_words;
 pub mod session;
+pub mod share;
 pub mod warmup;

@@ -9,8 +9,9 @@
 //!   request counts for the 60 seconds that begin with its own.
 //!
 //! Both are counted per Envoy process (all its workers share the counts in
-//! shared data): with N Envoy instances a user may get up to N × the limit.
-//! Cost limits hold across instances through leases (`quota`). Only
+//! shared data), each process up to the share of the limit the control
+//! plane granted it (`share`), so they hold across instances. Cost limits
+//! hold across instances through leases (`quota`). Only
 //! conversation requests count (passthrough endpoints such as count_tokens
 //! never do; warmup is answered earlier). Fails open: a shared-data failure
 //! lets the request through, counted.
@@ -19,7 +20,10 @@ use serde_json::json;
 
 use rust_decimal::Decimal;
 
+use hubgate_wire::{Entity, ShareKind};
+
 use super::quota::{self, State};
+use super::share;
 use crate::chain::{Callout, Cx, Guard, Step};
 use crate::hash::fnv1a;
 use crate::locale::Locale;
@@ -114,9 +118,10 @@ impl Window {
     }
 }
 
-/// Counts one request of `user` at `now_ms` against `limit` a minute, or
-/// says why it does not fit. `None`: the shared count could not be updated.
-pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<(), Full>> {
+/// Counts one request of `user` at `now_ms` against `limit` a minute: the
+/// minute's count with it, or why it does not fit. `None`: the shared count
+/// could not be updated.
+pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<u64, Full>> {
     shared::update(store, &format!("hubgate.rpm.{user}"), |current| {
         let mut w = Window::read(current);
         w.advance(now_ms.div_euclid(1000));
@@ -126,15 +131,16 @@ pub fn take(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Optio
                 *newest = newest.saturating_add(1);
             }
         }
-        (fits, w.write())
+        (fits.map(|()| w.total()), w.write())
     })
 }
 
-/// Whether one more request of `user` would fit, without counting it.
-pub fn peek(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<(), Full>> {
+/// Whether one more request of `user` would fit, without counting it (the
+/// minute's count so far).
+pub fn peek(store: &dyn SharedData, user: i64, now_ms: i64, limit: u32) -> Option<Result<u64, Full>> {
     let mut w = Window::read(store.get(&format!("hubgate.rpm.{user}")).0.as_deref());
     w.advance(now_ms.div_euclid(1000));
-    Some(w.fits(limit))
+    Some(w.fits(limit).map(|()| w.total()))
 }
 
 /// The 429 of a full minute: SPEC §4's body fields and headers.
@@ -201,15 +207,15 @@ pub fn check_session(store: &dyn SharedData, kind: &str, id: i64, session: &str,
     Err(Full { current: active.len() as u64, reset_ms: oldest + SESSION_ACTIVE_MS })
 }
 
-/// Records `session` as active at `now_ms` (and forgets inactive ones).
-/// `None`: the shared list could not be updated.
-pub fn track_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<()> {
+/// Records `session` as active at `now_ms` (and forgets inactive ones):
+/// how many are active now. `None`: the shared list could not be updated.
+pub fn track_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<u64> {
     let hash = fnv1a(session.as_bytes());
     shared::update(store, &sessions_key(kind, id), |current| {
         let mut active = active_sessions(current, now_ms);
         active.retain(|&(h, _)| h != hash);
         active.push((hash, now_ms));
-        ((), write_sessions(&active))
+        (active.len() as u64, write_sessions(&active))
     })
 }
 
@@ -220,6 +226,55 @@ pub fn too_many_sessions(full: Full, limit: u32, now_ms: i64, locale: Locale) ->
         format!("活跃会话过多：{} 个（限制 {limit} 个）。请结束一个会话，或在 {} 后重试。", full.current, rfc3339(full.reset_ms)),
     );
     limited(LocalReply::new(429, "concurrent_sessions_exceeded", locale.pick(&en, &zh)), "concurrent_sessions", full, limit, now_ms)
+}
+
+/// A count limited by `limit` (RPM or active sessions) and how far this
+/// process may go with it now.
+struct Counted {
+    kind: ShareKind,
+    entity: Entity,
+    id: i64,
+    limit: u32,
+    held: Option<share::Held>,
+    allowance: u32,
+}
+
+impl Counted {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        store: &dyn SharedData,
+        kind: ShareKind,
+        entity: Entity,
+        id: i64,
+        limit: u32,
+        now: i64,
+        asked: bool,
+        failed: bool,
+    ) -> Counted {
+        let held = share::read(store, kind, entity, id);
+        let allowance = share::allowance(held.as_ref(), limit, now, asked, failed).min(limit);
+        Counted { kind, entity, id, limit, held, allowance }
+    }
+
+    fn entity_name(&self) -> &'static str {
+        match self.entity {
+            Entity::Key => "key",
+            Entity::User => "user",
+        }
+    }
+
+    /// A refusal of this process's count, told for all instances: what the
+    /// others hold counts too, and a short share is not asked again before
+    /// its retry time.
+    fn widen(&self, full: Full, now: i64) -> Full {
+        match self.held {
+            Some(h) if self.allowance < self.limit => Full {
+                current: full.current + u64::from(h.others),
+                reset_ms: full.reset_ms.max(h.retry_ms).max(now + 1_000),
+            },
+            _ => full,
+        }
+    }
 }
 
 pub struct RateLimit;
@@ -283,21 +338,52 @@ impl Guard for RateLimit {
         let user = &key.user;
         let user_sessions = user.limits.limit_concurrent_sessions.filter(|&l| l > 0);
         let key_sessions = key.limits.limit_concurrent_sessions.filter(|&l| l > 0).or(user_sessions);
-        if let Some(session) = cx.ex.session_id.as_deref() {
-            for (kind, id, limit) in [("key", key.id, key_sessions), ("user", user.id, user_sessions)] {
-                let Some(limit) = limit else { continue };
-                if let Err(full) = check_session(store, kind, id, session, now, limit) {
-                    return Ok(Step::Answer(too_many_sessions(full, limit, now, locale)));
+        let session = cx.ex.session_id.clone();
+        let (asked, failed) = (cx.ex.share_asked, cx.ex.share_failed);
+        let mut limits: Vec<Counted> = Vec::new();
+        if session.is_some() {
+            for (entity, id, limit) in [(Entity::Key, key.id, key_sessions), (Entity::User, user.id, user_sessions)] {
+                if let Some(limit) = limit {
+                    limits.push(Counted::new(store, ShareKind::Sessions, entity, id, limit, now, asked, failed));
                 }
             }
         }
-        let later = over(false);
         if let Some(limit) = user.rpm {
+            limits.push(Counted::new(store, ShareKind::Rpm, Entity::User, user.id, limit, now, asked, failed));
+        }
+        let session = session.as_deref().unwrap_or_default();
+        let count = |c: &Counted| match c.kind {
+            ShareKind::Sessions => check_session(store, c.entity_name(), c.id, session, now, c.allowance),
+            ShareKind::Rpm => peek(store, c.id, now, c.allowance).unwrap_or(Ok(0)).map(|_| ()),
+        };
+        // Every share too small for this request, asked for in one call.
+        let asks: Vec<_> = limits
+            .iter()
+            .filter_map(|c| match count(c) {
+                Err(full) if share::may_ask(c.held.as_ref(), c.allowance, c.limit, now, asked) => {
+                    Some(share::ask(c.entity, c.kind, u32::try_from(full.current + 1).unwrap_or(u32::MAX)))
+                }
+                _ => None,
+            })
+            .collect();
+        if !asks.is_empty() {
+            cx.ex.share_asked = true;
+            return Ok(Step::Wait(Callout::Share { key_id: key.id, asks, wait: true }));
+        }
+        for c in limits.iter().filter(|c| c.kind == ShareKind::Sessions) {
+            if let Err(full) = count(c) {
+                return Ok(Step::Answer(too_many_sessions(c.widen(full, now), c.limit, now, locale)));
+            }
+        }
+        let later = over(false);
+        let mut rpm_count = 0;
+        if let Some(c) = limits.iter().find(|c| c.kind == ShareKind::Rpm) {
             // A request refused by a later limit does not count in the minute.
-            let counted = if later.is_some() { peek(store, user.id, now, limit) } else { take(store, user.id, now, limit) };
+            let counted =
+                if later.is_some() { peek(store, c.id, now, c.allowance) } else { take(store, c.id, now, c.allowance) };
             match counted {
-                Some(Ok(())) => {}
-                Some(Err(full)) => return Ok(Step::Answer(refusal(full, limit, now, locale))),
+                Some(Ok(n)) => rpm_count = n,
+                Some(Err(full)) => return Ok(Step::Answer(refusal(c.widen(full, now), c.limit, now, locale))),
                 // Cost limits are never let through unchecked.
                 None if !costs.is_empty() => return Ok(Step::Answer(quota::unavailable())),
                 None => return Err("cannot update the request count".to_string()),
@@ -321,12 +407,20 @@ impl Guard for RateLimit {
                 }
             }
         }
-        if let Some(session) = cx.ex.session_id.as_deref() {
-            for (kind, id, limit) in [("key", key.id, key_sessions), ("user", user.id, user_sessions)] {
-                if limit.is_some() && track_session(store, kind, id, session, now).is_none() {
-                    return Err("cannot update the active sessions".to_string());
-                }
+        let mut renewals = Vec::new();
+        for c in &limits {
+            let counted = match c.kind {
+                ShareKind::Sessions => track_session(store, c.entity_name(), c.id, session, now)
+                    .ok_or_else(|| "cannot update the active sessions".to_string())?,
+                ShareKind::Rpm => rpm_count,
+            };
+            let counted = u32::try_from(counted).unwrap_or(u32::MAX);
+            if share::renew_due(store, c.kind, c.entity, c.id, counted, now) {
+                renewals.push(share::ask(c.entity, c.kind, counted));
             }
+        }
+        if !renewals.is_empty() {
+            cx.background.push(Callout::Share { key_id: key.id, asks: renewals, wait: false });
         }
         Ok(Step::Next)
     }
@@ -340,7 +434,7 @@ mod tests {
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     fn takes(store: &FakeShared, at_ms: &[i64], limit: u32) -> Vec<Result<(), Full>> {
-        at_ms.iter().map(|&t| take(store, 7, t, limit).unwrap_or(Ok(()))).collect()
+        at_ms.iter().map(|&t| take(store, 7, t, limit).unwrap_or(Ok(0)).map(|_| ())).collect()
     }
 
     #[test]
@@ -368,8 +462,8 @@ mod tests {
     #[test]
     fn users_are_counted_apart_and_races_retry() {
         let store = FakeShared::default();
-        assert_eq!(take(&store, 1, T0, 1), Some(Ok(())));
-        assert_eq!(take(&store, 2, T0, 1), Some(Ok(())));
+        assert_eq!(take(&store, 1, T0, 1), Some(Ok(1)));
+        assert_eq!(take(&store, 2, T0, 1), Some(Ok(1)));
         store.cas_conflicts.set(2);
         assert_eq!(take(&store, 1, T0, 1).map(|r| r.is_err()), Some(true));
         store.cas_conflicts.set(100);
@@ -389,7 +483,7 @@ mod tests {
         let admit = |session: &str, at: i64| {
             let checked = check_session(&store, "key", 1, session, at, 2);
             if checked.is_ok() {
-                assert_eq!(track_session(&store, "key", 1, session, at), Some(()));
+                assert!(track_session(&store, "key", 1, session, at).is_some());
             }
             checked
         };
