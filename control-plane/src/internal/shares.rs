@@ -183,8 +183,26 @@ async fn grant_one(
         others,
         usable_until_ms: now.timestamp_millis(),
         retry_at_ms: now.timestamp_millis(),
+        active_session: None,
     };
-    if avail < ask.need {
+    let mut short = avail < ask.need;
+    if let (ShareKind::Sessions, Some(session)) = (ask.kind, &ask.session) {
+        let (active, others_active) = recorded_sessions(conn, ask.entity, id, session, now).await?;
+        if active {
+            // Already active through another instance: it passes there
+            // without a share, and this one's share stays as it is.
+            if let Some(own) = own {
+                share.share = u32::try_from(own.share).unwrap_or(0);
+                share.usable_until_ms = own.usable_until.timestamp_millis();
+            }
+            share.active_session = Some(session.clone());
+            return Ok(share);
+        }
+        // Sessions admitted as already active elsewhere hold no share: the
+        // recorded ones count too.
+        short |= others_active >= i64::from(limit);
+    }
+    if short {
         // Too little left: the instance keeps what it holds and asks again later.
         if let Some(own) = own {
             share.share = u32::try_from(own.share).unwrap_or(0);
@@ -240,6 +258,31 @@ async fn grant_one(
         "rate share"
     );
     Ok(share)
+}
+
+/// Whether `session` has been seen active under the key or user (its last
+/// request within the counting window), and how many other sessions have.
+async fn recorded_sessions(
+    conn: &mut PgConnection,
+    entity: Entity,
+    id: i64,
+    session: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<(bool, i64)> {
+    let column = match entity {
+        Entity::Key => "key_id",
+        Entity::User => "user_id",
+    };
+    let (active, others): (bool, i64) = sqlx::query_as(&format!(
+        "SELECT coalesce(bool_or(session_id = $2), false), count(*) FILTER (WHERE session_id <> $2) \
+         FROM sessions WHERE {column} = $1 AND last_seen_at > $3"
+    ))
+    .bind(id)
+    .bind(session)
+    .bind(now - counting_window(ShareKind::Sessions))
+    .fetch_one(conn)
+    .await?;
+    Ok((active, others))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use hubgate_wire::{Entity, Share, ShareKind};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{assert_error, spawn, TestApp, INTERNAL_TOKEN};
+use crate::common::{assert_error, event, ingest, spawn, TestApp, INTERNAL_TOKEN};
 
 async fn ask_raw(app: &TestApp, body: Value) -> (StatusCode, Value) {
     app.internal_post(hubgate_wire::SHARES_PATH, body).await
@@ -34,7 +34,7 @@ async fn rpm(app: &TestApp, instance: &str, key: i64, need: u32) -> Share {
     )
     .await;
     assert_eq!(shares.len(), 1, "{shares:?}");
-    shares[0]
+    shares[0].clone()
 }
 
 /// A user with `user_limits` and one key with `key_limits`.
@@ -198,4 +198,37 @@ async fn limits_that_are_not_set_get_no_share_and_bad_asks_are_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+#[tokio::test]
+async fn a_session_active_through_another_instance_passes_and_recorded_sessions_count() {
+    let app = spawn().await;
+    let (user, key) = user_with_key(&app, json!({"limit_concurrent_sessions": 2}), json!({})).await;
+    // Two sessions recorded (ingested) for the key: one admitted by envoy-a
+    // with a share, one admitted somewhere as already active (no share).
+    let mut events = Vec::new();
+    for (i, session) in ["s1", "s2"].iter().enumerate() {
+        let mut e = event(&format!("e{i}"));
+        (e.user_id, e.key_id, e.session_id) = (Some(user), Some(key), Some(session.to_string()));
+        events.push(e);
+    }
+    ingest(&app, &events).await;
+    let session_ask = |session: &str| json!([{"entity": "user", "kind": "sessions", "need": 1, "session": session}]);
+    let a = ask(&app, "envoy-a", key, session_ask("s1")).await;
+    assert_eq!(a[0].active_session.as_deref(), Some("s1"));
+    assert_eq!(a[0].share, 0, "no share taken for an active session");
+    // A new session: shares leave room (none held), but two sessions are
+    // active by the records: refused.
+    let b = ask(&app, "envoy-b", key, session_ask("s3")).await;
+    assert_eq!((b[0].share, b[0].active_session.as_deref()), (0, None));
+    assert!(b[0].retry_at_ms > b[0].usable_until_ms);
+    // Once the records show one of them gone quiet, s3 gets its slot.
+    sqlx::query(
+        "UPDATE sessions SET last_seen_at = now() - interval '301 seconds' WHERE session_id = 's2'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let b = ask(&app, "envoy-b", key, session_ask("s3")).await;
+    assert_eq!(b[0].share, 1);
 }

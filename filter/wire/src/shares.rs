@@ -26,7 +26,7 @@ pub struct ShareRequest {
     pub asks: Vec<ShareAsk>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ShareAsk {
     /// The key of the request, or its user.
@@ -35,6 +35,11 @@ pub struct ShareAsk {
     /// The share this process needs: what it already counts, plus one for
     /// the request waiting (a renewal asks for what it counts).
     pub need: u32,
+    /// For sessions: the new session waiting. One the control plane has
+    /// seen active under this key or user (through another instance)
+    /// passes without a share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -46,7 +51,7 @@ pub struct ShareResponse {
     pub now_ms: i64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub entity: Entity,
     pub entity_id: i64,
@@ -62,4 +67,8 @@ pub struct Share {
     pub usable_until_ms: i64,
     /// When a share that fell short may be asked for again.
     pub retry_at_ms: i64,
+    /// The asked session, active through another instance: it passes here
+    /// without a share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_session: Option<String>,
 }

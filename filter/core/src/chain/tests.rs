@@ -562,6 +562,7 @@ fn rpm_and_sessions_wait_for_shares_then_count_locally() {
         others,
         usable_until_ms: now + 60_000,
         retry_at_ms: now + retry_after_ms,
+        active_session: None,
     };
     let apply = |shares: Vec<Share>| guards::share::apply(&w.host.shared, &ShareResponse { shares, now_ms: now }, now);
 
@@ -569,13 +570,13 @@ fn rpm_and_sessions_wait_for_shares_then_count_locally() {
     // user's session limit.
     let (v, mut ex, _) = start(&w, "s1");
     let Verdict::Call(Callout::Share { key_id: 1, asks, wait: true }) = v else { panic!("{v:?}") };
-    let ask = |entity, kind, need| ShareAsk { entity, kind, need };
+    let ask = |entity, kind, need, session: Option<&str>| ShareAsk { entity, kind, need, session: session.map(str::to_string) };
     assert_eq!(
         asks,
         vec![
-            ask(Entity::Key, ShareKind::Sessions, 1),
-            ask(Entity::User, ShareKind::Sessions, 1),
-            ask(Entity::User, ShareKind::Rpm, 1)
+            ask(Entity::Key, ShareKind::Sessions, 1, Some("s1")),
+            ask(Entity::User, ShareKind::Sessions, 1, Some("s1")),
+            ask(Entity::User, ShareKind::Rpm, 1, None)
         ]
     );
     // No answer: this process alone under the whole limit.
@@ -592,7 +593,7 @@ fn rpm_and_sessions_wait_for_shares_then_count_locally() {
     // s1 is active and passes; its minute already counts 1: more is asked for.
     let (v, mut ex, _) = start(&w, "s1");
     let Verdict::Call(Callout::Share { asks, wait: true, .. }) = v else { panic!("{v:?}") };
-    assert_eq!(asks, vec![ask(Entity::User, ShareKind::Rpm, 2)]);
+    assert_eq!(asks, vec![ask(Entity::User, ShareKind::Rpm, 2, None)]);
     apply(vec![share(Entity::User, ShareKind::Rpm, 1, 1, 5_000)]);
     let Verdict::Answer(reply) = w.run(&mut ex) else { panic!() };
     assert_eq!((reply.status, reply.code), (429, "rpm_exceeded"));
@@ -606,6 +607,21 @@ fn rpm_and_sessions_wait_for_shares_then_count_locally() {
     // A second session does not fit: this process holds the whole limit.
     let (v, _, _) = start(&w, "s2");
     assert_eq!(code(&v), "concurrent_sessions_exceeded");
+    // With a share of none, a session asks; one the control plane has seen
+    // active through another instance passes without a share, and again
+    // after that without asking.
+    apply(vec![share(Entity::Key, ShareKind::Sessions, 0, 1, 0), share(Entity::User, ShareKind::Sessions, 0, 1, 0)]);
+    let (v, mut ex, _) = start(&w, "s3");
+    let Verdict::Call(Callout::Share { asks, .. }) = v else { panic!("{v:?}") };
+    assert_eq!(asks, vec![ask(Entity::Key, ShareKind::Sessions, 2, Some("s3")), ask(Entity::User, ShareKind::Sessions, 2, Some("s3"))]);
+    let elsewhere = |entity| Share { active_session: Some("s3".into()), ..share(entity, ShareKind::Sessions, 0, 1, 0) };
+    apply(vec![elsewhere(Entity::Key), elsewhere(Entity::User)]);
+    ex.cursor = 0;
+    let Verdict::Answer(reply) = w.run(&mut ex) else { panic!() };
+    assert_eq!(reply.code, "rpm_exceeded", "past the session limits, stopped by the minute's count");
+    let (v, _, _) = start(&w, "s3");
+    assert_eq!(code(&v), "rpm_exceeded", "no second ask");
+    apply(vec![share(Entity::Key, ShareKind::Sessions, 1, 0, 0), share(Entity::User, ShareKind::Sessions, 1, 0, 0)]);
 
     // The other instance's request left: a share of 2; this process's shares
     // end within 20 s: the request passes and renewals go out in the background.
@@ -618,9 +634,9 @@ fn rpm_and_sessions_wait_for_shares_then_count_locally() {
         vec![Callout::Share {
             key_id: 1,
             asks: vec![
-                ask(Entity::Key, ShareKind::Sessions, 1),
-                ask(Entity::User, ShareKind::Sessions, 1),
-                ask(Entity::User, ShareKind::Rpm, 2)
+                ask(Entity::Key, ShareKind::Sessions, 1, None),
+                ask(Entity::User, ShareKind::Sessions, 1, None),
+                ask(Entity::User, ShareKind::Rpm, 2, None)
             ],
             wait: false
         }]

@@ -194,29 +194,60 @@ fn sessions_key(kind: &str, id: i64) -> String {
     format!("hubgate.sessions.{kind}.{id}")
 }
 
+/// Sessions the control plane found active through another instance: they
+/// pass here without taking a slot of this process's share.
+fn elsewhere_key(kind: &str, id: i64) -> String {
+    format!("hubgate.sessions.{kind}.{id}.elsewhere")
+}
+
+fn is_active_in(store: &dyn SharedData, key: &str, hash: u64, now_ms: i64) -> bool {
+    active_sessions(store.get(key).0.as_deref(), now_ms).iter().any(|&(h, _)| h == hash)
+}
+
 /// Whether `session` may run under a limit of `limit` active sessions of
 /// `kind` `id` at `now_ms` (read only: see [`track_session`]).
 pub fn check_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64, limit: u32) -> Result<(), Full> {
     let hash = fnv1a(session.as_bytes());
     let (bytes, _) = store.get(&sessions_key(kind, id));
     let active = active_sessions(bytes.as_deref(), now_ms);
-    if active.iter().any(|&(h, _)| h == hash) || active.len() < limit as usize {
+    if active.iter().any(|&(h, _)| h == hash)
+        || active.len() < limit as usize
+        || is_active_in(store, &elsewhere_key(kind, id), hash, now_ms)
+    {
         return Ok(());
     }
     let oldest = active.iter().map(|&(_, seen)| seen).min().unwrap_or(now_ms);
     Err(Full { current: active.len() as u64, reset_ms: oldest + SESSION_ACTIVE_MS })
 }
 
-/// Records `session` as active at `now_ms` (and forgets inactive ones):
-/// how many are active now. `None`: the shared list could not be updated.
-pub fn track_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<u64> {
-    let hash = fnv1a(session.as_bytes());
-    shared::update(store, &sessions_key(kind, id), |current| {
+fn touch(store: &dyn SharedData, key: &str, hash: u64, now_ms: i64) -> Option<u64> {
+    shared::update(store, key, |current| {
         let mut active = active_sessions(current, now_ms);
         active.retain(|&(h, _)| h != hash);
         active.push((hash, now_ms));
         (active.len() as u64, write_sessions(&active))
     })
+}
+
+/// Records `session` as active at `now_ms` (and forgets inactive ones):
+/// how many this process counts now. `None`: the shared list could not be
+/// updated.
+pub fn track_session(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<u64> {
+    let hash = fnv1a(session.as_bytes());
+    let elsewhere = elsewhere_key(kind, id);
+    let (bytes, _) = store.get(&sessions_key(kind, id));
+    let local = active_sessions(bytes.as_deref(), now_ms);
+    if !local.iter().any(|&(h, _)| h == hash) && is_active_in(store, &elsewhere, hash, now_ms) {
+        touch(store, &elsewhere, hash, now_ms)?;
+        return Some(local.len() as u64);
+    }
+    touch(store, &sessions_key(kind, id), hash, now_ms)
+}
+
+/// Notes `session` as active through another instance (the control
+/// plane's word).
+pub fn note_active_elsewhere(store: &dyn SharedData, kind: &str, id: i64, session: &str, now_ms: i64) -> Option<()> {
+    touch(store, &elsewhere_key(kind, id), fnv1a(session.as_bytes()), now_ms).map(drop)
 }
 
 /// The 429 of a concurrency limit.
@@ -361,7 +392,9 @@ impl Guard for RateLimit {
             .iter()
             .filter_map(|c| match count(c) {
                 Err(full) if share::may_ask(c.held.as_ref(), c.allowance, c.limit, now, asked) => {
-                    Some(share::ask(c.entity, c.kind, u32::try_from(full.current + 1).unwrap_or(u32::MAX)))
+                    let need = u32::try_from(full.current + 1).unwrap_or(u32::MAX);
+                    let new_session = (c.kind == ShareKind::Sessions).then(|| session.to_string());
+                    Some(share::ask(c.entity, c.kind, need, new_session))
                 }
                 _ => None,
             })
@@ -416,7 +449,7 @@ impl Guard for RateLimit {
             };
             let counted = u32::try_from(counted).unwrap_or(u32::MAX);
             if share::renew_due(store, c.kind, c.entity, c.id, counted, now) {
-                renewals.push(share::ask(c.entity, c.kind, counted));
+                renewals.push(share::ask(c.entity, c.kind, counted, None));
             }
         }
         if !renewals.is_empty() {

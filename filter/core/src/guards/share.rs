@@ -11,6 +11,7 @@
 use hubgate_wire::{Entity, ShareAsk, ShareKind, ShareResponse};
 use serde::{Deserialize, Serialize};
 
+use super::rate_limit::note_active_elsewhere;
 use crate::shared::{self, SharedData};
 
 /// Renew a share when it stops being usable within this.
@@ -117,12 +118,22 @@ pub fn apply(store: &dyn SharedData, answer: &ShareResponse, now_ms: i64) {
         if updated.is_none() {
             log::warn!("could not store a rate share in shared data");
         }
+        if let Some(session) = &s.active_session {
+            let entity = match s.entity {
+                Entity::Key => "key",
+                Entity::User => "user",
+            };
+            if note_active_elsewhere(store, entity, s.entity_id, session, now_ms).is_none() {
+                log::warn!("could not note a session active elsewhere in shared data");
+            }
+        }
     }
 }
 
-/// An ask for a share of `kind` for `entity` large enough for `need`.
-pub fn ask(entity: Entity, kind: ShareKind, need: u32) -> ShareAsk {
-    ShareAsk { entity, kind, need }
+/// An ask for a share of `kind` for `entity` large enough for `need` (and
+/// the new session waiting, if any).
+pub fn ask(entity: Entity, kind: ShareKind, need: u32, session: Option<String>) -> ShareAsk {
+    ShareAsk { entity, kind, need, session }
 }
 
 #[cfg(test)]
@@ -144,6 +155,7 @@ mod tests {
                 others: 4,
                 usable_until_ms,
                 retry_at_ms,
+                active_session: None,
             }],
             now_ms,
         }
