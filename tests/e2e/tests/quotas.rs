@@ -141,6 +141,45 @@ async fn every_cost_limit_refuses_the_request_that_would_cross_it() {
         assert_eq!(refused["blocked_by"], code, "{refused}");
         let entity_path = if level == "key" { format!("/api/v1/usage/keys/{}", key.id) } else { format!("/api/v1/usage/users/{user_id}") };
         assert_eq!(spent(&stack, &entity_path, limit_type).await, billed, "the usage API shows what the limit counted");
+        // The window passes (the clock, as the recorded spend sees it, moves
+        // past the window's length) and the same key gets through again. The
+        // lifetime total is reset by an admin and the daily window's reset
+        // time is passed for real in the tests below.
+        let window = match limit_type {
+            "usd_5h" => Some("5 hours 1 minute"),
+            "usd_weekly" => Some("8 days"),
+            "usd_monthly" => Some("32 days"),
+            _ => None,
+        };
+        if let Some(window) = window {
+            move_spend_back(&stack, user_id, key.id, window).await;
+            assert_eq!(spent(&stack, &entity_path, limit_type).await, Decimal::ZERO, "{limit_type}: a new window");
+            assert!(passes_within(&stack, &key.raw, Duration::from_secs(20)).await, "{limit_type}: the new window has its budget");
+        }
+    }
+}
+
+/// Moves everything recorded of a user and key back by `interval`, as if
+/// that much time had passed.
+async fn move_spend_back(stack: &Stack, user_id: i64, key_id: i64, interval: &str) {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(stack.database_url()).await.unwrap();
+    sqlx::query(
+        "UPDATE usage_rollup SET bucket_start = bucket_start - $3::interval \
+         WHERE (entity_type = 'user' AND entity_id = $1) OR (entity_type = 'key' AND entity_id = $2)",
+    )
+    .bind(user_id)
+    .bind(key_id)
+    .bind(interval)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    for statement in [
+        "UPDATE message_request SET started_at = started_at - $2::interval WHERE user_id = $1",
+        "UPDATE users SET five_hour_opened_at = five_hour_opened_at - $2::interval WHERE id = $1",
+        "UPDATE keys SET five_hour_opened_at = five_hour_opened_at - $2::interval WHERE user_id = $1",
+    ] {
+        sqlx::query(statement).bind(user_id).bind(interval).execute(&mut db).await.unwrap();
     }
 }
 

@@ -112,3 +112,99 @@ async fn a_new_session_over_the_limit_is_refused_and_active_ones_pass() {
     let row: Value = stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(row["blocked_by"], "concurrent_sessions_exceeded", "{row}");
 }
+
+/// A request with Claude Code's session id in `metadata.user_id`.
+fn session_body(session: &str) -> Value {
+    let user_field = json!({"device_id": "d".repeat(64), "account_uuid": "a", "session_id": session}).to_string();
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 16,
+           "messages": [{"role": "user", "content": "hi"}], "metadata": {"user_id": user_field}})
+}
+
+/// README "RPM and concurrency across instances": two Envoy processes, each
+/// with its own control-plane replica on one Postgres. Under parallel load
+/// on both, a user's requests in the minute never exceed `rpm`; a session
+/// limit holds across them, and a session active through one instance keeps
+/// working through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rpm_and_sessions_hold_across_two_envoys_and_two_control_planes() {
+    let stack = Stack::start(StackOptions::new("rate_limits_two_instances")).await.unwrap();
+    let replica = stack.replica_control_plane("control-plane-2").await.unwrap();
+    let second = stack.extra_envoy("envoy-2", &replica).await.unwrap();
+    let gateways = [stack.gateway_url(), second.url()];
+
+    let (_, key) = stack.user_with_key(json!({"rpm": 10})).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..6 {
+        let gateway = gateways[client % 2].clone();
+        let (http, raw) = (stack.http.clone(), key.raw.clone());
+        tasks.spawn(async move {
+            let (mut ok, mut refused) = (0u32, 0u32);
+            for _ in 0..8 {
+                let resp = http
+                    .post(format!("{gateway}/v1/messages"))
+                    .header("x-api-key", &raw)
+                    .header("anthropic-version", "2023-06-01")
+                    .json(&simple_body("claude-sonnet-4-5", false, "count me"))
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, _, body) = read_json(resp).await.unwrap();
+                match status {
+                    200 => ok += 1,
+                    429 => {
+                        assert_eq!(body["error"]["code"], "rpm_exceeded", "{body}");
+                        refused += 1;
+                    }
+                    other => panic!("status {other}: {body}"),
+                }
+            }
+            (gateway, ok, refused)
+        });
+    }
+    let results = tasks.join_all().await;
+    let passed: u32 = results.iter().map(|r| r.1).sum();
+    for gateway in &gateways {
+        let served: u32 = results.iter().filter(|r| &r.0 == gateway).map(|r| r.1).sum();
+        assert!(served > 0, "both instances served requests: {results:?}");
+    }
+    println!("rpm 10 across two instances: {passed} of 48 passed within the minute: {results:?}");
+    assert!(passed <= 10, "{passed} requests passed in the minute, over the rpm of 10: {results:?}");
+    assert!(passed >= 9, "only {passed} of 10 passed: shares left unused: {results:?}");
+
+    let (user, key) = stack.user_with_key(json!({"limit_concurrent_sessions": 1})).await.unwrap();
+    let user_id = user["id"].as_i64().unwrap();
+    let send = |gateway: &str, session: &str| {
+        let (http, raw, url) = (stack.http.clone(), key.raw.clone(), format!("{gateway}/v1/messages"));
+        let (body, request_id) = (session_body(session), hubgate_e2e::uuid_v4());
+        async move {
+            let resp = http
+                .post(url)
+                .header("x-api-key", raw)
+                .header("anthropic-version", "2023-06-01")
+                .header("x-request-id", &request_id)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, _, body) = read_json(resp).await.unwrap();
+            (status, body, request_id)
+        }
+    };
+    let first = "0b1c2d3e-0000-4000-8000-000000000001";
+    let second_session = "0b1c2d3e-0000-4000-8000-000000000002";
+    let (status, body, request_id) = send(&gateways[0], first).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = send(&gateways[1], second_session).await;
+    assert_eq!(status, 429, "the first instance holds the one slot: {body}");
+    assert_eq!(body["error"]["code"], "concurrent_sessions_exceeded", "{body}");
+    // Once the first request is recorded, its session is active for every
+    // instance: it passes through the second too, and a new one still not.
+    stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(10)).await.unwrap();
+    let (status, body, _) = send(&gateways[1], first).await;
+    assert_eq!(status, 200, "an active session passes on another instance: {body}");
+    let (status, body, _) = send(&gateways[1], second_session).await;
+    assert_eq!(status, 429, "{body}");
+    let (status, body, _) = send(&gateways[0], second_session).await;
+    assert_eq!(status, 429, "{body}");
+    drop(second);
+}

@@ -391,7 +391,7 @@ impl Guard for RateLimit {
         let asks: Vec<_> = limits
             .iter()
             .filter_map(|c| match count(c) {
-                Err(full) if share::may_ask(c.held.as_ref(), c.allowance, c.limit, now, asked) => {
+                Err(full) if share::may_ask(c.held.as_ref(), c.kind, c.allowance, c.limit, now, asked) => {
                     let need = u32::try_from(full.current + 1).unwrap_or(u32::MAX);
                     let new_session = (c.kind == ShareKind::Sessions).then(|| session.to_string());
                     Some(share::ask(c.entity, c.kind, need, new_session))

@@ -65,9 +65,12 @@ pub fn allowance(held: Option<&Held>, limit: u32, now_ms: i64, asked: bool, fail
     }
 }
 
-/// Whether a count that does not fit its allowance may ask for more.
-pub fn may_ask(held: Option<&Held>, allowance: u32, limit: u32, now_ms: i64, asked: bool) -> bool {
-    !asked && allowance < limit && held.is_none_or(|h| h.retry_ms <= now_ms)
+/// Whether a count that does not fit its allowance may ask for more. A
+/// new session always may (it may be active through another instance, and
+/// new sessions are rare); more requests a minute not before the retry time
+/// of a short answer.
+pub fn may_ask(held: Option<&Held>, kind: ShareKind, allowance: u32, limit: u32, now_ms: i64, asked: bool) -> bool {
+    !asked && allowance < limit && (kind == ShareKind::Sessions || held.is_none_or(|h| h.retry_ms <= now_ms))
 }
 
 /// Whether the share needs renewing in the background, given the count
@@ -182,10 +185,12 @@ mod tests {
         let store = FakeShared::default();
         apply(&store, &answer(0, T0, T0 + 5_000, T0), T0);
         let held = read(&store, ShareKind::Rpm, Entity::User, 7);
-        assert!(!may_ask(held.as_ref(), 0, 10, T0 + 4_999, false));
-        assert!(may_ask(held.as_ref(), 0, 10, T0 + 5_000, false));
-        assert!(!may_ask(held.as_ref(), 0, 10, T0 + 5_000, true), "asked once already");
-        assert!(!may_ask(None, 10, 10, T0, false), "the whole limit needs no more");
+        let rpm = ShareKind::Rpm;
+        assert!(!may_ask(held.as_ref(), rpm, 0, 10, T0 + 4_999, false));
+        assert!(may_ask(held.as_ref(), rpm, 0, 10, T0 + 5_000, false));
+        assert!(!may_ask(held.as_ref(), rpm, 0, 10, T0 + 5_000, true), "asked once already");
+        assert!(!may_ask(None, rpm, 10, 10, T0, false), "the whole limit needs no more");
+        assert!(may_ask(held.as_ref(), ShareKind::Sessions, 0, 10, T0, false), "a new session may be active elsewhere");
     }
 
     #[test]
