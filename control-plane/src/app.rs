@@ -155,13 +155,33 @@ fn internal_listener_routes(state: &AppState) -> Routes {
     Routes::new().get("/healthz", healthz).merge(internal)
 }
 
-/// The (method, path) pairs the admin listener serves (what the OpenAPI
-/// document describes).
-pub fn route_table() -> Vec<(&'static str, &'static str)> {
-    let mut list = public_routes().list;
-    list.extend(admin::routes().list);
-    list.extend(account_routes().list);
-    list
+/// Who may call a route of the admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// [`auth::require_admin`].
+    Admin,
+    /// [`auth::require_account`]: an admin, or a user about themselves.
+    Account,
+}
+
+/// The (access, method, path) of each route the admin listener serves (what
+/// the OpenAPI document describes).
+pub fn route_table() -> Vec<(Access, &'static str, &'static str)> {
+    let groups = [
+        (Access::Public, public_routes()),
+        (Access::Admin, admin::routes()),
+        (Access::Account, account_routes()),
+    ];
+    groups
+        .into_iter()
+        .flat_map(|(access, routes)| {
+            routes
+                .list
+                .into_iter()
+                .map(move |(method, path)| (access, method, path))
+        })
+        .collect()
 }
 
 /// The admin listener's router.
@@ -204,10 +224,34 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    operation_id = "healthz",
+    summary = "Liveness",
+    responses((status = 200, description = "Serving", body = String, content_type = "text/plain")),
+)]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    operation_id = "readyz",
+    summary = "Readiness (database reachable)",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (
+            status = 503,
+            description = "The database is unreachable",
+            body = String,
+            content_type = "text/plain",
+        ),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(&state.pool).await {
         Ok(_) => (StatusCode::OK, "ready\n"),
@@ -218,6 +262,19 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    responses((
+        status = 200,
+        description = "OpenMetrics text",
+        body = String,
+        content_type = crate::metrics::CONTENT_TYPE,
+    )),
+)]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],

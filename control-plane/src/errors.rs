@@ -3,7 +3,52 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The offending field, e.g. `allowed_models[3]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+}
+
+/// What went wrong, for programs: codes are stable, messages are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidJson,
+    ValidationFailed,
+    Unauthorized,
+    Forbidden,
+    ForbiddenSource,
+    AuthLockedOut,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InternalError,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(code)) => f.write_str(&code),
+            _ => write!(f, "{self:?}"),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -50,86 +95,83 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String, Option<&str>) {
+    fn parts(&self) -> (StatusCode, ErrorCode, String, Option<&str>) {
         match self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_json", m.clone(), None),
+            ApiError::BadRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidJson,
+                m.clone(),
+                None,
+            ),
             ApiError::Validation { field, message } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
+                ErrorCode::ValidationFailed,
                 message.clone(),
                 Some(field.as_str()),
             ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "missing or invalid bearer token".to_string(),
                 None,
             ),
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "this credential may not use this endpoint".to_string(),
                 None,
             ),
             ApiError::ForbiddenSource => (
                 StatusCode::FORBIDDEN,
-                "forbidden_source",
+                ErrorCode::ForbiddenSource,
                 "this address may not use the internal API".to_string(),
                 None,
             ),
             ApiError::LockedOut { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "auth_locked_out",
+                ErrorCode::AuthLockedOut,
                 "too many failed authentications from this address; retry after the time in Retry-After"
                     .to_string(),
                 None,
             ),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "not found".to_string(),
                 None,
             ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "method not allowed on this path".to_string(),
                 None,
             ),
             ApiError::Conflict { field, message } => (
                 StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 message.clone(),
                 field.as_deref(),
             ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "request body too large".to_string(),
                 None,
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the body must be JSON, sent with Content-Type: application/json".to_string(),
                 None,
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                ErrorCode::InternalError,
                 "internal error".to_string(),
                 None,
             ),
         }
     }
-}
-
-pub fn error_body(code: &str, message: &str, field: Option<&str>) -> serde_json::Value {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(field) = field {
-        error["field"] = json!(field);
-    }
-    json!({ "error": error })
 }
 
 impl IntoResponse for ApiError {
@@ -138,7 +180,14 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{err:#}"), "request failed");
         }
         let (status, code, message, field) = self.parts();
-        let mut response = (status, Json(error_body(code, &message, field))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                field: field.map(str::to_string),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if let ApiError::LockedOut { retry_after_secs } = self {
             response
                 .headers_mut()

@@ -15,7 +15,7 @@ pub const MAX_LIST_ITEMS: usize = 50;
 pub const MAX_PATTERN_CHARS: usize = 64;
 pub const MAX_REGEX_CHARS: usize = 512;
 /// Upper bound for any USD amount or price, to keep NUMERIC values sane.
-const MAX_USD: i64 = 1_000_000_000;
+pub const MAX_USD: i64 = 1_000_000_000;
 
 fn fail(field: &str, message: impl Into<String>) -> Check {
     Err(ApiError::validation(field, message))

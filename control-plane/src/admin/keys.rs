@@ -14,14 +14,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgConnection, Postgres};
+use utoipa::ToSchema;
 
 use super::crud::{self, Delete, Resource};
-use super::{after_patch, limits, users, Id, LimitFields};
+use super::{after_patch, limit_modes, limits, users, Id, LimitFields};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
+use crate::openapi::{self, AdminOnly, AdminOrOwner, BadBody, NotFound, Patch};
 use crate::validate::{self, Check};
 
 /// A new raw key: `sk-` and 48 random alphanumerics from a CSPRNG.
@@ -35,33 +37,45 @@ pub fn generate() -> String {
 }
 
 /// Body of `POST /api/v1/users/{id}/keys`; PATCH takes any subset.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInput {
+    #[schema(schema_with = openapi::name)]
     pub name: String,
     #[serde(default = "super::yes")]
     pub enabled: bool,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The key may read its user's own data through the admin API.
     #[serde(default)]
     pub can_login_web_ui: bool,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_total_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_5h_usd: Option<Decimal>,
     #[serde(default = "super::rolling")]
+    #[schema(schema_with = limit_modes)]
     pub limit_5h_mode: String,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_daily_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_weekly_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_monthly_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub limit_concurrent_sessions: Option<i32>,
     #[serde(default)]
+    #[schema(schema_with = openapi::group)]
     pub provider_group: Option<String>,
 }
+
+pub type KeyPatch = Patch<KeyInput>;
 
 impl KeyInput {
     pub fn named(name: &str) -> Self {
@@ -100,23 +114,26 @@ impl KeyInput {
 }
 
 /// A key as the API returns it: masked, never the raw key or its hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Key {
     pub id: i64,
     pub user_id: i64,
     pub name: String,
+    #[schema(example = "sk-…abcd")]
     pub key_masked: String,
     pub enabled: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub can_login_web_ui: bool,
     pub limit_total_usd: Option<Decimal>,
     pub limit_5h_usd: Option<Decimal>,
+    #[schema(schema_with = limit_modes)]
     pub limit_5h_mode: String,
     pub limit_daily_usd: Option<Decimal>,
     pub limit_weekly_usd: Option<Decimal>,
     pub limit_monthly_usd: Option<Decimal>,
     pub limit_concurrent_sessions: Option<i32>,
     pub provider_group: Option<String>,
+    /// Lifetime spend (limit_total_usd) counts from here; null: from the start.
     pub cost_reset_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -124,10 +141,11 @@ pub struct Key {
 
 /// The creation answer: the key plus the raw `key`, shown this once only.
 // Debug is written by hand: it must not show the raw key.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyCreated {
     #[serde(flatten)]
     pub meta: Key,
+    /// The raw key, shown only in this answer.
     pub key: String,
 }
 
@@ -247,6 +265,22 @@ async fn replace(
     Ok(key)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/keys",
+    tag = "keys",
+    operation_id = "create_key",
+    summary = "Create a key; the raw `key` is returned only here",
+    params(Id),
+    request_body = KeyInput,
+    responses(
+        (status = 201, description = "The new key, with its raw value", body = KeyCreated),
+        NotFound,
+        BadBody,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Id(user_id): Id,
@@ -269,6 +303,20 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    summary = "List the user's keys (masked); users: their own",
+    params(Id),
+    responses(
+        (status = 200, description = "The user's live keys", body = Vec<Key>),
+        NotFound,
+        AdminOrOwner,
+    ),
+    security(("adminBearer" = []), ("userBearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -288,10 +336,36 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "get_key",
+    summary = "Get one key (masked)",
+    params(Id),
+    responses((status = 200, description = "The key", body = Key), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Key>> {
     Ok(Json(crud::find(&state.pool, &KEYS, id, false).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "update_key",
+    summary = "Update a key (enable/disable, expiry, limits)",
+    params(Id),
+    request_body = KeyPatch,
+    responses(
+        (status = 200, description = "The updated key", body = Key),
+        NotFound,
+        BadBody,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Id(id): Id,
@@ -308,6 +382,21 @@ pub async fn update(
 
 /// A new secret for key `id`, everything else kept: the old raw key stops
 /// resolving at once (key epoch bump). The new one is in the answer, once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/rotate",
+    tag = "keys",
+    operation_id = "rotate_key",
+    summary = "Replace the key's secret (the old one stops working at once); the new raw `key` is \
+               returned only here. Users: their own keys",
+    params(Id),
+    responses(
+        (status = 200, description = "The key, with its new raw value", body = KeyCreated),
+        NotFound,
+        AdminOrOwner,
+    ),
+    security(("adminBearer" = []), ("userBearer" = [])),
+)]
 pub async fn rotate(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -338,6 +427,16 @@ pub async fn rotate(
 }
 
 /// Soft delete: the key stops resolving at once (key epoch bump); audit rows stay.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "delete_key",
+    summary = "Soft-delete a key",
+    params(Id),
+    responses((status = 204, description = "Deleted"), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     crud::delete(&state.pool, &KEYS, id).await?;
     tracing::info!(key_id = id, "key deleted");

@@ -5,9 +5,12 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::IntoParams;
 
 use crate::app::Routes;
 use crate::errors::ApiError;
+use crate::openapi;
 use crate::validate::{self, Check};
 
 mod crud;
@@ -69,6 +72,8 @@ pub fn routes() -> Routes {
 }
 
 /// The `{id}` path segment; anything but an integer is a 404.
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
 pub struct Id(pub i64);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
@@ -90,6 +95,13 @@ pub(crate) fn rolling() -> String {
     "rolling".to_string()
 }
 
+/// `limit_5h_mode`: how the 5-hour window runs.
+pub const LIMIT_MODES: &[&str] = &["rolling", "fixed"];
+
+pub(crate) fn limit_modes() -> ObjectBuilder {
+    openapi::one_of(LIMIT_MODES)
+}
+
 /// The SPEC §4 limit fields shared by users, keys and providers.
 pub struct LimitFields<'a> {
     pub total: Option<Decimal>,
@@ -104,7 +116,7 @@ pub struct LimitFields<'a> {
 pub fn limits(l: &LimitFields<'_>) -> Check {
     validate::usd("limit_total_usd", l.total)?;
     validate::usd("limit_5h_usd", l.five_hours)?;
-    validate::one_of("limit_5h_mode", l.five_hour_mode, &["rolling", "fixed"])?;
+    validate::one_of("limit_5h_mode", l.five_hour_mode, LIMIT_MODES)?;
     validate::usd("limit_daily_usd", l.daily)?;
     validate::usd("limit_weekly_usd", l.weekly)?;
     validate::usd("limit_monthly_usd", l.monthly)?;

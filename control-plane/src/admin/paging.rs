@@ -4,16 +4,22 @@
 
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::errors::ApiError;
 
 pub const MAX_PAGE_SIZE: i64 = 500;
 const DEFAULT_PAGE_SIZE: i64 = 50;
-const MAX_PAGE: i64 = 1_000_000;
+pub const MAX_PAGE: i64 = 1_000_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
+    /// 1-based page.
+    #[param(minimum = 1, maximum = 1000000, default = 1, required = false)]
     pub page: i64,
+    /// Items per page.
+    #[param(minimum = 1, maximum = 500, default = json!(DEFAULT_PAGE_SIZE), required = false)]
     pub page_size: i64,
 }
 
@@ -71,9 +77,10 @@ impl Paging {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Items matching the filters, on all pages.
     pub total: i64,
     pub page: i64,
     pub page_size: i64,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgConnection, Postgres};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::ToSchema;
 
 use super::crud::{self, Delete, Resource};
 use super::Id;
@@ -17,21 +19,36 @@ use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
+use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
 
-/// Body of `POST /api/v1/model-prices` (and the seed file's rows).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Body of `POST /api/v1/model-prices` (and the seed file's rows): USD per
+/// million tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = ModelPriceInput)]
 #[serde(deny_unknown_fields)]
 pub struct PriceInput {
+    #[schema(schema_with = openapi::model)]
     pub model: String,
+    #[schema(schema_with = openapi::usd)]
     pub input_per_mtok: Decimal,
+    #[schema(schema_with = openapi::usd)]
     pub output_per_mtok: Decimal,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub cache_write_5m_per_mtok: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub cache_write_1h_per_mtok: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub cache_read_per_mtok: Option<Decimal>,
+}
+
+pub type PricePatch = Patch<PriceInput>;
+
+fn sources() -> ObjectBuilder {
+    openapi::one_of(&["seed", "admin"])
 }
 
 impl PriceInput {
@@ -46,7 +63,7 @@ impl PriceInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct ModelPrice {
     pub id: i64,
     pub model: String,
@@ -55,7 +72,8 @@ pub struct ModelPrice {
     pub cache_write_5m_per_mtok: Option<Decimal>,
     pub cache_write_1h_per_mtok: Option<Decimal>,
     pub cache_read_per_mtok: Option<Decimal>,
-    /// `seed` or `admin`.
+    /// `seed` or `admin` (written through this API; the seed leaves it alone).
+    #[schema(schema_with = sources)]
     pub source: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -114,6 +132,21 @@ async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiRes
     Ok(price)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/model-prices",
+    tag = "model-prices",
+    operation_id = "create_model_price",
+    summary = "Create a price",
+    request_body = PriceInput,
+    responses(
+        (status = 201, description = "The new price", body = ModelPrice),
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<PriceInput>,
@@ -146,14 +179,53 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(price)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/model-prices",
+    tag = "model-prices",
+    operation_id = "list_model_prices",
+    summary = "List prices",
+    responses(
+        (status = 200, description = "Every price, by model", body = Vec<ModelPrice>),
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ModelPrice>>> {
     Ok(Json(crud::list(&state.pool, &PRICES, "model").await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/model-prices/{id}",
+    tag = "model-prices",
+    operation_id = "get_model_price",
+    summary = "Get a price",
+    params(Id),
+    responses((status = 200, description = "The price", body = ModelPrice), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ModelPrice>> {
     Ok(Json(crud::find(&state.pool, &PRICES, id, false).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/model-prices/{id}",
+    tag = "model-prices",
+    operation_id = "update_model_price",
+    summary = "Update a price (any subset of fields; null clears a nullable field)",
+    params(Id),
+    request_body = PricePatch,
+    responses(
+        (status = 200, description = "The updated price", body = ModelPrice),
+        NotFound,
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Id(id): Id,
@@ -172,6 +244,16 @@ pub async fn update(
     Ok(Json(price))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/model-prices/{id}",
+    tag = "model-prices",
+    operation_id = "delete_model_price",
+    summary = "Delete a price (kept as a tombstone so the seed does not restore it)",
+    params(Id),
+    responses((status = 204, description = "Deleted"), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     crud::delete(&state.pool, &PRICES, id).await?;
     tracing::info!(price_id = id, "model price deleted");

@@ -13,71 +13,119 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::types::Json as DbJson;
 use sqlx::{PgConnection, Postgres};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::ToSchema;
 
 use super::crud::{self, Delete, Resource};
-use super::{limits, Id, LimitFields};
+use super::{limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
+use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
 
 pub const TYPES: &[&str] = &["claude", "codex", "openai-compatible", "gemini"];
-const MAX_REDIRECTS: usize = 100;
+pub const MAX_REDIRECTS: usize = 100;
 pub const MAX_WEIGHT: i32 = 10_000;
 /// `priority` lies in -MAX_PRIORITY..=MAX_PRIORITY (lower wins).
 pub const MAX_PRIORITY: i32 = 1000;
+const MAX_COST_MULTIPLIER: i64 = 1000;
+
+fn types() -> ObjectBuilder {
+    openapi::one_of(TYPES)
+}
+
+fn cost_multiplier() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+        .minimum(Some(0))
+        .maximum(Some(MAX_COST_MULTIPLIER))
+        .default(Some("1".into()))
+        .description(Some(
+            "Decimal, as a number or a string: the cost of this provider's requests is \
+             multiplied by it",
+        ))
+}
 
 /// Body of `POST /api/v1/providers`; PATCH takes any subset.
 // No Debug: it holds the credential.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderInput {
+    #[schema(schema_with = openapi::name)]
     pub name: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = types)]
     pub provider_type: String,
+    /// An http(s) URL with a host, no query, fragment or credentials.
+    #[schema(format = "uri", max_length = 2048)]
     pub base_url: String,
-    /// Write-only credential sent upstream by the filter.
+    /// Write-only credential sent upstream by the filter; never returned.
+    #[schema(write_only, min_length = 1, max_length = 4096)]
     pub api_key: String,
     #[serde(default = "super::yes")]
     pub enabled: bool,
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 10000, default = one)]
     pub weight: i32,
+    /// Lower wins.
     #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000, default = 0)]
     pub priority: i32,
     #[serde(default = "unit")]
+    #[schema(schema_with = cost_multiplier)]
     pub cost_multiplier: Decimal,
     #[serde(default)]
+    #[schema(schema_with = openapi::patterns)]
     pub group_tags: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = openapi::models)]
     pub allowed_models: Vec<String>,
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub model_redirects: Vec<ModelRedirect>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_total_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_5h_usd: Option<Decimal>,
     #[serde(default = "super::rolling")]
+    #[schema(schema_with = limit_modes)]
     pub limit_5h_mode: String,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_daily_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_weekly_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_monthly_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub limit_concurrent_sessions: Option<i32>,
+    /// Consecutive failures that open the circuit.
     #[serde(default = "default_failure_threshold")]
+    #[schema(minimum = 1, default = default_failure_threshold)]
     pub circuit_failure_threshold: i32,
     #[serde(default = "default_open_seconds")]
+    #[schema(minimum = 1, default = default_open_seconds)]
     pub circuit_open_seconds: i32,
+    /// Successes in half-open state that close the circuit again.
     #[serde(default = "default_half_open_successes")]
+    #[schema(minimum = 1, default = default_half_open_successes)]
     pub circuit_half_open_successes: i32,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub first_byte_timeout_ms: Option<i32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub idle_timeout_ms: Option<i32>,
 }
+
+pub type ProviderPatch = Patch<ProviderInput>;
 
 fn one() -> i32 {
     1
@@ -139,8 +187,11 @@ impl ProviderInput {
         if self.cost_multiplier.is_sign_negative() && !self.cost_multiplier.is_zero() {
             return Err(ApiError::validation("cost_multiplier", "must be ≥ 0"));
         }
-        if self.cost_multiplier > Decimal::from(1000) {
-            return Err(ApiError::validation("cost_multiplier", "must be ≤ 1000"));
+        if self.cost_multiplier > Decimal::from(MAX_COST_MULTIPLIER) {
+            return Err(ApiError::validation(
+                "cost_multiplier",
+                format!("must be ≤ {MAX_COST_MULTIPLIER}"),
+            ));
         }
         validate::patterns("group_tags", &self.group_tags)?;
         validate::models("allowed_models", &self.allowed_models)?;
@@ -186,17 +237,19 @@ impl ProviderInput {
 }
 
 /// A provider row. `credential` never leaves through the admin API.
-#[derive(Clone, Serialize, sqlx::FromRow)]
+#[derive(Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Provider {
     pub id: i64,
     pub name: String,
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
+    #[schema(schema_with = types)]
     pub provider_type: String,
     pub base_url: String,
     #[serde(skip_serializing)]
     pub credential: String,
     #[sqlx(skip)]
+    #[schema(example = "sk-…abcd")]
     pub api_key_masked: String,
     pub enabled: bool,
     pub weight: i32,
@@ -204,9 +257,11 @@ pub struct Provider {
     pub cost_multiplier: Decimal,
     pub group_tags: Vec<String>,
     pub allowed_models: Vec<String>,
+    #[schema(value_type = Vec<ModelRedirect>)]
     pub model_redirects: DbJson<Vec<ModelRedirect>>,
     pub limit_total_usd: Option<Decimal>,
     pub limit_5h_usd: Option<Decimal>,
+    #[schema(schema_with = limit_modes)]
     pub limit_5h_mode: String,
     pub limit_daily_usd: Option<Decimal>,
     pub limit_weekly_usd: Option<Decimal>,
@@ -337,6 +392,21 @@ pub async fn replace(
     Ok(provider.masked())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/providers",
+    tag = "providers",
+    operation_id = "create_provider",
+    summary = "Create a provider",
+    request_body = ProviderInput,
+    responses(
+        (status = 201, description = "The new provider", body = Provider),
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<ProviderInput>,
@@ -349,16 +419,55 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(provider)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers",
+    tag = "providers",
+    operation_id = "list_providers",
+    summary = "List providers",
+    responses(
+        (status = 200, description = "Every live provider", body = Vec<Provider>),
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>>> {
     let rows: Vec<Provider> = crud::list(&state.pool, &PROVIDERS, "id").await?;
     Ok(Json(rows.into_iter().map(Provider::masked).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers/{id}",
+    tag = "providers",
+    operation_id = "get_provider",
+    summary = "Get a provider",
+    params(Id),
+    responses((status = 200, description = "The provider", body = Provider), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Provider>> {
     let row: Provider = crud::find(&state.pool, &PROVIDERS, id, false).await?;
     Ok(Json(row.masked()))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/providers/{id}",
+    tag = "providers",
+    operation_id = "update_provider",
+    summary = "Update a provider (any subset of fields; null clears a nullable field)",
+    params(Id),
+    request_body = ProviderPatch,
+    responses(
+        (status = 200, description = "The updated provider", body = Provider),
+        NotFound,
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Id(id): Id,
@@ -377,6 +486,16 @@ pub async fn update(
     Ok(Json(provider))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/providers/{id}",
+    tag = "providers",
+    operation_id = "delete_provider",
+    summary = "Soft-delete a provider",
+    params(Id),
+    responses((status = 204, description = "Deleted"), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     crud::delete(&state.pool, &PROVIDERS, id).await?;
     tracing::info!(provider_id = id, "provider deleted");

@@ -9,43 +9,87 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json as DbJson;
 use sqlx::PgConnection;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder};
+use utoipa::ToSchema;
 
 use super::crud::{self, Delete, Resource};
+use super::sensitive_words::MATCH_TYPES;
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
+use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = RequestFilterInput)]
 #[serde(deny_unknown_fields)]
 pub struct FilterInput {
+    #[schema(schema_with = openapi::name)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
-    /// `header` or `body`.
+    #[schema(schema_with = scopes)]
     pub scope: String,
-    /// `remove`, `set`, `json_path` or `text_replace`.
+    #[schema(schema_with = actions)]
     pub action: String,
-    /// For `text_replace`: `contains`, `exact` or `regex`.
     #[serde(default)]
+    #[schema(schema_with = match_type_or_null)]
     pub match_type: Option<String>,
     /// Header name, JSON path, or the text/pattern to replace.
+    #[schema(min_length = 1)]
     pub target: String,
+    /// Any JSON value; a string for the header scope and for `text_replace`;
+    /// absent for `remove`.
     #[serde(default)]
     pub replacement: Option<Value>,
+    /// Filters run in ascending priority.
     #[serde(default)]
     pub priority: i32,
     #[serde(default = "super::yes")]
     pub enabled: bool,
-    /// `global`, `providers` or `groups`.
     #[serde(default = "global")]
+    #[schema(schema_with = bindings)]
     pub binding: String,
     #[serde(default)]
+    #[schema(schema_with = provider_ids)]
     pub provider_ids: Vec<i64>,
     #[serde(default)]
+    #[schema(schema_with = group_tags)]
     pub group_tags: Vec<String>,
+}
+
+pub type FilterPatch = Patch<FilterInput>;
+
+const SCOPES: &[&str] = &["header", "body"];
+const ACTIONS: &[&str] = &["remove", "set", "json_path", "text_replace"];
+const BINDINGS: &[&str] = &["global", "providers", "groups"];
+
+fn scopes() -> ObjectBuilder {
+    openapi::one_of(SCOPES)
+}
+
+fn actions() -> ObjectBuilder {
+    openapi::one_of(ACTIONS)
+}
+
+fn bindings() -> ObjectBuilder {
+    openapi::one_of(BINDINGS)
+}
+
+fn provider_ids() -> ArrayBuilder {
+    openapi::ids().description(Some("Required when `binding` is `providers`"))
+}
+
+fn group_tags() -> ArrayBuilder {
+    openapi::patterns().description(Some("Required when `binding` is `groups`"))
+}
+
+fn match_type_or_null() -> ObjectBuilder {
+    openapi::one_of_or_null(MATCH_TYPES)
+        .description(Some("For `text_replace` only, and required there"))
 }
 
 fn global() -> String {
@@ -60,16 +104,10 @@ impl FilterInput {
     pub fn validate(&self) -> Check {
         validate::name("name", &self.name)?;
         validate::optional_text("description", &self.description, 500)?;
-        validate::one_of("scope", &self.scope, &["header", "body"])?;
-        validate::one_of(
-            "action",
-            &self.action,
-            &["remove", "set", "json_path", "text_replace"],
-        )?;
+        validate::one_of("scope", &self.scope, SCOPES)?;
+        validate::one_of("action", &self.action, ACTIONS)?;
         match (&self.match_type, self.action.as_str()) {
-            (Some(m), "text_replace") => {
-                validate::one_of("match_type", m, &["contains", "exact", "regex"])?
-            }
+            (Some(m), "text_replace") => validate::one_of("match_type", m, MATCH_TYPES)?,
             (None, "text_replace") => {
                 return fail("match_type", "required when action is text_replace")
             }
@@ -103,7 +141,7 @@ impl FilterInput {
                 validate::json_without_nul("replacement", v)?;
             }
         }
-        validate::one_of("binding", &self.binding, &["global", "providers", "groups"])?;
+        validate::one_of("binding", &self.binding, BINDINGS)?;
         if self.binding == "providers" && self.provider_ids.is_empty() {
             return fail("provider_ids", "required when binding is providers");
         }
@@ -118,18 +156,23 @@ impl FilterInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct RequestFilter {
     pub id: i64,
     pub name: String,
     pub description: String,
+    #[schema(schema_with = scopes)]
     pub scope: String,
+    #[schema(schema_with = actions)]
     pub action: String,
+    #[schema(schema_with = match_type_or_null)]
     pub match_type: Option<String>,
     pub target: String,
+    #[schema(value_type = Option<Value>)]
     pub replacement: Option<DbJson<Value>>,
     pub priority: i32,
     pub enabled: bool,
+    #[schema(schema_with = bindings)]
     pub binding: String,
     pub provider_ids: Vec<i64>,
     pub group_tags: Vec<String>,
@@ -206,6 +249,21 @@ async fn write(
     Ok(row)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/request-filters",
+    tag = "request-filters",
+    operation_id = "create_request_filter",
+    summary = "Create a filter",
+    request_body = FilterInput,
+    responses(
+        (status = 201, description = "The new filter", body = RequestFilter),
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<FilterInput>,
@@ -218,16 +276,63 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(filter)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/request-filters",
+    tag = "request-filters",
+    operation_id = "list_request_filters",
+    summary = "List filters",
+    responses(
+        (
+            status = 200,
+            description = "Every filter, in the order they run",
+            body = Vec<RequestFilter>,
+        ),
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<RequestFilter>>> {
     Ok(Json(
         crud::list(&state.pool, &FILTERS, "priority, id").await?,
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/request-filters/{id}",
+    tag = "request-filters",
+    operation_id = "get_request_filter",
+    summary = "Get a filter",
+    params(Id),
+    responses(
+        (status = 200, description = "The filter", body = RequestFilter),
+        NotFound,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<RequestFilter>> {
     Ok(Json(crud::find(&state.pool, &FILTERS, id, false).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/request-filters/{id}",
+    tag = "request-filters",
+    operation_id = "update_request_filter",
+    summary = "Update a filter (any subset of fields; null clears a nullable field)",
+    params(Id),
+    request_body = FilterPatch,
+    responses(
+        (status = 200, description = "The updated filter", body = RequestFilter),
+        NotFound,
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Id(id): Id,
@@ -247,6 +352,16 @@ pub async fn update(
     Ok(Json(filter))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/request-filters/{id}",
+    tag = "request-filters",
+    operation_id = "delete_request_filter",
+    summary = "Delete a filter",
+    params(Id),
+    responses((status = 204, description = "Deleted"), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     crud::delete(&state.pool, &FILTERS, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -10,13 +10,16 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
 
 use super::paging::{parse, Page, Paging};
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
+use crate::openapi::{AdminOnly, BadQuery};
 use crate::validate;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// One request, as the filter reported it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct RequestLog {
     pub id: i64,
     pub event_id: String,
@@ -45,7 +48,9 @@ pub struct RequestLog {
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,
     pub stream: bool,
+    /// Stable code of the guard that answered instead of a provider.
     pub blocked_by: Option<String>,
+    /// A JSON object with the guard's details, or null.
     pub blocked_reason: Option<serde_json::Value>,
     pub error: Option<String>,
     pub flags: Vec<String>,
@@ -56,16 +61,26 @@ const COLUMNS: &str = "id, event_id, request_id, started_at, received_at, user_i
     output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
     cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags";
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Filters {
+    /// Only this user's requests.
     user_id: Option<i64>,
+    /// Only this key's requests.
     key_id: Option<i64>,
+    /// Only requests sent to this provider.
     provider_id: Option<i64>,
+    /// Only this session.
     session_id: Option<String>,
+    /// HTTP status answered to the client.
     status: Option<i32>,
+    /// Stable code of the guard that answered, e.g. sensitive_word.
     blocked_by: Option<String>,
+    /// RFC 3339, inclusive.
     from: Option<DateTime<Utc>>,
+    /// RFC 3339, exclusive.
     to: Option<DateTime<Utc>>,
+    #[param(ignore)]
     paging: Paging,
 }
 
@@ -128,6 +143,20 @@ impl Filters {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests",
+    tag = "requests",
+    operation_id = "list_requests",
+    summary = "Audit log, newest first",
+    params(Filters, Paging),
+    responses(
+        (status = 200, description = "One page of the log", body = Page<RequestLog>),
+        BadQuery,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use hubgate_wire::pattern::PatternUse;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::ToSchema;
 
 use super::crud::{self, Delete, Resource};
 use super::Id;
@@ -14,19 +16,33 @@ use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::ApiResult;
 use crate::extract::{JsonBody, JsonObject};
+use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = SensitiveWordInput)]
 #[serde(deny_unknown_fields)]
 pub struct WordInput {
+    /// Up to 256 characters; a regex up to 512 that does not match empty text.
+    #[schema(min_length = 1)]
     pub word: String,
-    /// `contains`, `exact` or `regex`.
     #[serde(default = "contains")]
+    #[schema(schema_with = match_types)]
     pub match_type: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
     #[serde(default = "super::yes")]
     pub enabled: bool,
+}
+
+pub type WordPatch = Patch<WordInput>;
+
+/// How a word or a text-replacing request filter matches.
+pub const MATCH_TYPES: &[&str] = &["contains", "exact", "regex"];
+
+fn match_types() -> ObjectBuilder {
+    openapi::one_of(MATCH_TYPES)
 }
 
 fn contains() -> String {
@@ -35,11 +51,7 @@ fn contains() -> String {
 
 impl WordInput {
     pub fn validate(&self) -> Check {
-        validate::one_of(
-            "match_type",
-            &self.match_type,
-            &["contains", "exact", "regex"],
-        )?;
+        validate::one_of("match_type", &self.match_type, MATCH_TYPES)?;
         if self.match_type == "regex" {
             validate::regex("word", &self.word, PatternUse::SensitiveWord)?;
         } else {
@@ -50,10 +62,11 @@ impl WordInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct SensitiveWord {
     pub id: i64,
     pub word: String,
+    #[schema(schema_with = match_types)]
     pub match_type: String,
     pub description: String,
     pub enabled: bool,
@@ -98,6 +111,21 @@ async fn replace(conn: &mut PgConnection, id: i64, input: &WordInput) -> ApiResu
     Ok(word)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sensitive-words",
+    tag = "sensitive-words",
+    operation_id = "create_sensitive_word",
+    summary = "Create a word",
+    request_body = WordInput,
+    responses(
+        (status = 201, description = "The new word", body = SensitiveWord),
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<WordInput>,
@@ -120,14 +148,50 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(word)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensitive-words",
+    tag = "sensitive-words",
+    operation_id = "list_sensitive_words",
+    summary = "List words",
+    responses((status = 200, description = "Every word", body = Vec<SensitiveWord>), AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SensitiveWord>>> {
     Ok(Json(crud::list(&state.pool, &WORDS, "id").await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensitive-words/{id}",
+    tag = "sensitive-words",
+    operation_id = "get_sensitive_word",
+    summary = "Get a word",
+    params(Id),
+    responses((status = 200, description = "The word", body = SensitiveWord), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<SensitiveWord>> {
     Ok(Json(crud::find(&state.pool, &WORDS, id, false).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sensitive-words/{id}",
+    tag = "sensitive-words",
+    operation_id = "update_sensitive_word",
+    summary = "Update a word (any subset of fields)",
+    params(Id),
+    request_body = WordPatch,
+    responses(
+        (status = 200, description = "The updated word", body = SensitiveWord),
+        NotFound,
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Id(id): Id,
@@ -137,6 +201,16 @@ pub async fn update(
     Ok(Json(word))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sensitive-words/{id}",
+    tag = "sensitive-words",
+    operation_id = "delete_sensitive_word",
+    summary = "Delete a word",
+    params(Id),
+    responses((status = 204, description = "Deleted"), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     crud::delete(&state.pool, &WORDS, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -17,34 +17,48 @@ use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
 
 use super::paging::{parse, Page, Paging};
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
+use crate::openapi::{AdminOnly, BadQuery};
 use crate::validate;
 
 /// A session is active this long after its last request (SPEC §2.7).
 pub const ACTIVE_SECS: i64 = 300;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Session {
+    /// Client-provided; unique per key, not globally.
     pub session_id: String,
     pub user_id: Option<i64>,
     pub key_id: i64,
     /// User agent of the latest request (at most 256 characters).
+    #[schema(max_length = 256)]
     pub client: Option<String>,
+    /// Provider of the latest request.
     pub provider_id: Option<i64>,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    /// Forwarded requests (refusals and warmups not counted).
     pub request_count: i64,
+    /// A request within the last 300 s.
     pub active: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Filters {
+    /// Only this user's sessions.
     user_id: Option<i64>,
+    /// Only this key's sessions.
     key_id: Option<i64>,
+    /// true: only sessions with a request in the last 300 s; false: every retained session
+    /// (idle ones are deleted after 24 h).
+    #[param(rename = "active", required = false, default = true)]
     active_only: bool,
+    #[param(ignore)]
     paging: Paging,
 }
 
@@ -97,6 +111,20 @@ impl Filters {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    operation_id = "list_sessions",
+    summary = "Client sessions, most recently active first; only active ones unless active=false",
+    params(Filters, Paging),
+    responses(
+        (status = 200, description = "One page of sessions", body = Page<Session>),
+        BadQuery,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,

@@ -9,56 +9,91 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgConnection, PgExecutor, Postgres};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::ToSchema;
 
 use super::crud::{self, Delete, Resource};
-use super::{after_patch, limits, Id, LimitFields};
+use super::{after_patch, limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
+use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
 
 /// Body of `POST /api/v1/users`; PATCH takes any subset of these fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
+    #[schema(schema_with = openapi::name)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
     #[serde(default = "default_role")]
+    #[schema(schema_with = roles)]
     pub role: String,
     #[serde(default = "super::yes")]
     pub enabled: bool,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[schema(schema_with = openapi::patterns)]
     pub allowed_clients: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = openapi::patterns)]
     pub blocked_clients: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = openapi::models)]
     pub allowed_models: Vec<String>,
+    /// Requests per minute.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub rpm: Option<i32>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_total_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_5h_usd: Option<Decimal>,
     #[serde(default = "super::rolling")]
+    #[schema(schema_with = limit_modes)]
     pub limit_5h_mode: String,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_daily_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_weekly_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(schema_with = openapi::usd_or_null)]
     pub limit_monthly_usd: Option<Decimal>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub limit_concurrent_sessions: Option<i32>,
     #[serde(default = "default_reset_mode")]
+    #[schema(schema_with = reset_modes)]
     pub daily_reset_mode: String,
+    /// When a fixed daily window starts, in the settings' time zone.
     #[serde(default = "default_reset_time")]
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub daily_reset_time: String,
     #[serde(default)]
+    #[schema(schema_with = openapi::group)]
     pub provider_group: Option<String>,
+}
+
+pub type UserPatch = Patch<UserInput>;
+
+const ROLES: &[&str] = &["admin", "user"];
+const RESET_MODES: &[&str] = &["fixed", "rolling"];
+
+fn roles() -> ObjectBuilder {
+    openapi::one_of(ROLES)
+}
+
+fn reset_modes() -> ObjectBuilder {
+    openapi::one_of(RESET_MODES)
 }
 
 fn default_role() -> String {
@@ -89,17 +124,13 @@ impl UserInput {
     pub fn validate(&self) -> Check {
         validate::name("name", &self.name)?;
         validate::optional_text("description", &self.description, 500)?;
-        validate::one_of("role", &self.role, &["admin", "user"])?;
+        validate::one_of("role", &self.role, ROLES)?;
         validate::patterns("allowed_clients", &self.allowed_clients)?;
         validate::patterns("blocked_clients", &self.blocked_clients)?;
         validate::models("allowed_models", &self.allowed_models)?;
         validate::at_least("rpm", self.rpm, 1)?;
         limits(&self.limits())?;
-        validate::one_of(
-            "daily_reset_mode",
-            &self.daily_reset_mode,
-            &["fixed", "rolling"],
-        )?;
+        validate::one_of("daily_reset_mode", &self.daily_reset_mode, RESET_MODES)?;
         validate::hh_mm("daily_reset_time", &self.daily_reset_time)?;
         if let Some(group) = &self.provider_group {
             validate::name("provider_group", group)?;
@@ -109,11 +140,12 @@ impl UserInput {
 }
 
 /// A user as the API returns it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
     pub description: String,
+    #[schema(schema_with = roles)]
     pub role: String,
     pub enabled: bool,
     pub expires_at: Option<DateTime<Utc>>,
@@ -123,14 +155,17 @@ pub struct User {
     pub rpm: Option<i32>,
     pub limit_total_usd: Option<Decimal>,
     pub limit_5h_usd: Option<Decimal>,
+    #[schema(schema_with = limit_modes)]
     pub limit_5h_mode: String,
     pub limit_daily_usd: Option<Decimal>,
     pub limit_weekly_usd: Option<Decimal>,
     pub limit_monthly_usd: Option<Decimal>,
     pub limit_concurrent_sessions: Option<i32>,
+    #[schema(schema_with = reset_modes)]
     pub daily_reset_mode: String,
     pub daily_reset_time: String,
     pub provider_group: Option<String>,
+    /// Lifetime spend (limit_total_usd) counts from here; null: from the start.
     pub cost_reset_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -218,6 +253,21 @@ pub async fn insert(conn: &mut PgConnection, input: &UserInput) -> Result<User, 
     Ok(user)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "create_user",
+    summary = "Create a user",
+    request_body = UserInput,
+    responses(
+        (status = 201, description = "The new user", body = User),
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<UserInput>,
@@ -261,6 +311,15 @@ async fn replace(
     Ok(user)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "list_users",
+    summary = "List users",
+    responses((status = 200, description = "Every live user", body = Vec<User>), AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
     Ok(Json(crud::list(&state.pool, &USERS, "id").await?))
 }
@@ -270,10 +329,37 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> Api
     crud::find(db, &USERS, id, for_update).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "get_user",
+    summary = "Get a user",
+    params(Id),
+    responses((status = 200, description = "The user", body = User), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<User>> {
     Ok(Json(find(&state.pool, id, false).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "update_user",
+    summary = "Update a user (any subset of fields; null clears a nullable field)",
+    params(Id),
+    request_body = UserPatch,
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        NotFound,
+        BadBody,
+        Conflict,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Id(id): Id,
@@ -289,6 +375,16 @@ pub async fn update(
 }
 
 /// Soft delete: the user and all their keys stop resolving; audit rows stay.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "delete_user",
+    summary = "Soft-delete the user and their keys",
+    params(Id),
+    responses((status = 204, description = "Deleted"), NotFound, AdminOnly),
+    security(("adminBearer" = [])),
+)]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     let mut tx = state.pool.begin().await?;
     crud::delete_row(&mut tx, &USERS, id).await?;

@@ -17,6 +17,8 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::ToSchema;
 
 use super::windows::{self, Reset, Window};
 use crate::admin::sessions::ACTIVE_SECS;
@@ -24,6 +26,7 @@ use crate::admin::Id;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult};
+use crate::openapi::{self, AdminOnly, AdminOrOwner, NotFound};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Entity {
@@ -55,13 +58,34 @@ impl Entity {
     }
 }
 
+fn entities() -> ObjectBuilder {
+    openapi::one_of(&["user", "key"])
+}
+
+fn limit_types() -> ObjectBuilder {
+    openapi::one_of(&[
+        "usd_total",
+        "usd_5h",
+        "daily_quota",
+        "usd_weekly",
+        "usd_monthly",
+    ])
+    .description(Some("The limit, as named by a 402 answer's `limit_type`"))
+}
+
+fn modes() -> ObjectBuilder {
+    openapi::one_of(&["lifetime", "fixed", "rolling"])
+}
+
 /// One cost limit's window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CostWindow {
     /// `usd_total`, `usd_5h`, `daily_quota`, `usd_weekly` or `usd_monthly`
     /// (the `limit_type` of a 402 answer).
+    #[schema(schema_with = limit_types)]
     pub limit_type: &'static str,
     /// `lifetime`, `fixed` or `rolling`.
+    #[schema(schema_with = modes)]
     pub mode: &'static str,
     pub spent_usd: Decimal,
     /// `null`: no limit is set.
@@ -78,15 +102,18 @@ pub struct CostWindow {
     pub rolling_hours: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Counted {
     pub current: i64,
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What a user or key has spent in each quota window, with limits and
+/// reset times.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Usage {
     /// `user` or `key`.
+    #[schema(schema_with = entities)]
     pub entity: &'static str,
     pub id: i64,
     /// The owning user (a user's own id).
@@ -98,7 +125,7 @@ pub struct Usage {
     pub windows: Vec<CostWindow>,
     /// Sessions with a request in the last 300 s.
     pub concurrent_sessions: Counted,
-    /// The user's requests in the last minute (users only).
+    /// The user's forwarded requests in the last minute (users only).
     pub rpm: Option<Counted>,
 }
 
@@ -121,6 +148,20 @@ struct Limits {
     timezone: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage/users/{id}",
+    tag = "usage",
+    operation_id = "get_user_usage",
+    summary = "A user's spend per quota window, with limits and reset times (users: their own)",
+    params(Id),
+    responses(
+        (status = 200, description = "The user's usage", body = Usage),
+        NotFound,
+        AdminOrOwner,
+    ),
+    security(("adminBearer" = []), ("userBearer" = [])),
+)]
 pub async fn user(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -129,6 +170,20 @@ pub async fn user(
     read(&state, &caller, Entity::User, id).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage/keys/{id}",
+    tag = "usage",
+    operation_id = "get_key_usage",
+    summary = "A key's spend per quota window, with limits and reset times (users: their own keys)",
+    params(Id),
+    responses(
+        (status = 200, description = "The key's usage", body = Usage),
+        NotFound,
+        AdminOrOwner,
+    ),
+    security(("adminBearer" = []), ("userBearer" = [])),
+)]
 pub async fn key(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -137,10 +192,40 @@ pub async fn key(
     read(&state, &caller, Entity::Key, id).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage/users/{id}/reset",
+    tag = "usage",
+    operation_id = "reset_user_usage",
+    summary = "Start the user's lifetime spend (limit_total_usd) again from now: moves \
+               cost_reset_at",
+    params(Id),
+    responses(
+        (status = 200, description = "The user's usage after the reset", body = Usage),
+        NotFound,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn reset_user(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Usage>> {
     reset(&state, Entity::User, id).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage/keys/{id}/reset",
+    tag = "usage",
+    operation_id = "reset_key_usage",
+    summary = "Start the key's lifetime spend (limit_total_usd) again from now: moves \
+               cost_reset_at",
+    params(Id),
+    responses(
+        (status = 200, description = "The key's usage after the reset", body = Usage),
+        NotFound,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
 pub async fn reset_key(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Usage>> {
     reset(&state, Entity::Key, id).await
 }

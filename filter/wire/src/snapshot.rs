@@ -174,6 +174,7 @@ impl std::fmt::Debug for Provider {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RedirectMatch {
     Exact,
@@ -183,11 +184,15 @@ pub enum RedirectMatch {
     Regex,
 }
 
+/// Rewrites a requested model that matches `pattern` to `target`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelRedirect {
     pub match_type: RedirectMatch,
+    /// Up to 128 characters; a regex up to 512.
     pub pattern: String,
+    /// The model sent upstream.
     pub target: String,
 }
 
