@@ -43,7 +43,8 @@ pub fn settle(
     if metered.usage.is_none() {
         usage = Usage {
             input_tokens: request_bytes.div_ceil(4),
-            output_tokens: metered.response_bytes.div_ceil(4),
+            // A stream's output text when it was measured, else all bytes.
+            output_tokens: metered.output_chars.unwrap_or(metered.response_bytes).div_ceil(4),
             ..Usage::default()
         };
         flags.push("usage_estimated".to_string());

@@ -139,39 +139,34 @@ impl StreamState {
             _ => {}
         }
     }
+
+    /// The end of the stream; `measured`: output characters of the named
+    /// delta events (measured by the scanner).
+    pub fn finish(mut self, measured: u64) -> super::StreamEnd {
+        let output_chars = measured.saturating_add(self.delta_bytes);
+        // A stream cut before `message_delta` still shows `message_start`'s
+        // placeholder output count.
+        let output_estimated = self.saw_usage && !self.saw_final_usage;
+        if output_estimated {
+            self.usage.output_tokens = self.usage.output_tokens.max(output_chars.div_ceil(4));
+        }
+        super::StreamEnd {
+            usage: self.saw_usage.then_some(self.usage),
+            model: self.model,
+            incomplete: !self.saw_stop,
+            output_estimated,
+            output_chars,
+        }
+    }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
+use super::contains;
 
 /// Characters of output in one `content_block_delta` data line: the length
 /// of its text, tool-input or thinking string, an escape counting as one
 /// character (UTF-8 counts by bytes). 0 when the line has none.
 pub fn delta_text_bytes(data: &[u8]) -> u64 {
-    let Some(start) = DELTA_FIELDS.iter().find_map(|field| {
-        let at = memchr::memmem::find(data, field)? + field.len();
-        let rest = data.get(at..)?;
-        let quote = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-        (rest.get(quote) == Some(&b'"')).then_some(at + quote + 1)
-    }) else {
-        return 0;
-    };
-    let mut count = 0u64;
-    let mut bytes = data.get(start..).unwrap_or_default().iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            b'"' => break,
-            b'\\' => {
-                // `\uXXXX` is one character, like the two-byte escapes.
-                let hex_digits = if bytes.next() == Some(&b'u') { 4 } else { 0 };
-                bytes.by_ref().take(hex_digits).for_each(drop);
-            }
-            _ => {}
-        }
-        count += 1;
-    }
-    count
+    super::string_chars(data, &DELTA_FIELDS)
 }
 
 #[cfg(test)]
