@@ -23,6 +23,14 @@ pub struct RequestInfo {
     /// OpenAI Responses `previous_response_id`.
     pub previous_response_id: Option<String>,
     pub message_count: usize,
+    /// OpenAI Chat `stream_options`: absent, or whether it asks for
+    /// `include_usage`.
+    pub include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptionsJson {
+    include_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +43,7 @@ struct BodyJson {
     prompt_cache_key: Option<String>,
     previous_response_id: Option<String>,
     messages: Option<Vec<serde::de::IgnoredAny>>,
+    stream_options: Option<Object<StreamOptionsJson>>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +104,7 @@ pub fn inspect(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<RequestInf
         info.model = parsed.model.filter(|m| !m.is_empty());
     }
     info.stream = info.stream || parsed.stream.unwrap_or(false);
+    info.include_usage = parsed.stream_options.map(|Object(o)| o.include_usage.unwrap_or(false));
     info.max_tokens = parsed.max_tokens.or(parsed.max_output_tokens);
     if let Some(Object(meta)) = parsed.metadata {
         info.metadata_user_id = meta.user_id.and_then(string_value);

@@ -18,6 +18,7 @@ use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::headers::Headers;
 use hubgate_core::locale::{localize, Locale};
 use hubgate_core::reply::LocalReply;
+use hubgate_core::usage::strip::UsageChunkFilter;
 use hubgate_core::usage::{Metered, ResponseMeter};
 use hubgate_core::guards::{quota, share};
 use hubgate_wire::{
@@ -65,6 +66,8 @@ pub struct Http {
     status: Option<u16>,
     ttfb_ms: Option<u64>,
     meter: Option<ResponseMeter>,
+    /// Takes out the usage chunk hubgate asked for (`stream_usage`).
+    usage_strip: Option<UsageChunkFilter>,
     /// The cost, once known (settled at the response's end).
     settled: Option<(Settlement, Option<String>)>,
     /// The quota leases the request spent under.
@@ -542,6 +545,10 @@ impl Http {
         self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
         let content_type = host::response_header("content-type").unwrap_or_default();
         self.meter = Some(ResponseMeter::new(self.ex.endpoint, &content_type));
+        if self.ex.usage_added && content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream") {
+            self.usage_strip = Some(UsageChunkFilter::default());
+            host::set_response_header("content-length", None);
+        }
         Action::Continue
     }
 
@@ -558,6 +565,12 @@ impl Http {
             if meter.reads_body() {
                 let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
                 meter.feed(&chunk);
+                if let Some(strip) = &mut self.usage_strip {
+                    let passed = strip.filter(&chunk, end_of_stream);
+                    if passed != chunk {
+                        host::replace_response_body(body_size, &passed);
+                    }
+                }
             } else {
                 meter.skip(body_size);
             }

@@ -67,6 +67,9 @@ pub struct Exchange {
     /// the answer failed.
     pub lease_asked: bool,
     pub lease_failed: bool,
+    /// hubgate asked an OpenAI Chat stream for its usage: the usage chunk
+    /// is taken out of the answer.
+    pub usage_added: bool,
     /// This request asked the control plane for RPM or concurrency shares,
     /// and whether the answer failed.
     pub share_asked: bool,

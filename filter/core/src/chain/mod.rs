@@ -96,6 +96,7 @@ pub static GUARDS: &[&dyn Guard] = &[
     &guards::rate_limit::RateLimit,
     &guards::provider::Provider,
     &guards::request_filters::ProviderFilters,
+    &guards::stream_usage::StreamUsage,
 ];
 
 /// What the glue does next.

@@ -6,7 +6,8 @@
 //! body's parts (seen_parts), 9 rate limits (cost quotas through leases,
 //! `quota`; session concurrency and a user's `rpm`, across instances through
 //! shares, `share`), 10 provider selection, then
-//! the provider-bound request filters.
+//! the provider-bound request filters, then asking OpenAI Chat streams for
+//! their usage (`stream_usage`).
 
 pub mod auth;
 pub mod body;
@@ -25,4 +26,5 @@ pub mod seen_parts;
 pub mod sensitive_words;
 pub mod session;
 pub mod share;
+pub mod stream_usage;
 pub mod warmup;

@@ -5,6 +5,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+pub mod strip;
 
 use hubgate_wire::Usage;
 
