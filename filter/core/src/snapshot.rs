@@ -5,6 +5,7 @@ use hubgate_wire::{PolicySnapshot, Provider, Settings};
 
 use crate::cost::PriceTable;
 use crate::guards::client_version::GaVersions;
+use crate::guards::redirect::Redirects;
 use crate::guards::request_filters::RequestFilters;
 use crate::guards::sensitive_words::SensitiveWords;
 use crate::locale::Locale;
@@ -42,6 +43,7 @@ impl UpstreamTarget {
 pub struct CompiledProvider {
     pub provider: Provider,
     pub target: UpstreamTarget,
+    pub redirects: Redirects,
 }
 
 #[derive(Debug)]
@@ -65,7 +67,11 @@ impl CompiledSnapshot {
         let mut providers = Vec::with_capacity(snapshot.providers.len());
         for provider in snapshot.providers {
             match UpstreamTarget::parse(&provider.base_url) {
-                Ok(target) => providers.push(CompiledProvider { provider, target }),
+                Ok(target) => {
+                    let (redirects, redirect_warnings) = Redirects::compile(&provider.model_redirects);
+                    warnings.extend(redirect_warnings.into_iter().map(|w| format!("provider {}: {w}", provider.id)));
+                    providers.push(CompiledProvider { provider, target, redirects });
+                }
                 Err(e) => warnings.push(format!("provider {} ({}) skipped: {e}", provider.id, provider.name)),
             }
         }

@@ -297,7 +297,8 @@ impl Http {
         let ex = &self.ex;
         let multiplier = ex.plan.as_ref().map_or(Decimal::ONE, |p| p.cost_multiplier);
         let metered = self.meter.take().map(ResponseMeter::finish).unwrap_or_default();
-        let upstream_model = metered.model.clone().or_else(|| ex.info.model.clone());
+        let redirected = ex.plan.as_ref().and_then(|p| p.model.clone());
+        let upstream_model = metered.model.clone().or(redirected).or_else(|| ex.info.model.clone());
         let settlement = match &ex.plan {
             Some(_) => {
                 let price = ex

@@ -96,3 +96,48 @@ async fn valid_key_reaches_the_provider_with_the_provider_key_only() {
     assert_eq!(seen[0].path, "/v1/messages/count_tokens");
     assert_eq!(seen[0].header_values("x-api-key"), vec![provider_key.as_str()]);
 }
+
+/// A provider's model redirect (SPEC §6): the provider gets the target
+/// model, the audit row keeps the requested one as original, and the
+/// request is billed at the target's price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_redirect_sends_the_target_and_bills_it() {
+    let stack = Stack::start(StackOptions::new("proxy_model_redirect")).await.unwrap();
+    let (user, key) = stack.user_with_key(json!({})).await.unwrap();
+    let user_id = user["id"].as_i64().unwrap();
+    let provider_id = stack.provider_id().unwrap();
+    stack
+        .admin
+        .patch(
+            &format!("/api/v1/providers/{provider_id}"),
+            &json!({"model_redirects": [{"match_type": "prefix", "pattern": "claude-3-", "target": "claude-sonnet-4-5"}]}),
+        )
+        .await
+        .unwrap();
+    // The policy reaches Envoy within a poll interval.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (reply, request_id) = loop {
+        stack.mock.clear_requests();
+        let (req, request_id) = stack.messages(&key.raw);
+        let resp = req.json(&simple_body("claude-3-opus-20240229", false, "redirect me")).send().await.unwrap();
+        let (status, _, reply) = read_json(resp).await.unwrap();
+        assert_eq!(status, 200, "{reply}");
+        if reply["model"] == "claude-sonnet-4-5" || std::time::Instant::now() > deadline {
+            break (reply, request_id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert_eq!(reply["model"], "claude-sonnet-4-5", "the provider answered as the target: {reply}");
+    let seen = stack.mock.requests();
+    let sent: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert_eq!(sent["messages"][0]["content"], "redirect me", "the rest of the body is unchanged");
+    let row = stack.admin.wait_for_request(user_id, &request_id, std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!(row["original_model"], "claude-3-opus-20240229", "{row}");
+    assert_eq!(row["upstream_model"], "claude-sonnet-4-5", "{row}");
+    let price = stack.price("claude-sonnet-4-5").await.unwrap();
+    let cost = price.cost(&stack.mock.usage(), stack.cost_multiplier);
+    let billed: rust_decimal::Decimal =
+        row["cost_usd"].as_str().map_or_else(|| row["cost_usd"].to_string(), str::to_string).parse().unwrap();
+    assert_eq!(billed, cost, "{row}");
+}

@@ -20,6 +20,7 @@ pub mod pending_auth;
 pub mod rate_limit;
 pub mod provider;
 pub mod quota;
+pub mod redirect;
 pub mod request_filters;
 pub mod route;
 pub mod seen_parts;

@@ -25,6 +25,8 @@ pub struct UpstreamPlan {
     pub remove_headers: Vec<&'static str>,
     /// Headers to set (provider credential).
     pub set_headers: Vec<(&'static str, String)>,
+    /// The model sent upstream when a redirect replaced the requested one.
+    pub model: Option<String>,
 }
 
 /// Debug output names the credential headers but never shows their values.
@@ -40,6 +42,7 @@ impl std::fmt::Debug for UpstreamPlan {
             .field("tls", &self.tls)
             .field("remove_headers", &self.remove_headers)
             .field("set_headers", &set)
+            .field("model", &self.model)
             .finish()
     }
 }
@@ -59,13 +62,37 @@ impl Guard for Provider {
         let seed = crate::hash::fnv1a(ex.request_id.as_bytes()) ^ cx.host.seed();
         match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), seed) {
             Ok(chosen) => {
-                let plan = plan(chosen, &auth::without_query_param(&ex.path, "key"));
+                let mut plan = plan(chosen, &auth::without_query_param(&ex.path, "key"));
+                let redirect = ex.info.model.as_deref().and_then(|m| chosen.redirects.apply(m)).map(str::to_string);
+                if let Some(target) = redirect {
+                    redirect_model(ex, &mut plan, &target)?;
+                }
                 ex.plan = Some(plan);
                 Ok(Step::Next)
             }
             Err(reply) => Ok(Step::Answer(reply)),
         }
     }
+}
+
+/// Sends `target` upstream as the model: in the path for Gemini, else in
+/// the body's `model`. The audit row keeps the requested model as the
+/// original one.
+fn redirect_model(ex: &mut crate::chain::Exchange, plan: &mut UpstreamPlan, target: &str) -> Result<(), String> {
+    if let Endpoint::Gemini { .. } = ex.endpoint {
+        let (model, _) = crate::api::gemini_model_and_method(&plan.path).ok_or("no model in the Gemini path")?;
+        let at = plan.path.find(&format!("/models/{model}:")).ok_or("no model in the Gemini path")? + "/models/".len();
+        plan.path.replace_range(at..at + model.len(), target);
+    } else {
+        let body = ex.body.as_deref().ok_or("no body to redirect the model in")?;
+        if let Some(edited) = crate::guards::request_filters::set_top_level_string(body, "model", target)? {
+            ex.body = Some(edited);
+            ex.body_changed = true;
+            ex.filter_scan = None;
+        }
+    }
+    plan.model = Some(target.to_string());
+    Ok(())
 }
 
 /// The API format a provider must speak for this endpoint; an unknown path
@@ -171,6 +198,7 @@ pub fn plan(provider: &CompiledProvider, path: &str) -> UpstreamPlan {
         tls: provider.target.tls,
         remove_headers: CREDENTIAL_HEADERS.to_vec(),
         set_headers,
+        model: None,
     }
 }
 
@@ -272,7 +300,7 @@ mod tests {
     fn plan_swaps_credentials_and_prefixes_path() {
         let mut p = provider(1, ProviderType::Claude, 0, 1, &[]);
         p.base_url = "https://api.example.com/relay".into();
-        let compiled = CompiledProvider { target: UpstreamTarget::parse(&p.base_url).unwrap(), provider: p };
+        let compiled = CompiledProvider { target: UpstreamTarget::parse(&p.base_url).unwrap(), provider: p, redirects: Default::default() };
         let claude_plan = plan(&compiled, "/v1/messages?beta=true");
         assert_eq!(claude_plan.authority, "api.example.com");
         assert_eq!(claude_plan.path, "/relay/v1/messages?beta=true");
@@ -283,7 +311,38 @@ mod tests {
 
         let mut g = provider(2, ProviderType::OpenaiCompatible, 0, 1, &[]);
         g.credential = "sk-up".into();
-        let compiled = CompiledProvider { target: UpstreamTarget::parse(&g.base_url).unwrap(), provider: g };
+        let compiled = CompiledProvider { target: UpstreamTarget::parse(&g.base_url).unwrap(), provider: g, redirects: Default::default() };
         assert_eq!(plan(&compiled, "/v1/chat/completions").set_headers, vec![("authorization", "Bearer sk-up".to_string())]);
+    }
+
+    #[test]
+    fn a_redirect_rewrites_the_body_model_or_the_gemini_path() {
+        use crate::chain::Exchange;
+        use hubgate_wire::{ModelRedirect, RedirectMatch};
+        let mut p = provider(1, ProviderType::Claude, 0, 1, &[]);
+        p.model_redirects = vec![ModelRedirect { match_type: RedirectMatch::Prefix, pattern: "claude-3".into(), target: "claude-sonnet-4-5".into() }];
+        let snap = snapshot(vec![p]);
+        let chosen = &snap.providers[0];
+        let mut ex = Exchange {
+            endpoint: Endpoint::AnthropicMessages,
+            body: Some(br#"{"model": "claude-3-opus","max_tokens":5,"messages":[{"role":"user","content":"claude-3-opus"}]}"#.to_vec()),
+            ..Exchange::default()
+        };
+        let mut planned = plan(chosen, "/v1/messages");
+        let target = chosen.redirects.apply("claude-3-opus").unwrap();
+        redirect_model(&mut ex, &mut planned, target).unwrap();
+        assert_eq!(
+            ex.body.as_deref().unwrap(),
+            br#"{"model": "claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"claude-3-opus"}]}"#
+        );
+        assert!(ex.body_changed);
+        assert_eq!(planned.model.as_deref(), Some("claude-sonnet-4-5"));
+
+        let gemini = snapshot(vec![provider(2, ProviderType::Gemini, 0, 1, &[])]);
+        let mut ex = Exchange { endpoint: Endpoint::Gemini { stream: true, conversation: true }, ..Exchange::default() };
+        let mut planned = plan(&gemini.providers[0], "/v1beta/models/gemini-1.5-pro:streamGenerateContent?alt=sse");
+        redirect_model(&mut ex, &mut planned, "gemini-2.5-pro").unwrap();
+        assert_eq!(planned.path, "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse");
+        assert!(!ex.body_changed);
     }
 }

@@ -776,6 +776,14 @@ fn replace_in_strings(s: &[u8], rule: &TextRule, scan: Option<&BodyScan>) -> Res
     }))
 }
 
+/// `body` with its top-level `key` set to the string `value`, spliced in
+/// place (the rest is not re-encoded); `None` when it already is.
+pub(crate) fn set_top_level_string(body: &[u8], key: &str, value: &str) -> Result<Option<Vec<u8>>, String> {
+    let value = Value::String(value.to_string());
+    let json = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    set_path(body, &[Step::Key(key.to_string())], &value, &json)
+}
+
 fn set_path(s: &[u8], path: &[Step], value: &Value, json: &[u8]) -> Result<Option<Vec<u8>>, String> {
     match locate(s, path)? {
         Place::Found { parent, index } => {
