@@ -141,22 +141,23 @@ pub fn select<'a>(
     model: Option<&str>,
     seed: u64,
 ) -> Result<&'a CompiledProvider, LocalReply> {
-    let wanted = Some(provider_type_for(endpoint, dialect));
+    let wanted = provider_type_for(endpoint, dialect);
     let group = provider_group(key);
-    let eligible: Vec<&CompiledProvider> = snapshot
-        .providers
-        .iter()
-        .filter(|p| p.provider.enabled)
-        .filter(|p| Some(p.provider.provider_type) == wanted)
-        .filter(|p| in_group(p, group))
-        .filter(|p| allows_model(p, model))
-        .collect();
+    let none = |why: String| LocalReply::new(503, "no_provider_available", format!("No provider is available: {why}."));
+    let mut eligible: Vec<&CompiledProvider> =
+        snapshot.providers.iter().filter(|p| p.provider.enabled && p.provider.provider_type == wanted).collect();
+    let format = serde_json::to_value(wanted).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    if eligible.is_empty() {
+        return Err(none(format!("no enabled provider of type `{format}` serves this API")));
+    }
+    eligible.retain(|p| in_group(p, group));
+    if eligible.is_empty() {
+        return Err(none(format!("no enabled `{format}` provider is in the group `{group}`")));
+    }
+    eligible.retain(|p| allows_model(p, model));
     let Some(best) = eligible.iter().map(|p| p.provider.priority).min() else {
-        return Err(LocalReply::new(
-            503,
-            "no_provider_available",
-            format!("No provider is available for this request (group `{group}`)."),
-        ));
+        let model = model.unwrap_or("(none)");
+        return Err(none(format!("no enabled `{format}` provider in the group `{group}` serves the model `{model}`")));
     };
     let top: Vec<&CompiledProvider> = eligible.into_iter().filter(|p| p.provider.priority == best).collect();
     let total: u64 = top.iter().map(|p| u64::from(p.provider.weight.max(1))).sum();
@@ -263,8 +264,20 @@ mod tests {
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &["team-a"])]);
         let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).unwrap_err();
         assert_eq!((r.status, r.code), (503, "no_provider_available"));
+        assert_eq!(r.message, "No provider is available: no enabled `claude` provider is in the group `default`.");
         assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).is_ok());
         assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).is_ok());
+        // The reply names what ruled the providers out: format, then model.
+        let r = select(&snap, &key(Some("*")), Endpoint::OpenAiResponses, Dialect::OpenAi, None, 0).unwrap_err();
+        assert_eq!(r.message, "No provider is available: no enabled provider of type `codex` serves this API.");
+        let mut only_sonnet = provider(2, ProviderType::Claude, 0, 1, &[]);
+        only_sonnet.allowed_models = vec!["claude-sonnet-4-5".into()];
+        let snap = snapshot(vec![only_sonnet]);
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("claude-opus-4"), 0).unwrap_err();
+        assert_eq!(
+            r.message,
+            "No provider is available: no enabled `claude` provider in the group `default` serves the model `claude-opus-4`."
+        );
     }
 
     #[test]
