@@ -44,6 +44,55 @@ struct BodyJson {
     previous_response_id: Option<String>,
     messages: Option<Vec<serde::de::IgnoredAny>>,
     stream_options: Option<Object<StreamOptionsJson>>,
+    /// Responses `input` (a string or a list of items), Gemini `contents`.
+    input: Option<Turns>,
+    contents: Option<Turns>,
+}
+
+/// How many elements a JSON value has if it is an array (1 if it is
+/// anything else), read without keeping them.
+struct Turns(usize);
+
+impl<'de> Deserialize<'de> for Turns {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TurnsVisitor;
+        impl<'de> Visitor<'de> for TurnsVisitor {
+            type Value = Turns;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Turns, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Turns(n))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Turns, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Turns(1))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Turns, E> {
+                Ok(Turns(1))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Turns, E> {
+                Ok(Turns(1))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Turns, E> {
+                Ok(Turns(1))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Turns, E> {
+                Ok(Turns(1))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Turns, E> {
+                Ok(Turns(1))
+            }
+            fn visit_unit<E>(self) -> Result<Turns, E> {
+                Ok(Turns(0))
+            }
+        }
+        deserializer.deserialize_any(TurnsVisitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,7 +161,8 @@ pub fn inspect(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<RequestInf
     }
     info.prompt_cache_key = parsed.prompt_cache_key;
     info.previous_response_id = parsed.previous_response_id;
-    info.message_count = parsed.messages.map_or(0, |m| m.len());
+    info.message_count =
+        parsed.messages.map(|m| m.len()).or(parsed.input.map(|t| t.0)).or(parsed.contents.map(|t| t.0)).unwrap_or(0);
     Ok(info)
 }
 
@@ -196,5 +246,17 @@ mod tests {
         .unwrap();
         assert_eq!(info.model.as_deref(), Some("gemini-2.5-pro"));
         assert!(info.stream);
+    }
+
+    #[test]
+    fn turns_are_counted_in_every_format() {
+        let count = |endpoint, path, body: &str| inspect(endpoint, path, body.as_bytes()).unwrap().message_count;
+        let responses = Endpoint::OpenAiResponses;
+        assert_eq!(count(responses, "/v1/responses", r#"{"model":"m","input":"hi"}"#), 1);
+        assert_eq!(count(responses, "/v1/responses", r#"{"model":"m","input":[{"role":"user","content":"a"},{"type":"function_call_output"},{}]}"#), 3);
+        let path = "/v1beta/models/gemini-2.5-pro:generateContent";
+        let gemini = Endpoint::from_path(path);
+        assert_eq!(count(gemini, path, r#"{"contents":[{"role":"user","parts":[{"text":"a"}]},{"role":"model","parts":[]}]}"#), 2);
+        assert_eq!(count(Endpoint::AnthropicMessages, "/v1/messages", r#"{"model":"m","messages":[]}"#), 0);
     }
 }

@@ -43,3 +43,53 @@ async fn a_claude_code_session_is_listed_as_active() {
     assert_eq!(row["client"], claude_code::USER_AGENT, "{row}");
     assert_eq!(row["active"], true, "{row}");
 }
+
+/// Sticky sessions (SPEC §6): with two equal providers, a session past its
+/// first message keeps the provider its first request went to; sessions
+/// with one message each are spread over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_keeps_its_provider() {
+    let stack = Stack::start(StackOptions::new("sticky_sessions")).await.unwrap();
+    stack
+        .admin
+        .create_provider(json!({"name": "mock-anthropic-2", "type": "claude", "base_url": stack.mock.base_url(),
+                                "api_key": stack.mock.api_key()}))
+        .await
+        .unwrap();
+    let (user, key) = stack.user_with_key(json!({})).await.unwrap();
+    let user_id = user["id"].as_i64().unwrap();
+    let send = |session: String, turns: usize| {
+        let (req, request_id) = stack.messages(&key.raw);
+        let mut messages = Vec::new();
+        for i in 0..turns {
+            messages.push(json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": format!("turn {i}")}));
+        }
+        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": messages});
+        async move {
+            let resp = req.header("x-claude-code-session-id", session).json(&body).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            request_id
+        }
+    };
+    let provider_of = |request_id: String| {
+        let stack = &stack;
+        async move {
+            let row = stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(15)).await.unwrap();
+            row["provider_id"].as_i64().unwrap()
+        }
+    };
+    // Both providers are in use once the second one's policy arrived.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = std::collections::HashSet::new();
+    let mut i = 0;
+    while seen.len() < 2 && tokio::time::Instant::now() < deadline {
+        seen.insert(provider_of(send(format!("single-{i}"), 1).await).await);
+        i += 1;
+    }
+    assert_eq!(seen.len(), 2, "single-message sessions are spread over both providers");
+    let session = "0b1c2d3e-0000-4000-8000-00000000cafe".to_string();
+    let first = provider_of(send(session.clone(), 1).await).await;
+    for turns in [3, 5, 7, 9, 11, 13, 15, 17] {
+        assert_eq!(provider_of(send(session.clone(), turns).await).await, first, "turn {turns} went elsewhere");
+    }
+}

@@ -27,5 +27,6 @@ pub mod seen_parts;
 pub mod sensitive_words;
 pub mod session;
 pub mod share;
+pub mod sticky;
 pub mod stream_usage;
 pub mod warmup;

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use crate::api::{Dialect, Endpoint};
 use crate::chain::{Cx, Guard, Step};
 use crate::guards::auth::{self, CREDENTIAL_HEADERS};
+use crate::guards::sticky;
 use crate::reply::LocalReply;
 use crate::snapshot::{CompiledProvider, CompiledSnapshot};
 
@@ -60,8 +61,20 @@ impl Guard for Provider {
             return Err("provider selection before auth and policy".to_string());
         };
         let seed = crate::hash::fnv1a(ex.request_id.as_bytes()) ^ cx.host.seed();
-        match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), seed) {
+        let now = cx.host.now_ms();
+        let store = cx.host.shared();
+        // A session past its first message keeps its provider.
+        let session = ex.session_id.as_deref().filter(|_| ex.endpoint.is_conversation());
+        let binding = session.and_then(|s| sticky::bound(store, key.id, s, now));
+        let continues = ex.info.message_count > 1 || ex.info.previous_response_id.is_some();
+        let prefer = binding.filter(|_| continues).map(|(provider, _)| provider);
+        match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), prefer, seed) {
             Ok(chosen) => {
+                if let Some(session) = session {
+                    if sticky::bind(store, key.id, session, chosen.provider.id, binding, now).is_none() {
+                        log::warn!("cannot store a session's provider in shared data");
+                    }
+                }
                 let mut plan = plan(chosen, &auth::without_query_param(&ex.path, "key"));
                 let redirect = ex.info.model.as_deref().and_then(|m| chosen.redirects.apply(m)).map(str::to_string);
                 if let Some(target) = redirect {
@@ -131,14 +144,16 @@ fn allows_model(p: &CompiledProvider, model: Option<&str>) -> bool {
     allowed.is_empty() || model.is_some_and(|m| allowed.iter().any(|a| a.eq_ignore_ascii_case(m)))
 }
 
-/// Picks a provider: group → format → model → enabled → lowest priority →
-/// weighted random (by `seed`).
+/// Picks a provider: group → format → model → enabled → the session's
+/// provider (`prefer`) if still eligible → lowest priority → weighted
+/// random (by `seed`).
 pub fn select<'a>(
     snapshot: &'a CompiledSnapshot,
     key: &ResolvedKey,
     endpoint: Endpoint,
     dialect: Dialect,
     model: Option<&str>,
+    prefer: Option<i64>,
     seed: u64,
 ) -> Result<&'a CompiledProvider, LocalReply> {
     let wanted = provider_type_for(endpoint, dialect);
@@ -159,6 +174,9 @@ pub fn select<'a>(
         let model = model.unwrap_or("(none)");
         return Err(none(format!("no enabled `{format}` provider in the group `{group}` serves the model `{model}`")));
     };
+    if let Some(bound) = eligible.iter().find(|p| Some(p.provider.id) == prefer) {
+        return Ok(bound);
+    }
     let top: Vec<&CompiledProvider> = eligible.into_iter().filter(|p| p.provider.priority == best).collect();
     let total: u64 = top.iter().map(|p| u64::from(p.provider.weight.max(1))).sum();
     let mut point = seed % total.max(1);
@@ -255,25 +273,25 @@ mod tests {
             provider(3, ProviderType::Claude, 5, 1, &[]),
             provider(4, ProviderType::Claude, 1, 1, &[]),
         ]);
-        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("m"), 7).unwrap();
+        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("m"), None, 7).unwrap();
         assert_eq!(p.provider.id, 4);
     }
 
     #[test]
     fn groups_and_none_available() {
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &["team-a"])]);
-        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).unwrap_err();
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, 0).unwrap_err();
         assert_eq!((r.status, r.code), (503, "no_provider_available"));
         assert_eq!(r.message, "No provider is available: no enabled `claude` provider is in the group `default`.");
-        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).is_ok());
-        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, 0).is_ok());
+        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, 0).is_ok());
+        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, 0).is_ok());
         // The reply names what ruled the providers out: format, then model.
-        let r = select(&snap, &key(Some("*")), Endpoint::OpenAiResponses, Dialect::OpenAi, None, 0).unwrap_err();
+        let r = select(&snap, &key(Some("*")), Endpoint::OpenAiResponses, Dialect::OpenAi, None, None, 0).unwrap_err();
         assert_eq!(r.message, "No provider is available: no enabled provider of type `codex` serves this API.");
         let mut only_sonnet = provider(2, ProviderType::Claude, 0, 1, &[]);
         only_sonnet.allowed_models = vec!["claude-sonnet-4-5".into()];
         let snap = snapshot(vec![only_sonnet]);
-        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("claude-opus-4"), 0).unwrap_err();
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("claude-opus-4"), None, 0).unwrap_err();
         assert_eq!(
             r.message,
             "No provider is available: no enabled `claude` provider in the group `default` serves the model `claude-opus-4`."
@@ -283,7 +301,7 @@ mod tests {
     #[test]
     fn unknown_paths_go_to_a_provider_of_the_client_dialect() {
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &[]), provider(2, ProviderType::Gemini, 0, 1, &[])]);
-        let pick = |d| select(&snap, &key(None), Endpoint::Other, d, None, 0).map(|p| p.provider.id).ok();
+        let pick = |d| select(&snap, &key(None), Endpoint::Other, d, None, None, 0).map(|p| p.provider.id).ok();
         assert_eq!(pick(Dialect::Gemini), Some(2));
         assert_eq!(pick(Dialect::Anthropic), Some(1));
         assert_eq!(pick(Dialect::OpenAi), None);
@@ -296,7 +314,7 @@ mod tests {
             provider(2, ProviderType::Claude, 0, 3, &[]),
         ]);
         let ids: Vec<i64> = (0..4)
-            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, seed).unwrap().provider.id)
+            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, seed).unwrap().provider.id)
             .collect();
         assert_eq!(ids, vec![1, 2, 2, 2]);
     }
@@ -357,5 +375,19 @@ mod tests {
         redirect_model(&mut ex, &mut planned, "gemini-2.5-pro").unwrap();
         assert_eq!(planned.path, "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse");
         assert!(!ex.body_changed);
+    }
+
+    #[test]
+    fn a_session_keeps_its_provider_while_it_is_eligible() {
+        let mut low = provider(2, ProviderType::Claude, 5, 1, &[]);
+        low.allowed_models = vec!["m".into()];
+        let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &[]), low]);
+        let pick = |model, prefer| {
+            select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some(model), prefer, 0).unwrap().provider.id
+        };
+        assert_eq!(pick("m", None), 1, "lowest priority first");
+        assert_eq!(pick("m", Some(2)), 2, "the session's provider, though of a later tier");
+        assert_eq!(pick("other", Some(2)), 1, "no longer eligible for this model: rebound");
+        assert_eq!(pick("m", Some(99)), 1, "a provider gone from the policy");
     }
 }
