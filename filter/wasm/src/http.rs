@@ -20,7 +20,7 @@ use hubgate_core::locale::{localize, Locale};
 use hubgate_core::reply::LocalReply;
 use hubgate_core::usage::strip::UsageChunkFilter;
 use hubgate_core::usage::{Metered, ResponseMeter};
-use hubgate_core::guards::{quota, share};
+use hubgate_core::guards::{circuit, quota, share};
 use hubgate_wire::{
     KeyResolveRequest, KeyResolveResponse, LeaseRequest, LeaseResponse, RequestEvent, ShareAsk, ShareRequest, ShareResponse,
 };
@@ -582,12 +582,32 @@ impl Http {
         Action::Continue
     }
 
+    /// Counts the provider's answer (or Envoy failing to reach it) for its
+    /// circuit breaker; a local reply or a client gone before any answer
+    /// says nothing about the provider.
+    fn record_circuit(&self) {
+        if self.reply.is_some() || self.synthetic.is_some() {
+            return;
+        }
+        let (Some(plan), Some(snapshot), Some(status)) = (&self.ex.plan, &self.ex.snapshot, self.status) else { return };
+        let Some(p) = snapshot.providers.iter().find(|p| p.provider.id == plan.provider_id) else { return };
+        let before = circuit::read(&host::Shared, plan.provider_id);
+        match circuit::record(&host::Shared, plan.provider_id, &p.provider.circuit, status, host::now_ms()) {
+            Some(after) if after.open_until_ms != before.open_until_ms && after.open_until_ms != 0 => {
+                log::warn!("provider {} failed repeatedly (last status {status}): circuit open", plan.provider_id);
+            }
+            Some(_) => {}
+            None => log::warn!("cannot update provider {}'s circuit in shared data", plan.provider_id),
+        }
+    }
+
     fn log(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
         let mut cx = Cx { host: vm.as_ref(), vm: &vm.state, ex: &mut self.ex, background: Vec::new() };
         auth::release_pending_auth(&mut cx);
         // Budget is given back whether or not the request gets an audit row.
         self.settle_quota();
+        self.record_circuit();
         if self.started_ms == 0 {
             return;
         }

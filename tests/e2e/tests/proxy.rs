@@ -141,3 +141,53 @@ async fn a_model_redirect_sends_the_target_and_bills_it() {
         row["cost_usd"].as_str().map_or_else(|| row["cost_usd"].to_string(), str::to_string).parse().unwrap();
     assert_eq!(billed, cost, "{row}");
 }
+
+/// The circuit breaker (SPEC §6): a provider Envoy cannot reach fails the
+/// requests sent to it until `circuit_failure_threshold` failures in a row
+/// open its circuit; then requests go to the next provider, and once the
+/// open time has passed it is tried again (half-open) and, still failing,
+/// opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_provider_is_paused_by_its_circuit() {
+    let stack = Stack::start(StackOptions::new("proxy_circuit")).await.unwrap();
+    let (_user, key) = stack.user_with_key(json!({})).await.unwrap();
+    // A closed port: every connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let provider_id = stack.provider_id().unwrap();
+    stack.admin.patch(&format!("/api/v1/providers/{provider_id}"), &json!({"priority": 5})).await.unwrap();
+    stack
+        .admin
+        .create_provider(json!({"name": "dead", "type": "claude", "base_url": dead_url, "api_key": "sk-dead",
+            "priority": 0, "circuit_failure_threshold": 2, "circuit_open_seconds": 3, "circuit_half_open_successes": 1}))
+        .await
+        .unwrap();
+    let send = || async {
+        let (req, _) = stack.messages(&key.raw);
+        let resp = req.json(&simple_body("claude-sonnet-4-5", false, "hello")).send().await.unwrap();
+        read_json(resp).await.unwrap()
+    };
+    // Wait until the dead provider's policy is in Envoy: its first failure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, _, body) = send().await;
+        if status == 503 {
+            assert_eq!(body["error"]["code"], "upstream_unavailable", "{body}");
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(std::time::Instant::now() < deadline, "the dead provider never got a request");
+    }
+    // The second failure in a row opens the circuit...
+    assert_eq!(send().await.0, 503);
+    // ...and the next requests go to the mock.
+    for _ in 0..3 {
+        let (status, _, body) = send().await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // After the open time the dead one is tried again, fails, and is paused again.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    assert_eq!(send().await.0, 503, "half-open: tried again");
+    assert_eq!(send().await.0, 200, "opened again at once");
+}

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod body;
 pub mod body_size;
+pub mod circuit;
 pub mod client;
 pub mod client_version;
 pub mod lockout;

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use crate::api::{Dialect, Endpoint};
 use crate::chain::{Cx, Guard, Step};
 use crate::guards::auth::{self, CREDENTIAL_HEADERS};
-use crate::guards::sticky;
+use crate::guards::{circuit, sticky};
 use crate::reply::LocalReply;
 use crate::snapshot::{CompiledProvider, CompiledSnapshot};
 
@@ -68,7 +68,8 @@ impl Guard for Provider {
         let binding = session.and_then(|s| sticky::bound(store, key.id, s, now));
         let continues = ex.info.message_count > 1 || ex.info.previous_response_id.is_some();
         let prefer = binding.filter(|_| continues).map(|(provider, _)| provider);
-        match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), prefer, seed) {
+        let circuit_open = |p: &CompiledProvider| circuit::read(store, p.provider.id).is_open(now);
+        match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), prefer, circuit_open, seed) {
             Ok(chosen) => {
                 if let Some(session) = session {
                     if sticky::bind(store, key.id, session, chosen.provider.id, binding, now).is_none() {
@@ -144,9 +145,10 @@ fn allows_model(p: &CompiledProvider, model: Option<&str>) -> bool {
     allowed.is_empty() || model.is_some_and(|m| allowed.iter().any(|a| a.eq_ignore_ascii_case(m)))
 }
 
-/// Picks a provider: group → format → model → enabled → the session's
-/// provider (`prefer`) if still eligible → lowest priority → weighted
-/// random (by `seed`).
+/// Picks a provider: group → format → model → enabled → circuit not open
+/// → the session's provider (`prefer`) if still eligible → lowest priority
+/// → weighted random (by `seed`).
+#[allow(clippy::too_many_arguments)]
 pub fn select<'a>(
     snapshot: &'a CompiledSnapshot,
     key: &ResolvedKey,
@@ -154,6 +156,7 @@ pub fn select<'a>(
     dialect: Dialect,
     model: Option<&str>,
     prefer: Option<i64>,
+    circuit_open: impl Fn(&CompiledProvider) -> bool,
     seed: u64,
 ) -> Result<&'a CompiledProvider, LocalReply> {
     let wanted = provider_type_for(endpoint, dialect);
@@ -170,9 +173,13 @@ pub fn select<'a>(
         return Err(none(format!("no enabled `{format}` provider is in the group `{group}`")));
     }
     eligible.retain(|p| allows_model(p, model));
-    let Some(best) = eligible.iter().map(|p| p.provider.priority).min() else {
+    if eligible.is_empty() {
         let model = model.unwrap_or("(none)");
         return Err(none(format!("no enabled `{format}` provider in the group `{group}` serves the model `{model}`")));
+    }
+    eligible.retain(|p| !circuit_open(p));
+    let Some(best) = eligible.iter().map(|p| p.provider.priority).min() else {
+        return Err(none("every provider that could serve it failed repeatedly and is paused (circuit open)".to_string()));
     };
     if let Some(bound) = eligible.iter().find(|p| Some(p.provider.id) == prefer) {
         return Ok(bound);
@@ -273,25 +280,25 @@ mod tests {
             provider(3, ProviderType::Claude, 5, 1, &[]),
             provider(4, ProviderType::Claude, 1, 1, &[]),
         ]);
-        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("m"), None, 7).unwrap();
+        let p = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("m"), None, |_| false, 7).unwrap();
         assert_eq!(p.provider.id, 4);
     }
 
     #[test]
     fn groups_and_none_available() {
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &["team-a"])]);
-        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, 0).unwrap_err();
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, |_| false, 0).unwrap_err();
         assert_eq!((r.status, r.code), (503, "no_provider_available"));
         assert_eq!(r.message, "No provider is available: no enabled `claude` provider is in the group `default`.");
-        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, 0).is_ok());
-        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, 0).is_ok());
+        assert!(select(&snap, &key(Some("team-a")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, |_| false, 0).is_ok());
+        assert!(select(&snap, &key(Some("*")), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, |_| false, 0).is_ok());
         // The reply names what ruled the providers out: format, then model.
-        let r = select(&snap, &key(Some("*")), Endpoint::OpenAiResponses, Dialect::OpenAi, None, None, 0).unwrap_err();
+        let r = select(&snap, &key(Some("*")), Endpoint::OpenAiResponses, Dialect::OpenAi, None, None, |_| false, 0).unwrap_err();
         assert_eq!(r.message, "No provider is available: no enabled provider of type `codex` serves this API.");
         let mut only_sonnet = provider(2, ProviderType::Claude, 0, 1, &[]);
         only_sonnet.allowed_models = vec!["claude-sonnet-4-5".into()];
         let snap = snapshot(vec![only_sonnet]);
-        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("claude-opus-4"), None, 0).unwrap_err();
+        let r = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some("claude-opus-4"), None, |_| false, 0).unwrap_err();
         assert_eq!(
             r.message,
             "No provider is available: no enabled `claude` provider in the group `default` serves the model `claude-opus-4`."
@@ -301,7 +308,7 @@ mod tests {
     #[test]
     fn unknown_paths_go_to_a_provider_of_the_client_dialect() {
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &[]), provider(2, ProviderType::Gemini, 0, 1, &[])]);
-        let pick = |d| select(&snap, &key(None), Endpoint::Other, d, None, None, 0).map(|p| p.provider.id).ok();
+        let pick = |d| select(&snap, &key(None), Endpoint::Other, d, None, None, |_| false, 0).map(|p| p.provider.id).ok();
         assert_eq!(pick(Dialect::Gemini), Some(2));
         assert_eq!(pick(Dialect::Anthropic), Some(1));
         assert_eq!(pick(Dialect::OpenAi), None);
@@ -314,7 +321,7 @@ mod tests {
             provider(2, ProviderType::Claude, 0, 3, &[]),
         ]);
         let ids: Vec<i64> = (0..4)
-            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, seed).unwrap().provider.id)
+            .map(|seed| select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, |_| false, seed).unwrap().provider.id)
             .collect();
         assert_eq!(ids, vec![1, 2, 2, 2]);
     }
@@ -383,11 +390,27 @@ mod tests {
         low.allowed_models = vec!["m".into()];
         let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &[]), low]);
         let pick = |model, prefer| {
-            select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some(model), prefer, 0).unwrap().provider.id
+            select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, Some(model), prefer, |_| false, 0).unwrap().provider.id
         };
         assert_eq!(pick("m", None), 1, "lowest priority first");
         assert_eq!(pick("m", Some(2)), 2, "the session's provider, though of a later tier");
         assert_eq!(pick("other", Some(2)), 1, "no longer eligible for this model: rebound");
         assert_eq!(pick("m", Some(99)), 1, "a provider gone from the policy");
+    }
+
+    #[test]
+    fn open_circuits_are_passed_over() {
+        let snap = snapshot(vec![provider(1, ProviderType::Claude, 0, 1, &[]), provider(2, ProviderType::Claude, 5, 1, &[])]);
+        let pick = |open: &[i64]| {
+            select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, Some(1), |p| open.contains(&p.provider.id), 0)
+                .map(|p| p.provider.id)
+                .map_err(|r| r.message)
+        };
+        assert_eq!(pick(&[]), Ok(1));
+        assert_eq!(pick(&[1]), Ok(2), "the next tier, even for a session bound to 1");
+        assert_eq!(
+            pick(&[1, 2]),
+            Err("No provider is available: every provider that could serve it failed repeatedly and is paused (circuit open).".to_string())
+        );
     }
 }
