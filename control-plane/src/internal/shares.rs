@@ -174,14 +174,15 @@ async fn grant_one(
         .sum();
     let own = rows.iter().find(|r| r.instance == instance);
     let avail = limit.saturating_sub(others);
+    // Unless granted more below, the instance keeps what it holds.
     let mut share = Share {
         entity: ask.entity,
         entity_id: id,
         kind: ask.kind,
         limit,
-        share: 0,
+        share: own.map_or(0, |o| u32::try_from(o.share).unwrap_or(0)),
         others,
-        usable_until_ms: now.timestamp_millis(),
+        usable_until_ms: own.map_or(now, |o| o.usable_until).timestamp_millis(),
         retry_at_ms: now.timestamp_millis(),
         active_session: None,
     };
@@ -190,11 +191,7 @@ async fn grant_one(
         let (active, others_active) = recorded_sessions(conn, ask.entity, id, session, now).await?;
         if active {
             // Already active through another instance: it passes there
-            // without a share, and this one's share stays as it is.
-            if let Some(own) = own {
-                share.share = u32::try_from(own.share).unwrap_or(0);
-                share.usable_until_ms = own.usable_until.timestamp_millis();
-            }
+            // without a share.
             share.active_session = Some(session.clone());
             return Ok(share);
         }
@@ -203,49 +200,34 @@ async fn grant_one(
         short |= others_active >= i64::from(limit);
     }
     if short {
-        // Too little left: the instance keeps what it holds and asks again later.
-        if let Some(own) = own {
-            share.share = u32::try_from(own.share).unwrap_or(0);
-            share.usable_until_ms = own.usable_until.timestamp_millis();
-        }
         share.retry_at_ms = (now + SHORT_RETRY).timestamp_millis();
-        tracing::debug!(
-            instance,
-            entity,
-            id,
-            kind,
-            limit,
-            others,
-            need = ask.need,
-            "rate share short"
-        );
-        return Ok(share);
+    } else {
+        share.share = size(ask.kind, avail, ask.need);
+        let usable_until = now + ttl;
+        // A lowered share keeps the previous one reserved until it would have
+        // expired: the instance may have used it until it heard of this one.
+        let (held, held_until) = own.map_or((0, now), |o| (o.reserved(now), o.expires_at));
+        sqlx::query(
+            "INSERT INTO rate_shares \
+               (entity_type, entity_id, kind, instance, share, usable_until, held, held_until, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (entity_type, entity_id, kind, instance) DO UPDATE SET \
+               share = EXCLUDED.share, usable_until = EXCLUDED.usable_until, held = EXCLUDED.held, \
+               held_until = EXCLUDED.held_until, expires_at = EXCLUDED.expires_at",
+        )
+        .bind(entity)
+        .bind(id)
+        .bind(kind)
+        .bind(instance)
+        .bind(i32::try_from(share.share).unwrap_or(i32::MAX))
+        .bind(usable_until)
+        .bind(i32::try_from(held).unwrap_or(i32::MAX))
+        .bind(held_until)
+        .bind(usable_until + counting_window(ask.kind))
+        .execute(&mut *conn)
+        .await?;
+        share.usable_until_ms = usable_until.timestamp_millis();
     }
-    share.share = size(ask.kind, avail, ask.need);
-    let usable_until = now + ttl;
-    // A lowered share keeps the previous one reserved until it would have
-    // expired: the instance may have used it until it heard of this one.
-    let (held, held_until) = own.map_or((0, now), |o| (o.reserved(now), o.expires_at));
-    sqlx::query(
-        "INSERT INTO rate_shares \
-           (entity_type, entity_id, kind, instance, share, usable_until, held, held_until, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (entity_type, entity_id, kind, instance) DO UPDATE SET \
-           share = EXCLUDED.share, usable_until = EXCLUDED.usable_until, held = EXCLUDED.held, \
-           held_until = EXCLUDED.held_until, expires_at = EXCLUDED.expires_at",
-    )
-    .bind(entity)
-    .bind(id)
-    .bind(kind)
-    .bind(instance)
-    .bind(i32::try_from(share.share).unwrap_or(i32::MAX))
-    .bind(usable_until)
-    .bind(i32::try_from(held).unwrap_or(i32::MAX))
-    .bind(held_until)
-    .bind(usable_until + counting_window(ask.kind))
-    .execute(&mut *conn)
-    .await?;
-    share.usable_until_ms = usable_until.timestamp_millis();
     tracing::debug!(
         instance,
         entity,
@@ -255,6 +237,7 @@ async fn grant_one(
         others,
         need = ask.need,
         share = share.share,
+        short,
         "rate share"
     );
     Ok(share)
