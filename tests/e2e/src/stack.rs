@@ -225,6 +225,21 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Another provider served by the mock: `provider_type` is `claude`,
+    /// `codex`, `openai-compatible` or `gemini`. The gateway routes to it once
+    /// its next policy poll has it.
+    pub async fn mock_provider(&self, name: &str, provider_type: &str, cost_multiplier: Decimal) -> Result<Value> {
+        self.admin
+            .create_provider(json!({
+                "name": name,
+                "type": provider_type,
+                "base_url": self.mock.base_url(),
+                "api_key": self.mock.api_key(),
+                "cost_multiplier": cost_multiplier.to_string().parse::<f64>()?,
+            }))
+            .await
+    }
+
     /// Stops the control plane (Envoy keeps running on what it cached).
     pub fn stop_control_plane(&mut self) {
         self.control_plane.child.kill();

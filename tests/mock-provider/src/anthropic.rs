@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::{channel_body, random_id, Incoming, Shared};
+use crate::{content_text, echo, event_stream, random_id, text_chunks, Incoming, Shared};
 
 /// Token counts a reply reports. `cache_creation_input_tokens` on the wire is
 /// the sum of the 5-minute and 1-hour cache writes.
@@ -150,37 +150,16 @@ fn with_request_id(mut response: Response) -> Response {
     response
 }
 
-/// Echoes the start of the last user message, so a reply shows what arrived.
-fn reply_text(messages: &[Value]) -> String {
+/// Echoes the start of the last user message (Anthropic and Chat Completions
+/// messages have the same shape).
+pub(crate) fn reply_text(messages: &[Value]) -> String {
     let last_user = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"));
-    let text = match last_user.and_then(|m| m.get("content")) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    };
-    let text: String = text.chars().take(200).collect();
-    if text.trim().is_empty() {
-        "Hello from the hubgate mock provider.".to_string()
-    } else {
-        format!("You said: {text}")
-    }
+    echo(&content_text(last_user.and_then(|m| m.get("content"))))
 }
 
 /// One SSE event as the API frames it.
 pub fn sse_event(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
-}
-
-/// The text split into a few deltas, on character boundaries.
-fn text_chunks(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let size = chars.len().div_ceil(3).max(1);
-    chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
 fn stream_reply(
@@ -190,70 +169,44 @@ fn stream_reply(
     text: String,
     usage: crate::AnthropicUsage,
 ) -> Response {
-    let delay = shared.event_delay();
-    let gate = shared.take_gate();
-    let (tx, body) = channel_body();
-    tokio::spawn(async move {
-        let mut events = vec![
-            sse_event(
-                "message_start",
-                &json!({"type": "message_start", "message": {
-                    "id": message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [],
-                    "stop_reason": null,
-                    "stop_sequence": null,
-                    "usage": usage.to_json(1),
-                }}),
-            ),
-            sse_event(
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ),
-            sse_event("ping", &json!({"type": "ping"})),
-        ];
-        for chunk in text_chunks(&text) {
-            events.push(sse_event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}),
-            ));
-        }
-        events.push(sse_event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+    let mut events = vec![
+        sse_event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": usage.to_json(1),
+            }}),
+        ),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        sse_event("ping", &json!({"type": "ping"})),
+    ];
+    for chunk in text_chunks(&text) {
         events.push(sse_event(
-            "message_delta",
-            &json!({"type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                    "usage": {"output_tokens": usage.output_tokens}}),
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}),
         ));
-        events.push(sse_event("message_stop", &json!({"type": "message_stop"})));
+    }
+    events.push(sse_event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+    events.push(sse_event(
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": usage.output_tokens}}),
+    ));
+    events.push(sse_event("message_stop", &json!({"type": "message_stop"})));
 
-        // The gate holds the stream after message_start, content_block_start,
-        // ping and the first delta.
-        let gate_after = 4;
-        let last = events.len() - 1;
-        for (i, event) in events.into_iter().enumerate() {
-            if i > 0 {
-                if let Some(d) = delay {
-                    tokio::time::sleep(d).await;
-                }
-            }
-            if i == gate_after {
-                if let Some(g) = &gate {
-                    g.hold().await;
-                }
-            }
-            if tx.send(event).await.is_err() {
-                return; // client went away
-            }
-            if i == last {
-                if let Some(g) = &gate {
-                    g.mark_finished();
-                }
-            }
-        }
-    });
+    // The gate holds the stream after message_start, content_block_start,
+    // ping and the first delta.
+    let body = event_stream(shared, events, 4);
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));

@@ -6,17 +6,22 @@
 //! request it received, choose the usage it reports, and can hold a stream
 //! half-sent behind a [`Gate`] to prove the gateway does not buffer SSE.
 //!
-//! One module per API. Only the Anthropic Messages API exists so far; OpenAI
-//! Chat Completions, the Responses API and Gemini get their own modules and a
-//! line each in [`dispatch`].
+//! One module per API, each with a line in [`dispatch`]: the Anthropic
+//! Messages API, OpenAI Chat Completions, the OpenAI Responses API and the
+//! Gemini API. Every API reports the same configured usage
+//! ([`AnthropicUsage`]) in its own fields.
 
 pub mod anthropic;
+pub mod gemini;
+pub mod openai;
+pub mod openai_chat;
+pub mod responses;
 pub mod sse;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -36,7 +41,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub struct MockConfig {
     /// Where to listen; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// The credential clients must present (`x-api-key` for Anthropic).
+    /// The credential clients must present: `x-api-key` (Anthropic),
+    /// `Authorization: Bearer` (OpenAI), `x-goog-api-key` or `?key=` (Gemini).
     pub api_key: String,
     /// Keep every request (headers and body) for [`MockHandle::requests`].
     /// Off for long runs (demo, benchmark), where it would only grow.
@@ -45,6 +51,10 @@ pub struct MockConfig {
     pub log_requests: bool,
     /// Usage reported by every reply until changed with [`MockHandle::set_usage`].
     pub usage: AnthropicUsage,
+    /// How many of the output tokens were reasoning: OpenAI reports them
+    /// inside the output count (`reasoning_tokens`), Gemini beside it
+    /// (`thoughtsTokenCount`), Anthropic not at all. Capped at the output.
+    pub reasoning_tokens: u64,
     /// Pause between SSE events, to pace a stream like a real model does.
     pub event_delay: Option<Duration>,
 }
@@ -57,6 +67,7 @@ impl MockConfig {
             record_requests: true,
             log_requests: false,
             usage: AnthropicUsage::default(),
+            reasoning_tokens: 0,
             event_delay: None,
         }
     }
@@ -108,6 +119,7 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     request_count: AtomicU64,
     usage: Mutex<AnthropicUsage>,
+    reasoning_tokens: Mutex<u64>,
     event_delay: Mutex<Option<Duration>>,
     /// Taken by the next streaming reply.
     gate: Mutex<Option<Arc<GateState>>>,
@@ -121,6 +133,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn usage(&self) -> AnthropicUsage {
         *lock(&self.usage)
+    }
+
+    /// Reasoning tokens among `usage.output_tokens`.
+    fn reasoning_tokens(&self, usage: &AnthropicUsage) -> u64 {
+        (*lock(&self.reasoning_tokens)).min(usage.output_tokens)
     }
 
     fn event_delay(&self) -> Option<Duration> {
@@ -146,6 +163,7 @@ impl MockProvider {
             requests: Mutex::new(Vec::new()),
             request_count: AtomicU64::new(0),
             usage: Mutex::new(config.usage),
+            reasoning_tokens: Mutex::new(config.reasoning_tokens),
             event_delay: Mutex::new(config.event_delay),
             gate: Mutex::new(None),
         });
@@ -204,6 +222,11 @@ impl MockHandle {
 
     pub fn usage(&self) -> AnthropicUsage {
         self.shared.usage()
+    }
+
+    /// See [`MockConfig::reasoning_tokens`].
+    pub fn set_reasoning_tokens(&self, tokens: u64) {
+        *lock(&self.shared.reasoning_tokens) = tokens;
     }
 
     pub fn set_event_delay(&self, delay: Option<Duration>) {
@@ -280,7 +303,7 @@ impl Gate {
         *self.state.released.borrow()
     }
 
-    /// True once the stream has written its last event (`message_stop`).
+    /// True once the stream has written its last event (e.g. `message_stop`).
     pub fn is_finished(&self) -> bool {
         *self.state.finished.borrow()
     }
@@ -303,6 +326,7 @@ impl Drop for Gate {
 pub(crate) struct Incoming {
     pub method: Method,
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -310,6 +334,14 @@ pub(crate) struct Incoming {
 impl Incoming {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Value of a query parameter (not percent-decoded).
+    pub(crate) fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then_some(v)
+        })
     }
 }
 
@@ -337,7 +369,8 @@ async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             body: body.clone(),
         });
     }
-    let incoming = Incoming { method: parts.method, path, headers: parts.headers, body };
+    let query = parts.uri.query().map(str::to_string);
+    let incoming = Incoming { method: parts.method, path, query, headers: parts.headers, body };
     let response = dispatch(&shared, incoming).await;
     if shared.log_requests {
         eprintln!("mock provider: {} {} -> {}", parts.uri.path(), parts.uri.query().unwrap_or(""), response.status());
@@ -353,6 +386,19 @@ async fn dispatch(shared: &Arc<Shared>, req: Incoming) -> Response {
     if let Some(route) = anthropic::route(&req.path) {
         return anthropic::handle(shared, route, req).await;
     }
+    if req.path == openai_chat::PATH {
+        return openai_chat::handle(shared, req).await;
+    }
+    if req.path == responses::PATH {
+        return responses::handle(shared, req).await;
+    }
+    if let Some((model, method)) = gemini::route(&req.path) {
+        let (model, method) = (model.to_string(), method.to_string());
+        return gemini::handle(shared, &model, &method, req).await;
+    }
+    if req.path.starts_with("/v1beta/") {
+        return gemini::error(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found");
+    }
     anthropic::error(StatusCode::NOT_FOUND, "not_found_error", "Not found")
 }
 
@@ -364,6 +410,77 @@ pub(crate) fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
         rx.recv().await.map(|chunk| (Ok::<Bytes, std::convert::Infallible>(chunk), rx))
     });
     (tx, Body::from_stream(stream))
+}
+
+/// A body that writes `events` one chunk each, paced by the event delay. A
+/// gate armed by the test holds it before `events[gate_at]`.
+pub(crate) fn event_stream(shared: &Shared, events: Vec<Bytes>, gate_at: usize) -> Body {
+    let delay = shared.event_delay();
+    let gate = shared.take_gate();
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        let last = events.len().saturating_sub(1);
+        for (i, event) in events.into_iter().enumerate() {
+            if i > 0 {
+                if let Some(d) = delay {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            if i == gate_at {
+                if let Some(g) = &gate {
+                    g.hold().await;
+                }
+            }
+            if tx.send(event).await.is_err() {
+                return; // client went away
+            }
+            if i == last {
+                if let Some(g) = &gate {
+                    g.mark_finished();
+                }
+            }
+        }
+    });
+    body
+}
+
+/// The reply to a prompt: it echoes the prompt's start, so a reply shows
+/// what arrived.
+pub(crate) fn echo(prompt: &str) -> String {
+    let text: String = prompt.chars().take(200).collect();
+    if text.trim().is_empty() {
+        "Hello from the hubgate mock provider.".to_string()
+    } else {
+        format!("You said: {text}")
+    }
+}
+
+/// The text split into a few deltas, on character boundaries.
+pub(crate) fn text_chunks(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(3).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+/// The text of `{"type": "text", "text": …}` parts (Anthropic, Chat) or
+/// `{"type": "input_text", …}` parts (Responses), or the string itself.
+pub(crate) fn content_text(content: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| matches!(p.get("type").and_then(Value::as_str), Some("text" | "input_text")))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// Seconds since the epoch, for `created` fields.
+pub(crate) fn unix_time() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Random alphanumeric id of `len` characters.
