@@ -329,7 +329,7 @@ pub fn read(seen: &mut SeenParts, version: u64, endpoint: Endpoint, path: &str, 
 }
 
 /// The top-level fields read besides the parts: `info` is a JSON object of
-/// those `request::inspect` reads (but `messages`), not yet closed.
+/// those `request::inspect` reads (but the conversation), not yet closed.
 struct Fields {
     info: Vec<u8>,
     messages: usize,
@@ -357,7 +357,7 @@ fn field(key: &[u8], conversation: &[u8]) -> Option<Field> {
         b"systemInstruction" | b"system_instruction" => Field::Texts(Shape::Turns),
         b"tools" => Field::Tools,
         b"model" | b"stream" | b"max_tokens" | b"max_output_tokens" | b"metadata" | b"prompt_cache_key"
-        | b"previous_response_id" => Field::Info,
+        | b"previous_response_id" | b"stream_options" => Field::Info,
         _ => Field::Other,
     })
 }
@@ -411,9 +411,7 @@ impl<'b> Walk<'b, '_> {
             match field(key, conversation)? {
                 Field::Conversation if is_array => {
                     let (count, first) = self.array(Some(Shape::Turn), FIRST_TURNS)?;
-                    if key == b"messages" {
-                        fields.messages = count;
-                    }
+                    fields.messages = count;
                     self.out.first_turns = Some(first);
                 }
                 Field::Conversation => return None,
@@ -845,6 +843,7 @@ mod tests {
             (Endpoint::AnthropicCountTokens, "/v1/messages/count_tokens", r#"{"messages":[{"role":"user","content":"count me"}]}"#),
             (Endpoint::OpenAiChat, "/v1/chat/completions", r#"{"prompt":["p1",7,"p2"],"messages":[{"role":"developer","content":[{"type":"text","text":"dev"}]}]}"#),
             (Endpoint::OpenAiResponses, "/v1/responses", r#"{"instructions":"be brief","input":[{"role":"user","content":"hello"}],"max_output_tokens":9,"previous_response_id":"r"}"#),
+            (Endpoint::OpenAiChat, "/v1/chat/completions", r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}"#),
             (GEMINI, GEMINI_PATH, r#"{"system_instruction":{"parts":[{"text":"snake"}]},"contents":[{"parts":[{"text":"q2"}]}]}"#),
             (GEMINI, GEMINI_PATH, r#"{"systemInstruction":[{"parts":[{"text":"listed"}]}],"contents":[]}"#),
         ];

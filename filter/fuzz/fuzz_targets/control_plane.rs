@@ -53,7 +53,7 @@ fn snapshot(bytes: &[u8]) {
     let key = resolved_key(parsed.providers.first().and_then(|p| p.group_tags.first()).cloned());
     for (endpoint, path) in ENDPOINTS {
         for seed in [0, 1, u64::MAX] {
-            match select(&compiled, &key, endpoint, Dialect::from_path(path), Some("claude-sonnet-4-5"), seed) {
+            match select(&compiled, &key, endpoint, Dialect::from_path(path), Some("claude-sonnet-4-5"), None, |_| false, seed) {
                 Ok(p) => check(p.provider.enabled, "a disabled provider was selected", &p.provider),
                 Err(reply) => check_reply(&reply, "r"),
             }
@@ -140,7 +140,7 @@ fn pricing(input: &mut Input<'_>) {
         }
     }
     for (usage, incomplete, unsupported) in [(Some(usage.clone()), false, false), (None, true, false), (None, false, true)] {
-        let metered = Metered { usage, model: Some(model.clone()), incomplete, response_bytes, unsupported, output_estimated: incomplete };
+        let metered = Metered { usage, model: Some(model.clone()), incomplete, response_bytes, unsupported, output_estimated: incomplete, output_chars: None };
         for billable in [true, false] {
             let s = settle(status, billable, &metered, request_bytes, price.as_ref(), multiplier);
             if !billable || !(200..300).contains(&status) {

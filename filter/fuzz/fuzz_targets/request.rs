@@ -13,6 +13,7 @@ use hubgate_core::request::{inspect, RequestInfo};
 use hubgate_fuzz::{at, check, check_reply, endpoint, is_clean_id, lossy, Input};
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
+use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
@@ -72,7 +73,22 @@ fn check_info(ep: Endpoint, path: &str, body: &[u8], info: &RequestInfo) {
     check(info.metadata_session_id == s(at(&v, "/metadata/session_id")), "metadata.session_id differs", &(lossy(body), info));
     check(info.prompt_cache_key == s(at(&v, "/prompt_cache_key")), "prompt_cache_key differs", &(lossy(body), info));
     check(info.previous_response_id == s(at(&v, "/previous_response_id")), "previous_response_id differs", &(lossy(body), info));
-    let count = at(&v, "/messages").as_array().map_or(0, Vec::len);
+    // The turns: `messages`, else Responses `input` (a string is one),
+    // else Gemini `contents`.
+    let turns = |value: &Value| match value {
+        Value::Null => None,
+        Value::Array(items) => Some(items.len()),
+        _ => Some(1),
+    };
+    let count = at(&v, "/messages")
+        .as_array()
+        .map(Vec::len)
+        .or_else(|| turns(at(&v, "/input")))
+        .or_else(|| turns(at(&v, "/contents")))
+        .unwrap_or(0);
+    let include_usage =
+        v.get("stream_options").filter(|o| !o.is_null()).map(|o| o.get("include_usage").and_then(Value::as_bool).unwrap_or(false));
+    check(info.include_usage == include_usage, "stream_options.include_usage differs", &(lossy(body), info.clone()));
     check(info.message_count == count, "message count differs", &(lossy(body), info));
 }
 

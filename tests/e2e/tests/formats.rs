@@ -182,28 +182,28 @@ async fn chat_completions_are_routed_and_billed_exactly() {
     let row = assert_billed(&stack, user_id, &request_id, &billed, &price, multiplier).await;
     assert_eq!(row["stream"], true, "{row}");
 
-    // --- Stream without include_usage: the provider reports no usage, so the
-    // request is billed by estimate (request bytes and output characters,
-    // four a token) and flagged.
+    // --- Stream without include_usage: hubgate asks the provider for the
+    // usage, bills it exactly, and the client gets the stream it asked for
+    // (no usage chunk, the same text).
+    let billed = usage(700, 33, 0);
+    stack.mock.set_usage(billed);
+    stack.mock.clear_requests();
     let body = chat_body(model, true, "no usage asked");
-    let request_bytes = serde_json::to_vec(&body).unwrap().len() as u64;
     let (req, request_id) = chat(&key);
     let resp = req.json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let events = parse_all(&resp.bytes().await.unwrap());
     assert_eq!(events.last().unwrap().data, "[DONE]");
-    assert!(events.iter().filter_map(|e| e.json()).all(|c| c.get("usage").is_none()));
-    stack.mock.clear_requests();
-    let row = stack.admin.wait_for_request(user_id, &request_id, Duration::from_secs(15)).await.unwrap();
-    println!("estimated row: {row}");
-    assert_eq!(row["status"], 200, "{row}");
-    assert_eq!(row["flags"], json!(["usage_estimated"]), "{row}");
-    let estimated = usage(request_bytes.div_ceil(4), "You said: no usage asked".len().div_ceil(4) as u64, 0);
-    assert_eq!(row["input_tokens"], estimated.input_tokens, "{row}");
-    assert_eq!(row["output_tokens"], estimated.output_tokens, "{row}");
-    assert_eq!(row["cache_read_tokens"], 0, "{row}");
-    let cost = decimal(&row["cost_usd"]).unwrap();
-    assert_eq!(cost.normalize(), price.cost(&estimated, multiplier).normalize(), "{row}");
+    let chunks: Vec<Value> = events.iter().filter_map(|e| e.json()).collect();
+    assert!(chunks.iter().all(|c| c["choices"] != json!([])), "no usage chunk reaches the client: {chunks:?}");
+    let text: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+    assert_eq!(text, "You said: no usage asked");
+    let sent = only_request(&stack).json().unwrap();
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}), "asked of the provider: {sent}");
+    assert_eq!(sent["messages"], body["messages"], "the rest of the body as sent");
+    let row = assert_billed(&stack, user_id, &request_id, &billed, &price, multiplier).await;
+    assert_eq!(row["stream"], true, "{row}");
 
     // --- A wrong hubgate key: 401 in OpenAI's shape, nothing forwarded.
     let (req, request_id) = chat("hg-not-a-real-key-0123456789abcdef");
