@@ -7,9 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{PgConnection, Postgres};
+use sqlx::PgConnection;
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
@@ -103,31 +101,27 @@ impl From<&ModelPrice> for PriceInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, ModelPrice, PgArguments>,
-    p: &'q PriceInput,
-) -> QueryAs<'q, Postgres, ModelPrice, PgArguments> {
-    q.bind(&p.model)
-        .bind(p.input_per_mtok)
-        .bind(p.output_per_mtok)
-        .bind(p.cache_write_5m_per_mtok)
-        .bind(p.cache_write_1h_per_mtok)
-        .bind(p.cache_read_per_mtok)
-        .bind(validate::fold(&p.model))
-}
-
 /// Writes every writable field of price `id`; bumps the policy.
-async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiResult<ModelPrice> {
-    let sql = format!(
+async fn replace(conn: &mut PgConnection, id: i64, p: &PriceInput) -> ApiResult<ModelPrice> {
+    let price = sqlx::query_as!(
+        ModelPrice,
         "UPDATE model_prices SET model = $1, input_per_mtok = $2, output_per_mtok = $3, \
            cache_write_5m_per_mtok = $4, cache_write_1h_per_mtok = $5, cache_read_per_mtok = $6, \
            model_fold = $7, source = 'admin', updated_at = now() \
-         WHERE id = $8 RETURNING {COLUMNS}"
-    );
-    let price = bind_input(sqlx::query_as(&sql), input)
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
+         WHERE id = $8 \
+         RETURNING id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at",
+        p.model,
+        p.input_per_mtok,
+        p.output_per_mtok,
+        p.cache_write_5m_per_mtok,
+        p.cache_write_1h_per_mtok,
+        p.cache_read_per_mtok,
+        validate::fold(&p.model),
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, false).await?;
     Ok(price)
 }
@@ -149,13 +143,14 @@ async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiRes
 )]
 pub async fn create(
     State(state): State<AppState>,
-    JsonBody(input): JsonBody<PriceInput>,
+    JsonBody(p): JsonBody<PriceInput>,
 ) -> ApiResult<(StatusCode, Json<ModelPrice>)> {
-    input.validate()?;
+    p.validate()?;
     let mut tx = state.pool.begin().await?;
     // A deleted row is a tombstone: creating the same model (in any case)
     // revives it, under the name as now typed.
-    let sql = format!(
+    let price = sqlx::query_as!(
+        ModelPrice,
         "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
            cache_write_1h_per_mtok, cache_read_per_mtok, model_fold, source) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'admin') \
@@ -167,12 +162,19 @@ pub async fn create(
            cache_read_per_mtok = EXCLUDED.cache_read_per_mtok, \
            source = 'admin', deleted_at = NULL, created_at = now(), updated_at = now() \
          WHERE model_prices.deleted_at IS NOT NULL \
-         RETURNING {COLUMNS}"
-    );
-    let price = bind_input(sqlx::query_as(&sql), &input)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::conflict("model", "a price for this model already exists"))?;
+         RETURNING id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at",
+        p.model,
+        p.input_per_mtok,
+        p.output_per_mtok,
+        p.cache_write_5m_per_mtok,
+        p.cache_write_1h_per_mtok,
+        p.cache_read_per_mtok,
+        validate::fold(&p.model)
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::conflict("model", "a price for this model already exists"))?;
     bump_policy(&mut tx, false).await?;
     tx.commit().await?;
     tracing::info!(model = %price.model, "model price created");

@@ -9,10 +9,8 @@ use hubgate_wire::pattern::PatternUse;
 use hubgate_wire::{ModelRedirect, RedirectMatch};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
 use sqlx::types::Json as DbJson;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
@@ -295,16 +293,6 @@ const PROVIDERS: Resource = Resource {
     keys_changed: false,
 };
 
-/// Writable columns in [`bind_input`] order ($1..$24).
-const WRITABLE: &str = "name, type, base_url, credential, enabled, weight, priority, cost_multiplier, group_tags, \
-    allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
-    limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
-    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, name_fold";
-
-const PLACEHOLDERS: &str =
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-    $19, $20, $21, $22, $23, $24";
-
 impl From<&Provider> for ProviderInput {
     fn from(p: &Provider) -> Self {
         ProviderInput {
@@ -335,61 +323,134 @@ impl From<&Provider> for ProviderInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, Provider, PgArguments>,
-    p: &'q ProviderInput,
-) -> QueryAs<'q, Postgres, Provider, PgArguments> {
-    q.bind(&p.name)
-        .bind(&p.provider_type)
-        .bind(&p.base_url)
-        .bind(&p.api_key)
-        .bind(p.enabled)
-        .bind(p.weight)
-        .bind(p.priority)
-        .bind(p.cost_multiplier)
-        .bind(&p.group_tags)
-        .bind(&p.allowed_models)
-        .bind(DbJson(&p.model_redirects))
-        .bind(p.limit_total_usd)
-        .bind(p.limit_5h_usd)
-        .bind(&p.limit_5h_mode)
-        .bind(p.limit_daily_usd)
-        .bind(p.limit_weekly_usd)
-        .bind(p.limit_monthly_usd)
-        .bind(p.limit_concurrent_sessions)
-        .bind(p.circuit_failure_threshold)
-        .bind(p.circuit_open_seconds)
-        .bind(p.circuit_half_open_successes)
-        .bind(p.first_byte_timeout_ms)
-        .bind(p.idle_timeout_ms)
-        .bind(validate::fold(&p.name))
-}
-
-pub async fn insert(conn: &mut PgConnection, input: &ProviderInput) -> ApiResult<Provider> {
-    let sql =
-        format!("INSERT INTO providers ({WRITABLE}) VALUES ({PLACEHOLDERS}) RETURNING {COLUMNS}");
-    let provider = bind_input(sqlx::query_as(&sql), input)
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn insert(conn: &mut PgConnection, p: &ProviderInput) -> ApiResult<Provider> {
+    let provider = sqlx::query_as!(
+        Provider,
+        r#"INSERT INTO providers (name, type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, name_fold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+           $22, $23, $24)
+         RETURNING id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!""#,
+        p.name,
+        p.provider_type,
+        p.base_url,
+        p.api_key,
+        p.enabled,
+        p.weight,
+        p.priority,
+        p.cost_multiplier,
+        &p.group_tags,
+        &p.allowed_models,
+        DbJson(&p.model_redirects) as _,
+        p.limit_total_usd,
+        p.limit_5h_usd,
+        p.limit_5h_mode,
+        p.limit_daily_usd,
+        p.limit_weekly_usd,
+        p.limit_monthly_usd,
+        p.limit_concurrent_sessions,
+        p.circuit_failure_threshold,
+        p.circuit_open_seconds,
+        p.circuit_half_open_successes,
+        p.first_byte_timeout_ms,
+        p.idle_timeout_ms,
+        validate::fold(&p.name)
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, false).await?;
     Ok(provider.masked())
 }
 
 /// Replaces every writable field of provider `id`; bumps the policy.
-pub async fn replace(
-    conn: &mut PgConnection,
-    id: i64,
-    input: &ProviderInput,
-) -> ApiResult<Provider> {
-    let sql = format!(
-        "UPDATE providers SET ({WRITABLE}, updated_at) = ({PLACEHOLDERS}, now()) WHERE id = $25 RETURNING {COLUMNS}"
-    );
-    let provider = bind_input(sqlx::query_as(&sql), input)
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn replace(conn: &mut PgConnection, id: i64, p: &ProviderInput) -> ApiResult<Provider> {
+    let provider = sqlx::query_as!(
+        Provider,
+        r#"UPDATE providers SET (name, type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, name_fold, updated_at)
+           = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+           $22, $23, $24, now())
+         WHERE id = $25
+         RETURNING id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!""#,
+        p.name,
+        p.provider_type,
+        p.base_url,
+        p.api_key,
+        p.enabled,
+        p.weight,
+        p.priority,
+        p.cost_multiplier,
+        &p.group_tags,
+        &p.allowed_models,
+        DbJson(&p.model_redirects) as _,
+        p.limit_total_usd,
+        p.limit_5h_usd,
+        p.limit_5h_mode,
+        p.limit_daily_usd,
+        p.limit_weekly_usd,
+        p.limit_monthly_usd,
+        p.limit_concurrent_sessions,
+        p.circuit_failure_threshold,
+        p.circuit_open_seconds,
+        p.circuit_half_open_successes,
+        p.first_byte_timeout_ms,
+        p.idle_timeout_ms,
+        validate::fold(&p.name),
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, false).await?;
     Ok(provider.masked())
+}
+
+/// The live provider whose folded name is `fold`, credential unmasked.
+pub async fn find_by_fold(conn: &mut PgConnection, fold: &str) -> sqlx::Result<Option<Provider>> {
+    sqlx::query_as!(
+        Provider,
+        r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+         FROM providers WHERE name_fold = $1 AND deleted_at IS NULL"#,
+        fold
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The enabled providers in routing order, credentials unmasked.
+pub async fn enabled<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<Provider>> {
+    sqlx::query_as!(
+        Provider,
+        r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+         FROM providers WHERE enabled AND deleted_at IS NULL ORDER BY priority, id"#
+    )
+    .fetch_all(db)
+    .await
 }
 
 #[utoipa::path(

@@ -184,10 +184,6 @@ const COLUMNS: &str =
     "id, name, description, scope, action, match_type, target, replacement, priority, enabled, \
     binding, provider_ids, group_tags, created_at, updated_at";
 
-const WRITABLE: &str =
-    "name, description, scope, action, match_type, target, replacement, priority, enabled, \
-    binding, provider_ids, group_tags, name_fold";
-
 const FILTERS: Resource = Resource {
     table: "request_filters",
     columns: COLUMNS,
@@ -219,32 +215,62 @@ async fn write(
     id: Option<i64>,
     f: &FilterInput,
 ) -> ApiResult<RequestFilter> {
-    let placeholders = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13";
-    let sql = match id {
-        None => format!("INSERT INTO request_filters ({WRITABLE}) VALUES ({placeholders}) RETURNING {COLUMNS}"),
-        Some(_) => format!(
-            "UPDATE request_filters SET ({WRITABLE}, updated_at) = ({placeholders}, now()) WHERE id = $14 \
-             RETURNING {COLUMNS}"
-        ),
+    let row = match id {
+        None => {
+            sqlx::query_as!(
+                RequestFilter,
+                r#"INSERT INTO request_filters (name, description, scope, action, match_type, target,
+                   replacement, priority, enabled, binding, provider_ids, group_tags, name_fold)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 RETURNING id, name, description, scope, action, match_type, target,
+           replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+           created_at, updated_at"#,
+        f.name,
+        f.description,
+        f.scope,
+        f.action,
+        f.match_type,
+        f.target,
+        f.replacement.as_ref().map(DbJson) as _,
+        f.priority,
+        f.enabled,
+        f.binding,
+        &f.provider_ids,
+        &f.group_tags,
+        validate::fold(&f.name)
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
+        Some(id) => {
+            sqlx::query_as!(
+                RequestFilter,
+                r#"UPDATE request_filters SET (name, description, scope, action, match_type, target,
+                   replacement, priority, enabled, binding, provider_ids, group_tags, name_fold, updated_at)
+                   = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+                 WHERE id = $14
+                 RETURNING id, name, description, scope, action, match_type, target,
+           replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+           created_at, updated_at"#,
+        f.name,
+        f.description,
+        f.scope,
+        f.action,
+        f.match_type,
+        f.target,
+        f.replacement.as_ref().map(DbJson) as _,
+        f.priority,
+        f.enabled,
+        f.binding,
+        &f.provider_ids,
+        &f.group_tags,
+        validate::fold(&f.name),
+                id
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
     };
-    let mut q = sqlx::query_as(&sql)
-        .bind(&f.name)
-        .bind(&f.description)
-        .bind(&f.scope)
-        .bind(&f.action)
-        .bind(&f.match_type)
-        .bind(&f.target)
-        .bind(f.replacement.as_ref().map(DbJson))
-        .bind(f.priority)
-        .bind(f.enabled)
-        .bind(&f.binding)
-        .bind(&f.provider_ids)
-        .bind(&f.group_tags)
-        .bind(validate::fold(&f.name));
-    if let Some(id) = id {
-        q = q.bind(id);
-    }
-    let row = q.fetch_one(&mut *conn).await?;
     bump_policy(conn, false).await?;
     Ok(row)
 }

@@ -96,15 +96,16 @@ impl From<&SensitiveWord> for WordInput {
 
 /// Writes every writable field of word `id`; bumps the policy.
 async fn replace(conn: &mut PgConnection, id: i64, input: &WordInput) -> ApiResult<SensitiveWord> {
-    let word = sqlx::query_as(&format!(
+    let word = sqlx::query_as!(
+        SensitiveWord,
         "UPDATE sensitive_words SET word = $1, match_type = $2, description = $3, enabled = $4, updated_at = now() \
-         WHERE id = $5 RETURNING {COLUMNS}"
-    ))
-    .bind(&input.word)
-    .bind(&input.match_type)
-    .bind(&input.description)
-    .bind(input.enabled)
-    .bind(id)
+         WHERE id = $5 RETURNING id, word, match_type, description, enabled, created_at, updated_at",
+        input.word,
+        input.match_type,
+        input.description,
+        input.enabled,
+        id
+    )
     .fetch_one(&mut *conn)
     .await?;
     bump_policy(conn, false).await?;
@@ -132,14 +133,15 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<SensitiveWord>)> {
     input.validate()?;
     let mut tx = state.pool.begin().await?;
-    let word: SensitiveWord = sqlx::query_as(&format!(
+    let word = sqlx::query_as!(
+        SensitiveWord,
         "INSERT INTO sensitive_words (word, match_type, description, enabled) VALUES ($1, $2, $3, $4) \
-         RETURNING {COLUMNS}"
-    ))
-    .bind(&input.word)
-    .bind(&input.match_type)
-    .bind(&input.description)
-    .bind(input.enabled)
+         RETURNING id, word, match_type, description, enabled, created_at, updated_at",
+        input.word,
+        input.match_type,
+        input.description,
+        input.enabled
+    )
     .fetch_one(&mut *tx)
     .await?;
     bump_policy(&mut tx, false).await?;

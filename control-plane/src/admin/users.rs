@@ -6,9 +6,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{PgConnection, PgExecutor, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
@@ -183,11 +181,6 @@ const USERS: Resource = Resource {
     keys_changed: true,
 };
 
-/// The writable columns, in the order [`bind_input`] binds them ($1..$20).
-const WRITABLE: &str = "name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
-    allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
-    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, name_fold";
-
 impl From<&User> for UserInput {
     fn from(u: &User) -> Self {
         UserInput {
@@ -214,41 +207,42 @@ impl From<&User> for UserInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, User, PgArguments>,
-    u: &'q UserInput,
-) -> QueryAs<'q, Postgres, User, PgArguments> {
-    q.bind(&u.name)
-        .bind(&u.description)
-        .bind(&u.role)
-        .bind(u.enabled)
-        .bind(u.expires_at)
-        .bind(&u.allowed_clients)
-        .bind(&u.blocked_clients)
-        .bind(&u.allowed_models)
-        .bind(u.rpm)
-        .bind(u.limit_total_usd)
-        .bind(u.limit_5h_usd)
-        .bind(&u.limit_5h_mode)
-        .bind(u.limit_daily_usd)
-        .bind(u.limit_weekly_usd)
-        .bind(u.limit_monthly_usd)
-        .bind(u.limit_concurrent_sessions)
-        .bind(&u.daily_reset_mode)
-        .bind(&u.daily_reset_time)
-        .bind(&u.provider_group)
-        .bind(validate::fold(&u.name))
-}
-
 /// Inserts a user (used by the API and by `bootstrap`); bumps the policy.
-pub async fn insert(conn: &mut PgConnection, input: &UserInput) -> Result<User, ApiError> {
-    let sql = format!(
-        "INSERT INTO users ({WRITABLE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19, $20) RETURNING {COLUMNS}"
-    );
-    let user = bind_input(sqlx::query_as(&sql), input)
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn insert(conn: &mut PgConnection, u: &UserInput) -> Result<User, ApiError> {
+    let user = sqlx::query_as!(
+        User,
+        "INSERT INTO users (name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           name_fold) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         RETURNING id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           cost_reset_at, created_at, updated_at",
+        u.name,
+        u.description,
+        u.role,
+        u.enabled,
+        u.expires_at,
+        &u.allowed_clients,
+        &u.blocked_clients,
+        &u.allowed_models,
+        u.rpm,
+        u.limit_total_usd,
+        u.limit_5h_usd,
+        u.limit_5h_mode,
+        u.limit_daily_usd,
+        u.limit_weekly_usd,
+        u.limit_monthly_usd,
+        u.limit_concurrent_sessions,
+        u.daily_reset_mode,
+        u.daily_reset_time,
+        u.provider_group,
+        validate::fold(&u.name)
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, true).await?;
     Ok(user)
 }
@@ -288,25 +282,48 @@ async fn replace(
     input: &UserInput,
     enabled_in_patch: bool,
 ) -> ApiResult<User> {
-    let mut input = input.clone();
-    let reason = after_patch(
-        conn,
-        "users",
-        id,
-        enabled_in_patch,
-        &mut input.enabled,
-        input.expires_at,
-    )
-    .await?;
-    let sql = format!(
-        "UPDATE users SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, now()) WHERE id = $22 RETURNING {COLUMNS}"
-    );
-    let user = bind_input(sqlx::query_as(&sql), &input)
-        .bind(reason)
-        .bind(id)
+    let mut u = input.clone();
+    let reason = sqlx::query_scalar!("SELECT disabled_reason FROM users WHERE id = $1", id)
         .fetch_one(&mut *conn)
         .await?;
+    let reason = after_patch(reason, enabled_in_patch, &mut u.enabled, u.expires_at);
+    let user = sqlx::query_as!(
+        User,
+        "UPDATE users SET (name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           name_fold, disabled_reason, updated_at) \
+           = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, now()) \
+         WHERE id = $22 \
+         RETURNING id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           cost_reset_at, created_at, updated_at",
+        u.name,
+        u.description,
+        u.role,
+        u.enabled,
+        u.expires_at,
+        &u.allowed_clients,
+        &u.blocked_clients,
+        &u.allowed_models,
+        u.rpm,
+        u.limit_total_usd,
+        u.limit_5h_usd,
+        u.limit_5h_mode,
+        u.limit_daily_usd,
+        u.limit_weekly_usd,
+        u.limit_monthly_usd,
+        u.limit_concurrent_sessions,
+        u.daily_reset_mode,
+        u.daily_reset_time,
+        u.provider_group,
+        validate::fold(&u.name),
+        reason,
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, true).await?;
     Ok(user)
 }
@@ -388,10 +405,13 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
     let mut tx = state.pool.begin().await?;
     crud::delete_row(&mut tx, &USERS, id).await?;
-    sqlx::query("UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() WHERE user_id = $1 AND deleted_at IS NULL")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() \
+         WHERE user_id = $1 AND deleted_at IS NULL",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     bump_policy(&mut tx, true).await?;
     tx.commit().await?;
     tracing::info!(user_id = id, "user deleted");
