@@ -11,10 +11,10 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::{after_patch, limit_modes, limits, users, Id, LimitFields};
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -112,7 +112,7 @@ impl KeyInput {
 }
 
 /// A key as the API returns it: masked, never the raw key or its hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Key {
     pub id: i64,
     pub user_id: i64,
@@ -155,18 +155,6 @@ impl std::fmt::Debug for KeyCreated {
             .finish()
     }
 }
-
-const COLUMNS: &str =
-    "id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
-    limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
-    limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at";
-
-const KEYS: Resource = Resource {
-    table: "keys",
-    columns: COLUMNS,
-    delete: Delete::Soft("enabled = false"),
-    keys_changed: true,
-};
 
 impl From<&Key> for KeyInput {
     fn from(k: &Key) -> Self {
@@ -355,7 +343,35 @@ pub async fn list(
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Key>> {
-    Ok(Json(crud::find(&state.pool, &KEYS, id, false).await?))
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+/// A live (not deleted) key, or 404; `for_update` locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<Key> {
+    let key = if for_update {
+        sqlx::query_as!(
+            Key,
+            "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+               limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+               limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at \
+             FROM keys WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            Key,
+            "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+               limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+               limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at \
+             FROM keys WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    key.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -383,7 +399,8 @@ pub async fn update(
     let write = async |conn: &mut PgConnection, id, input: &KeyInput| {
         replace(conn, id, input, enabled_in_patch).await
     };
-    let key = crud::update(&state.pool, &KEYS, id, patch, KeyInput::validate, write).await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let key = crud::update(&state.pool, id, patch, lock, KeyInput::validate, write).await?;
     tracing::info!(key_id = id, enabled = key.enabled, "key updated");
     Ok(Json(key))
 }
@@ -411,7 +428,7 @@ pub async fn rotate(
     Id(id): Id,
 ) -> ApiResult<Json<KeyCreated>> {
     let mut tx = state.pool.begin().await?;
-    let current: Key = crud::find(&mut *tx, &KEYS, id, true).await?;
+    let current = find(&mut *tx, id, true).await?;
     if !caller.may_read_user(current.user_id) {
         return Err(ApiError::Forbidden);
     }
@@ -449,7 +466,16 @@ pub async fn rotate(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &KEYS, id).await?;
+    crud::delete(&state.pool, true, async |conn: &mut PgConnection| {
+        sqlx::query!(
+            "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(conn)
+        .await
+    })
+    .await?;
     tracing::info!(key_id = id, "key deleted");
     Ok(StatusCode::NO_CONTENT)
 }

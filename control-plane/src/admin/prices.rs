@@ -7,11 +7,11 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
@@ -61,7 +61,7 @@ impl PriceInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelPrice {
     pub id: i64,
     pub model: String,
@@ -76,17 +76,6 @@ pub struct ModelPrice {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
-
-const COLUMNS: &str = "id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
-    cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at";
-
-/// A deleted price leaves an `admin` tombstone, so re-seeding does not bring it back.
-const PRICES: Resource = Resource {
-    table: "model_prices",
-    columns: COLUMNS,
-    delete: Delete::Soft("source = 'admin'"),
-    keys_changed: false,
-};
 
 impl From<&ModelPrice> for PriceInput {
     fn from(p: &ModelPrice) -> Self {
@@ -194,7 +183,15 @@ pub async fn create(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ModelPrice>>> {
-    Ok(Json(crud::list(&state.pool, &PRICES, "model").await?))
+    let prices = sqlx::query_as!(
+        ModelPrice,
+        "SELECT id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at \
+         FROM model_prices WHERE deleted_at IS NULL ORDER BY model"
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(prices))
 }
 
 #[utoipa::path(
@@ -208,7 +205,33 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ModelPric
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ModelPrice>> {
-    Ok(Json(crud::find(&state.pool, &PRICES, id, false).await?))
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+/// A live (not deleted) price, or 404; `for_update` locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<ModelPrice> {
+    let row = if for_update {
+        sqlx::query_as!(
+            ModelPrice,
+            "SELECT id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+               cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at \
+             FROM model_prices WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            ModelPrice,
+            "SELECT id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+               cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at \
+             FROM model_prices WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    row.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -233,15 +256,8 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<ModelPrice>> {
-    let price = crud::update(
-        &state.pool,
-        &PRICES,
-        id,
-        patch,
-        PriceInput::validate,
-        replace,
-    )
-    .await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let price = crud::update(&state.pool, id, patch, lock, PriceInput::validate, replace).await?;
     tracing::info!(model = %price.model, "model price updated");
     Ok(Json(price))
 }
@@ -257,7 +273,17 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &PRICES, id).await?;
+    // The row stays as an `admin` tombstone, so re-seeding does not bring it back.
+    crud::delete(&state.pool, false, async |conn: &mut PgConnection| {
+        sqlx::query!(
+            "UPDATE model_prices SET deleted_at = now(), source = 'admin', updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(conn)
+        .await
+    })
+    .await?;
     tracing::info!(price_id = id, "model price deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,7 +14,7 @@ use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::{limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
@@ -235,18 +235,17 @@ impl ProviderInput {
 }
 
 /// A provider row. `credential` never leaves through the admin API.
-#[derive(Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct Provider {
     pub id: i64,
     pub name: String,
     #[serde(rename = "type")]
-    #[sqlx(rename = "type")]
     #[schema(schema_with = types)]
     pub provider_type: String,
     pub base_url: String,
     #[serde(skip_serializing)]
     pub credential: String,
-    #[sqlx(skip)]
+    // Queries select '' for it; [`Provider::masked`] fills it.
     #[schema(example = "sk-…abcd")]
     pub api_key_masked: String,
     pub enabled: bool,
@@ -280,18 +279,6 @@ impl Provider {
         self
     }
 }
-
-pub const COLUMNS: &str = "id, name, type, base_url, credential, enabled, weight, priority, cost_multiplier, \
-    group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
-    limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
-    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, created_at, updated_at";
-
-const PROVIDERS: Resource = Resource {
-    table: "providers",
-    columns: COLUMNS,
-    delete: Delete::Soft("enabled = false"),
-    keys_changed: false,
-};
 
 impl From<&Provider> for ProviderInput {
     fn from(p: &Provider) -> Self {
@@ -493,7 +480,18 @@ pub async fn create(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>>> {
-    let rows: Vec<Provider> = crud::list(&state.pool, &PROVIDERS, "id").await?;
+    let rows = sqlx::query_as!(
+        Provider,
+        r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+         FROM providers WHERE deleted_at IS NULL ORDER BY id"#
+    )
+    .fetch_all(&state.pool)
+    .await?;
     Ok(Json(rows.into_iter().map(Provider::masked).collect()))
 }
 
@@ -508,8 +506,42 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Provider>> {
-    let row: Provider = crud::find(&state.pool, &PROVIDERS, id, false).await?;
-    Ok(Json(row.masked()))
+    Ok(Json(find(&state.pool, id, false).await?.masked()))
+}
+
+/// A live (not deleted) provider, credential unmasked, or 404; `for_update`
+/// locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<Provider> {
+    let row = if for_update {
+        sqlx::query_as!(
+            Provider,
+            r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+               cost_multiplier, group_tags, allowed_models,
+               model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+               limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+               circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+               idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+             FROM providers WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            Provider,
+            r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+               cost_multiplier, group_tags, allowed_models,
+               model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+               limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+               circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+               idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+             FROM providers WHERE id = $1 AND deleted_at IS NULL"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    row.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -534,11 +566,12 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<Provider>> {
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
     let provider = crud::update(
         &state.pool,
-        &PROVIDERS,
         id,
         patch,
+        lock,
         ProviderInput::validate,
         replace,
     )
@@ -558,7 +591,16 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &PROVIDERS, id).await?;
+    crud::delete(&state.pool, false, async |conn: &mut PgConnection| {
+        sqlx::query!(
+            "UPDATE providers SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(conn)
+        .await
+    })
+    .await?;
     tracing::info!(provider_id = id, "provider deleted");
     Ok(StatusCode::NO_CONTENT)
 }

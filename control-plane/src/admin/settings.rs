@@ -74,7 +74,7 @@ impl SettingsInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Settings {
     pub enable_client_version_check: bool,
     pub intercept_anthropic_warmup_requests: bool,
@@ -116,7 +116,7 @@ pub async fn get(State(state): State<AppState>) -> ApiResult<Json<Settings>> {
 }
 
 /// The GA version of a client type (SPEC §2.5), as last computed.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClientVersion {
     pub client_type: String,
     pub version: String,

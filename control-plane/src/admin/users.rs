@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::{after_patch, limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
@@ -138,7 +138,7 @@ impl UserInput {
 }
 
 /// A user as the API returns it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
@@ -168,18 +168,6 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
-
-const COLUMNS: &str = "id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
-    allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
-    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
-    cost_reset_at, created_at, updated_at";
-
-const USERS: Resource = Resource {
-    table: "users",
-    columns: COLUMNS,
-    delete: Delete::Soft("enabled = false"),
-    keys_changed: true,
-};
 
 impl From<&User> for UserInput {
     fn from(u: &User) -> Self {
@@ -338,12 +326,47 @@ async fn replace(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(crud::list(&state.pool, &USERS, "id").await?))
+    let users = sqlx::query_as!(
+        User,
+        "SELECT id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           cost_reset_at, created_at, updated_at \
+         FROM users WHERE deleted_at IS NULL ORDER BY id"
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(users))
 }
 
-/// A live (not deleted) user, or 404.
+/// A live (not deleted) user, or 404; `for_update` locks it.
 pub async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<User> {
-    crud::find(db, &USERS, id, for_update).await
+    let user = if for_update {
+        sqlx::query_as!(
+            User,
+            "SELECT id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+               allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+               limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+               cost_reset_at, created_at, updated_at \
+             FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            User,
+            "SELECT id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+               allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+               limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+               cost_reset_at, created_at, updated_at \
+             FROM users WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    user.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -386,7 +409,8 @@ pub async fn update(
     let write = async |conn: &mut PgConnection, id, input: &UserInput| {
         replace(conn, id, input, enabled_in_patch).await
     };
-    let user = crud::update(&state.pool, &USERS, id, patch, UserInput::validate, write).await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let user = crud::update(&state.pool, id, patch, lock, UserInput::validate, write).await?;
     tracing::info!(user_id = id, "user updated");
     Ok(Json(user))
 }
@@ -403,17 +427,24 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    crud::delete_row(&mut tx, &USERS, id).await?;
-    sqlx::query!(
-        "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() \
-         WHERE user_id = $1 AND deleted_at IS NULL",
-        id
-    )
-    .execute(&mut *tx)
+    crud::delete(&state.pool, true, async |conn: &mut PgConnection| {
+        let deleted = sqlx::query!(
+            "UPDATE users SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query!(
+            "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE user_id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(deleted)
+    })
     .await?;
-    bump_policy(&mut tx, true).await?;
-    tx.commit().await?;
     tracing::info!(user_id = id, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }
