@@ -253,7 +253,10 @@ async fn healthz() -> &'static str {
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
+    match sqlx::query_scalar!("SELECT 1 AS one")
+        .fetch_one(&state.pool)
+        .await
+    {
         Ok(_) => (StatusCode::OK, "ready\n"),
         Err(err) => {
             tracing::warn!(error = format!("{err:#}"), "readiness check failed");

@@ -144,36 +144,38 @@ enum Outcome {
 }
 
 async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError> {
-    let token: Option<(i64,)> =
-        sqlx::query_as("SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(hash)
-            .fetch_optional(&state.pool)
-            .await?;
-    if let Some((id,)) = token {
+    let token = sqlx::query_scalar!(
+        "SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        hash
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    if let Some(id) = token {
         return Ok(Outcome::Admin(Admin::Token { id }));
     }
-    let key: Option<(i64, i64, String, bool, bool)> = sqlx::query_as(
-        "SELECT k.id, u.id, u.role, \
-                k.enabled AND u.enabled \
-                AND (k.expires_at IS NULL OR k.expires_at > now()) \
-                AND (u.expires_at IS NULL OR u.expires_at > now()), \
-                k.can_login_web_ui \
-         FROM keys k JOIN users u ON u.id = k.user_id \
-         WHERE k.key_hash = $1 AND k.deleted_at IS NULL AND u.deleted_at IS NULL",
+    let key = sqlx::query!(
+        r#"SELECT k.id AS key_id, u.id AS user_id, u.role,
+                  k.enabled AND u.enabled
+                  AND (k.expires_at IS NULL OR k.expires_at > now())
+                  AND (u.expires_at IS NULL OR u.expires_at > now()) AS "active!",
+                  k.can_login_web_ui
+           FROM keys k JOIN users u ON u.id = k.user_id
+           WHERE k.key_hash = $1 AND k.deleted_at IS NULL AND u.deleted_at IS NULL"#,
+        hash
     )
-    .bind(hash)
     .fetch_optional(&state.pool)
     .await?;
     Ok(match key {
-        Some((key_id, user_id, role, true, _)) if role == "admin" => {
-            Outcome::Admin(Admin::UserKey { user_id, key_id })
-        }
-        Some((key_id, user_id, _, true, web_ui)) => Outcome::User {
-            user_id,
-            key_id,
-            web_ui,
+        Some(k) if k.active && k.role == "admin" => Outcome::Admin(Admin::UserKey {
+            user_id: k.user_id,
+            key_id: k.key_id,
+        }),
+        Some(k) if k.active => Outcome::User {
+            user_id: k.user_id,
+            key_id: k.key_id,
+            web_ui: k.can_login_web_ui,
         },
-        Some((_, _, _, false, _)) => Outcome::Inactive,
+        Some(_) => Outcome::Inactive,
         None => Outcome::Unknown,
     })
 }

@@ -102,14 +102,14 @@ const AUDIT_EVERY: Duration = Duration::from_secs(3600);
 /// replicas' timers drift without skipping an interval). An unreachable
 /// database claims nothing; the next tick tries again.
 pub async fn claim(pool: &PgPool, job: &str, every: Duration) -> anyhow::Result<bool> {
-    let claimed: Option<(String,)> = sqlx::query_as(
+    let claimed = sqlx::query_scalar!(
         "INSERT INTO job_runs (job, last_run_at) VALUES ($1, now()) \
          ON CONFLICT (job) DO UPDATE SET last_run_at = now() \
          WHERE job_runs.last_run_at <= now() - make_interval(secs => $2) \
          RETURNING job",
+        job,
+        every.as_secs_f64() * 0.9
     )
-    .bind(job)
-    .bind(every.as_secs_f64() * 0.9)
     .fetch_optional(pool)
     .await?;
     Ok(claimed.is_some())
@@ -134,16 +134,16 @@ async fn claimed(pool: &PgPool, job: &str, every: Duration) -> bool {
 /// Returns how many rows changed; bumps version and key epoch if any did.
 pub async fn disable_expired(pool: &PgPool) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
-    let users = sqlx::query(
+    let users = sqlx::query!(
         "UPDATE users SET enabled = false, disabled_reason = 'expired', updated_at = now() \
-         WHERE enabled AND expires_at <= now() AND deleted_at IS NULL",
+         WHERE enabled AND expires_at <= now() AND deleted_at IS NULL"
     )
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let keys = sqlx::query(
+    let keys = sqlx::query!(
         "UPDATE keys SET enabled = false, disabled_reason = 'expired', updated_at = now() \
-         WHERE enabled AND expires_at <= now() AND deleted_at IS NULL",
+         WHERE enabled AND expires_at <= now() AND deleted_at IS NULL"
     )
     .execute(&mut *tx)
     .await?
@@ -162,12 +162,13 @@ pub const SESSION_RETENTION_HOURS: i32 = 24;
 /// [`SESSION_RETENTION_HOURS`] old (run with the expiry sweep). Returns how
 /// many were deleted.
 pub async fn delete_idle_sessions(pool: &PgPool) -> anyhow::Result<u64> {
-    let deleted =
-        sqlx::query("DELETE FROM sessions WHERE last_seen_at < now() - make_interval(hours => $1)")
-            .bind(SESSION_RETENTION_HOURS)
-            .execute(pool)
-            .await?
-            .rows_affected();
+    let deleted = sqlx::query!(
+        "DELETE FROM sessions WHERE last_seen_at < now() - make_interval(hours => $1)",
+        SESSION_RETENTION_HOURS
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
     Ok(deleted)
 }
 
@@ -243,16 +244,18 @@ pub fn ga_versions(
 /// Recomputes `client_ga_versions` from the last 7 days of requests; bumps the
 /// policy version only when the result changed. Returns whether it did.
 pub async fn refresh_client_versions(pool: &PgPool) -> anyhow::Result<bool> {
-    let (threshold,): (i32,) = sqlx::query_as("SELECT ga_threshold FROM settings")
+    let threshold = sqlx::query_scalar!("SELECT ga_threshold FROM settings")
         .fetch_one(pool)
         .await?;
-    let seen: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT DISTINCT user_id, user_agent FROM message_request \
-         WHERE started_at > now() - interval '7 days' AND user_id IS NOT NULL AND user_agent IS NOT NULL \
-           AND blocked_by IS NULL",
+    let seen = sqlx::query!(
+        r#"SELECT DISTINCT user_id AS "user_id!", user_agent AS "user_agent!" FROM message_request
+           WHERE started_at > now() - interval '7 days' AND user_id IS NOT NULL AND user_agent IS NOT NULL
+             AND blocked_by IS NULL"#
     )
     .fetch_all(pool)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.user_id, r.user_agent));
     let ga = ga_versions(seen, usize::try_from(threshold).unwrap_or(1));
     let wanted: BTreeMap<String, String> = ga
         .iter()
@@ -261,29 +264,29 @@ pub async fn refresh_client_versions(pool: &PgPool) -> anyhow::Result<bool> {
 
     let mut tx = pool.begin().await?;
     // Serialize concurrent refreshes (several control-plane replicas).
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hubgate.client_ga_versions'))")
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('hubgate.client_ga_versions'))")
         .execute(&mut *tx)
         .await?;
-    let current: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
-        "SELECT client_type, version FROM client_ga_versions",
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    let current: BTreeMap<String, String> =
+        sqlx::query!("SELECT client_type, version FROM client_ga_versions")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|r| (r.client_type, r.version))
+            .collect();
     if current == wanted {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM client_ga_versions")
+    sqlx::query!("DELETE FROM client_ga_versions")
         .execute(&mut *tx)
         .await?;
     for (client_type, ((a, b, c), users)) in &ga {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO client_ga_versions (client_type, version, users) VALUES ($1, $2, $3)",
+            *client_type,
+            format!("{a}.{b}.{c}"),
+            i32::try_from(*users).unwrap_or(i32::MAX)
         )
-        .bind(client_type)
-        .bind(format!("{a}.{b}.{c}"))
-        .bind(i32::try_from(*users).unwrap_or(i32::MAX))
         .execute(&mut *tx)
         .await?;
     }

@@ -90,40 +90,42 @@ pub async fn run(pool: &PgPool, args: &BootstrapArgs) -> anyhow::Result<bool> {
 
     let mut tx = pool.begin().await?;
     // One bootstrap at a time, so two concurrent runs cannot both create.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hubgate.bootstrap'))")
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('hubgate.bootstrap'))")
         .execute(&mut *tx)
         .await?;
     let mut changed = false;
 
-    let token = sqlx::query(
+    let token = sqlx::query!(
         "INSERT INTO admin_tokens (name, token_hash) VALUES ('bootstrap', $1) \
          ON CONFLICT (token_hash) DO UPDATE SET revoked_at = NULL WHERE admin_tokens.revoked_at IS NOT NULL",
+        hubgate_wire::hash_key(&args.admin_token)
     )
-    .bind(hubgate_wire::hash_key(&args.admin_token))
     .execute(&mut *tx)
     .await?;
     changed |= token.rows_affected() > 0;
 
     if let Some(raw) = &args.demo_key {
-        let existing: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM users WHERE name_fold = $1 AND deleted_at IS NULL")
-                .bind(crate::validate::fold(&demo_user.name))
-                .fetch_optional(&mut *tx)
-                .await?;
+        let existing = sqlx::query_scalar!(
+            "SELECT id FROM users WHERE name_fold = $1 AND deleted_at IS NULL",
+            crate::validate::fold(&demo_user.name)
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let user_id = match existing {
-            Some((id,)) => id,
+            Some(id) => id,
             None => {
                 changed = true;
                 users::insert(&mut tx, &demo_user).await?.id
             }
         };
         let hash = hubgate_wire::hash_key(raw);
-        let key: Option<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT id, user_id, deleted_at IS NOT NULL FROM keys WHERE key_hash = $1",
+        let key = sqlx::query!(
+            r#"SELECT id, user_id, deleted_at IS NOT NULL AS "deleted!" FROM keys WHERE key_hash = $1"#,
+            hash
         )
-        .bind(&hash)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await?
+        .map(|k| (k.id, k.user_id, k.deleted));
         // An existing key is left as it is: never moved from another user,
         // never re-enabled or revived after an admin disabled or deleted it.
         match key {
@@ -144,13 +146,8 @@ pub async fn run(pool: &PgPool, args: &BootstrapArgs) -> anyhow::Result<bool> {
     }
 
     if let Some(wanted) = &demo_provider {
-        let existing = sqlx::query_as::<_, providers::Provider>(&format!(
-            "SELECT {} FROM providers WHERE name_fold = $1 AND deleted_at IS NULL",
-            providers::COLUMNS
-        ))
-        .bind(crate::validate::fold(DEMO_PROVIDER_NAME))
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing =
+            providers::find_by_fold(&mut tx, &crate::validate::fold(DEMO_PROVIDER_NAME)).await?;
         match existing {
             None => {
                 providers::insert(&mut tx, wanted).await?;

@@ -29,40 +29,139 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The tables with a unique name: (table, name column, folded column).
-const FOLDED: [(&str, &str, &str); 4] = [
-    ("users", "name", "name_fold"),
-    ("providers", "name", "name_fold"),
-    ("request_filters", "name", "name_fold"),
-    ("model_prices", "model", "model_fold"),
-];
+/// The tables with a unique name, each with its name and folded-name columns.
+#[derive(Debug, Clone, Copy)]
+enum Folded {
+    Users,
+    Providers,
+    RequestFilters,
+    ModelPrices,
+}
+
+impl Folded {
+    const ALL: [Folded; 4] = [
+        Folded::Users,
+        Folded::Providers,
+        Folded::RequestFilters,
+        Folded::ModelPrices,
+    ];
+
+    fn table(self) -> &'static str {
+        match self {
+            Folded::Users => "users",
+            Folded::Providers => "providers",
+            Folded::RequestFilters => "request_filters",
+            Folded::ModelPrices => "model_prices",
+        }
+    }
+
+    fn name_column(self) -> &'static str {
+        match self {
+            Folded::ModelPrices => "model",
+            _ => "name",
+        }
+    }
+
+    /// The rows without a folded name, oldest first.
+    async fn unfolded(self, pool: &PgPool) -> sqlx::Result<Vec<Unfolded>> {
+        match self {
+            Folded::Users => {
+                sqlx::query_as!(
+                    Unfolded,
+                    "SELECT id, name FROM users WHERE name_fold IS NULL ORDER BY id"
+                )
+                .fetch_all(pool)
+                .await
+            }
+            Folded::Providers => {
+                sqlx::query_as!(
+                    Unfolded,
+                    "SELECT id, name FROM providers WHERE name_fold IS NULL ORDER BY id"
+                )
+                .fetch_all(pool)
+                .await
+            }
+            Folded::RequestFilters => {
+                sqlx::query_as!(
+                    Unfolded,
+                    "SELECT id, name FROM request_filters WHERE name_fold IS NULL ORDER BY id"
+                )
+                .fetch_all(pool)
+                .await
+            }
+            Folded::ModelPrices => {
+                sqlx::query_as!(
+                Unfolded,
+                "SELECT id, model AS name FROM model_prices WHERE model_fold IS NULL ORDER BY id"
+            )
+                .fetch_all(pool)
+                .await
+            }
+        }
+    }
+
+    async fn set_fold(self, pool: &PgPool, id: i64, fold: &str) -> sqlx::Result<()> {
+        match self {
+            Folded::Users => {
+                sqlx::query!("UPDATE users SET name_fold = $1 WHERE id = $2", fold, id)
+                    .execute(pool)
+                    .await?
+            }
+            Folded::Providers => {
+                sqlx::query!(
+                    "UPDATE providers SET name_fold = $1 WHERE id = $2",
+                    fold,
+                    id
+                )
+                .execute(pool)
+                .await?
+            }
+            Folded::RequestFilters => {
+                sqlx::query!(
+                    "UPDATE request_filters SET name_fold = $1 WHERE id = $2",
+                    fold,
+                    id
+                )
+                .execute(pool)
+                .await?
+            }
+            Folded::ModelPrices => {
+                sqlx::query!(
+                    "UPDATE model_prices SET model_fold = $1 WHERE id = $2",
+                    fold,
+                    id
+                )
+                .execute(pool)
+                .await?
+            }
+        };
+        Ok(())
+    }
+}
+
+struct Unfolded {
+    id: i64,
+    name: String,
+}
 
 /// Fills the folded-name columns (see `migrations/0003_folded_names.sql`)
 /// of rows that lack them: rows written before that migration, or by an
 /// older binary during a rolling upgrade. A row whose folded name is already
 /// taken keeps NULL and is reported, for an admin to rename.
 pub async fn fill_folds(pool: &PgPool) -> anyhow::Result<()> {
-    for (table, column, fold_column) in FOLDED {
-        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
-            "SELECT id, {column} FROM {table} WHERE {fold_column} IS NULL ORDER BY id"
-        ))
-        .fetch_all(pool)
-        .await?;
-        for (id, name) in rows {
-            let filled = sqlx::query(&format!(
-                "UPDATE {table} SET {fold_column} = $1 WHERE id = $2"
-            ))
-            .bind(crate::validate::fold(&name))
-            .bind(id)
-            .execute(pool)
-            .await;
+    for folded in Folded::ALL {
+        for row in folded.unfolded(pool).await? {
+            let filled = folded
+                .set_fold(pool, row.id, &crate::validate::fold(&row.name))
+                .await;
             match filled {
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => tracing::warn!(
-                    table,
-                    id,
-                    "this row's {column} differs only in case or Unicode form from another row's; \
-                     rename one of them"
+                    table = folded.table(),
+                    id = row.id,
+                    "this row's {} differs only in case or Unicode form from another row's; \
+                     rename one of them",
+                    folded.name_column()
                 ),
                 Err(e) => return Err(e.into()),
             }
@@ -75,24 +174,24 @@ pub async fn fill_folds(pool: &PgPool) -> anyhow::Result<()> {
 /// keys changed. Call inside the transaction that makes the change, so a
 /// snapshot or key answer never mixes old data with a new version.
 pub async fn bump_policy(conn: &mut PgConnection, keys_changed: bool) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE policy_state SET version = version + 1, \
          key_epoch = key_epoch + CASE WHEN $1 THEN 1 ELSE 0 END, updated_at = now()",
+        keys_changed
     )
-    .bind(keys_changed)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyState {
     pub version: i64,
     pub key_epoch: i64,
 }
 
 pub async fn policy_state<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<PolicyState, sqlx::Error> {
-    sqlx::query_as("SELECT version, key_epoch FROM policy_state")
+    sqlx::query_as!(PolicyState, "SELECT version, key_epoch FROM policy_state")
         .fetch_one(db)
         .await
 }

@@ -35,7 +35,7 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<u64> {
     let mut tx = pool.begin().await?;
     let mut changed = 0;
     for p in &prices {
-        let result = sqlx::query(
+        let result = sqlx::query!(
             "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
                cache_write_1h_per_mtok, cache_read_per_mtok, model_fold, source) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'seed') \
@@ -51,14 +51,14 @@ pub async fn seed(pool: &PgPool) -> anyhow::Result<u64> {
                    IS DISTINCT FROM (EXCLUDED.input_per_mtok, EXCLUDED.output_per_mtok, \
                     EXCLUDED.cache_write_5m_per_mtok, EXCLUDED.cache_write_1h_per_mtok, \
                     EXCLUDED.cache_read_per_mtok)",
+            p.model,
+            p.input_per_mtok,
+            p.output_per_mtok,
+            p.cache_write_5m_per_mtok,
+            p.cache_write_1h_per_mtok,
+            p.cache_read_per_mtok,
+            crate::validate::fold(&p.model)
         )
-        .bind(&p.model)
-        .bind(p.input_per_mtok)
-        .bind(p.output_per_mtok)
-        .bind(p.cache_write_5m_per_mtok)
-        .bind(p.cache_write_1h_per_mtok)
-        .bind(p.cache_read_per_mtok)
-        .bind(crate::validate::fold(&p.model))
         .execute(&mut *tx)
         .await
         .with_context(|| format!("upserting seed price {}", p.model))?;

@@ -34,25 +34,26 @@ impl Maintained {
 /// Creates the daily partitions of `from..=to` that are missing (moving in
 /// any rows the default partition holds for them).
 pub async fn ensure_partitions(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Result<i32> {
-    let (created,): (i32,) = sqlx::query_as("SELECT hubgate_ensure_audit_partitions($1, $2)")
-        .bind(from)
-        .bind(to)
-        .fetch_one(pool)
-        .await?;
-    Ok(created)
+    sqlx::query_scalar!(
+        r#"SELECT hubgate_ensure_audit_partitions($1, $2) AS "created!""#,
+        from,
+        to
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// The partitions' days, oldest first.
 pub async fn partition_days(pool: &PgPool) -> sqlx::Result<Vec<NaiveDate>> {
-    let names: Vec<(String,)> = sqlx::query_as(
-        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-         WHERE i.inhparent = 'message_request'::regclass",
+    let names = sqlx::query_scalar!(
+        r#"SELECT c.relname::text AS "name!" FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'message_request'::regclass"#
     )
     .fetch_all(pool)
     .await?;
     let mut days: Vec<NaiveDate> = names
         .iter()
-        .filter_map(|(name,)| name.strip_prefix("message_request_"))
+        .filter_map(|name| name.strip_prefix("message_request_"))
         .filter_map(|day| NaiveDate::parse_from_str(day, "%Y%m%d").ok())
         .collect();
     days.sort();
@@ -64,7 +65,7 @@ pub async fn maintain(pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<Maint
     let today = now.date_naive();
     let created =
         ensure_partitions(pool, today - Days::new(1), today + Days::new(DAYS_AHEAD)).await?;
-    let (retention,): (i32,) = sqlx::query_as("SELECT audit_retention_days FROM settings")
+    let retention = sqlx::query_scalar!("SELECT audit_retention_days FROM settings")
         .fetch_one(pool)
         .await?;
     let cutoff = now - TimeDelta::days(i64::from(retention));
@@ -83,24 +84,32 @@ pub async fn maintain(pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<Maint
             dropped.push(day);
         }
     }
-    let deleted_rows = sqlx::query("DELETE FROM message_request_default WHERE started_at < $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    sqlx::query("DELETE FROM audit_event_ids WHERE received_at < $1")
-        .bind(now - TimeDelta::days(EVENT_ID_DAYS))
-        .execute(pool)
-        .await?;
+    let deleted_rows = sqlx::query!(
+        "DELETE FROM message_request_default WHERE started_at < $1",
+        cutoff
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    sqlx::query!(
+        "DELETE FROM audit_event_ids WHERE received_at < $1",
+        now - TimeDelta::days(EVENT_ID_DAYS)
+    )
+    .execute(pool)
+    .await?;
     // An expired lease holds no budget; a late event for it charges nothing.
-    sqlx::query("DELETE FROM quota_leases WHERE expires_at < $1")
-        .bind(now - TimeDelta::days(1))
-        .execute(pool)
-        .await?;
-    sqlx::query("DELETE FROM rate_shares WHERE expires_at < $1")
-        .bind(now - TimeDelta::days(1))
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM quota_leases WHERE expires_at < $1",
+        now - TimeDelta::days(1)
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM rate_shares WHERE expires_at < $1",
+        now - TimeDelta::days(1)
+    )
+    .execute(pool)
+    .await?;
     Ok(Maintained {
         created,
         dropped,

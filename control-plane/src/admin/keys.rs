@@ -11,12 +11,10 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::{after_patch, limit_modes, limits, users, Id, LimitFields};
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -114,7 +112,7 @@ impl KeyInput {
 }
 
 /// A key as the API returns it: masked, never the raw key or its hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Key {
     pub id: i64,
     pub user_id: i64,
@@ -158,22 +156,6 @@ impl std::fmt::Debug for KeyCreated {
     }
 }
 
-const COLUMNS: &str =
-    "id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
-    limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
-    limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at";
-
-const KEYS: Resource = Resource {
-    table: "keys",
-    columns: COLUMNS,
-    delete: Delete::Soft("enabled = false"),
-    keys_changed: true,
-};
-
-/// Writable columns in [`bind_input`] order ($1..$12).
-const WRITABLE: &str = "name, enabled, expires_at, can_login_web_ui, limit_total_usd, limit_5h_usd, \
-    limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, provider_group";
-
 impl From<&Key> for KeyInput {
     fn from(k: &Key) -> Self {
         KeyInput {
@@ -193,43 +175,40 @@ impl From<&Key> for KeyInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, Key, PgArguments>,
-    k: &'q KeyInput,
-) -> QueryAs<'q, Postgres, Key, PgArguments> {
-    q.bind(&k.name)
-        .bind(k.enabled)
-        .bind(k.expires_at)
-        .bind(k.can_login_web_ui)
-        .bind(k.limit_total_usd)
-        .bind(k.limit_5h_usd)
-        .bind(&k.limit_5h_mode)
-        .bind(k.limit_daily_usd)
-        .bind(k.limit_weekly_usd)
-        .bind(k.limit_monthly_usd)
-        .bind(k.limit_concurrent_sessions)
-        .bind(&k.provider_group)
-}
-
 /// Stores a key with the given raw value (hashed and masked); bumps the policy.
 pub async fn insert(
     conn: &mut PgConnection,
     user_id: i64,
-    input: &KeyInput,
+    k: &KeyInput,
     raw: &str,
 ) -> ApiResult<Key> {
-    let sql = format!(
-        "INSERT INTO keys ({WRITABLE}, user_id, key_hash, key_masked) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
-    );
-    let hash = hubgate_wire::hash_key(raw);
-    let masked = hubgate_wire::mask_key(raw);
-    let key = bind_input(sqlx::query_as(&sql), input)
-        .bind(user_id)
-        .bind(&hash)
-        .bind(&masked)
-        .fetch_one(&mut *conn)
-        .await?;
+    let key = sqlx::query_as!(
+        Key,
+        "INSERT INTO keys (name, enabled, expires_at, can_login_web_ui, limit_total_usd, limit_5h_usd, \
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, \
+           provider_group, user_id, key_hash, key_masked) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         RETURNING id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+           limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+           limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at",
+        k.name,
+        k.enabled,
+        k.expires_at,
+        k.can_login_web_ui,
+        k.limit_total_usd,
+        k.limit_5h_usd,
+        k.limit_5h_mode,
+        k.limit_daily_usd,
+        k.limit_weekly_usd,
+        k.limit_monthly_usd,
+        k.limit_concurrent_sessions,
+        k.provider_group,
+        user_id,
+        hubgate_wire::hash_key(raw),
+        hubgate_wire::mask_key(raw)
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, true).await?;
     Ok(key)
 }
@@ -242,25 +221,38 @@ async fn replace(
     input: &KeyInput,
     enabled_in_patch: bool,
 ) -> ApiResult<Key> {
-    let mut input = input.clone();
-    let reason = after_patch(
-        conn,
-        "keys",
-        id,
-        enabled_in_patch,
-        &mut input.enabled,
-        input.expires_at,
-    )
-    .await?;
-    let sql = format!(
-        "UPDATE keys SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, now()) WHERE id = $14 RETURNING {COLUMNS}"
-    );
-    let key = bind_input(sqlx::query_as(&sql), &input)
-        .bind(reason)
-        .bind(id)
+    let mut k = input.clone();
+    let reason = sqlx::query_scalar!("SELECT disabled_reason FROM keys WHERE id = $1", id)
         .fetch_one(&mut *conn)
         .await?;
+    let reason = after_patch(reason, enabled_in_patch, &mut k.enabled, k.expires_at);
+    let key = sqlx::query_as!(
+        Key,
+        "UPDATE keys SET (name, enabled, expires_at, can_login_web_ui, limit_total_usd, limit_5h_usd, \
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, \
+           provider_group, disabled_reason, updated_at) \
+           = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now()) \
+         WHERE id = $14 \
+         RETURNING id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+           limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+           limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at",
+        k.name,
+        k.enabled,
+        k.expires_at,
+        k.can_login_web_ui,
+        k.limit_total_usd,
+        k.limit_5h_usd,
+        k.limit_5h_mode,
+        k.limit_daily_usd,
+        k.limit_weekly_usd,
+        k.limit_monthly_usd,
+        k.limit_concurrent_sessions,
+        k.provider_group,
+        reason,
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, true).await?;
     Ok(key)
 }
@@ -326,13 +318,17 @@ pub async fn list(
     if !caller.may_read_user(user_id) {
         return Err(ApiError::Forbidden);
     }
-    let sql =
-        format!("SELECT {COLUMNS} FROM keys WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id");
     Ok(Json(
-        sqlx::query_as(&sql)
-            .bind(user_id)
-            .fetch_all(&state.pool)
-            .await?,
+        sqlx::query_as!(
+            Key,
+            "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+               limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+               limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at \
+             FROM keys WHERE user_id = $1 AND deleted_at IS NULL ORDER BY id",
+            user_id
+        )
+        .fetch_all(&state.pool)
+        .await?,
     ))
 }
 
@@ -347,7 +343,35 @@ pub async fn list(
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Key>> {
-    Ok(Json(crud::find(&state.pool, &KEYS, id, false).await?))
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+/// A live (not deleted) key, or 404; `for_update` locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<Key> {
+    let key = if for_update {
+        sqlx::query_as!(
+            Key,
+            "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+               limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+               limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at \
+             FROM keys WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            Key,
+            "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+               limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+               limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at \
+             FROM keys WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    key.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -375,7 +399,8 @@ pub async fn update(
     let write = async |conn: &mut PgConnection, id, input: &KeyInput| {
         replace(conn, id, input, enabled_in_patch).await
     };
-    let key = crud::update(&state.pool, &KEYS, id, patch, KeyInput::validate, write).await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let key = crud::update(&state.pool, id, patch, lock, KeyInput::validate, write).await?;
     tracing::info!(key_id = id, enabled = key.enabled, "key updated");
     Ok(Json(key))
 }
@@ -403,20 +428,23 @@ pub async fn rotate(
     Id(id): Id,
 ) -> ApiResult<Json<KeyCreated>> {
     let mut tx = state.pool.begin().await?;
-    let current: Key = crud::find(&mut *tx, &KEYS, id, true).await?;
+    let current = find(&mut *tx, id, true).await?;
     if !caller.may_read_user(current.user_id) {
         return Err(ApiError::Forbidden);
     }
     let raw = generate();
-    let sql = format!(
-        "UPDATE keys SET key_hash = $2, key_masked = $3, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-    );
-    let key: Key = sqlx::query_as(&sql)
-        .bind(id)
-        .bind(hubgate_wire::hash_key(&raw))
-        .bind(hubgate_wire::mask_key(&raw))
-        .fetch_one(&mut *tx)
-        .await?;
+    let key = sqlx::query_as!(
+        Key,
+        "UPDATE keys SET key_hash = $2, key_masked = $3, updated_at = now() WHERE id = $1 \
+         RETURNING id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+           limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+           limit_concurrent_sessions, provider_group, cost_reset_at, created_at, updated_at",
+        id,
+        hubgate_wire::hash_key(&raw),
+        hubgate_wire::mask_key(&raw)
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     bump_policy(&mut tx, true).await?;
     tx.commit().await?;
     tracing::info!(key_id = id, masked = %key.key_masked, "key rotated");
@@ -438,7 +466,16 @@ pub async fn rotate(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &KEYS, id).await?;
+    crud::delete(&state.pool, true, async |conn: &mut PgConnection| {
+        sqlx::query!(
+            "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(conn)
+        .await
+    })
+    .await?;
     tracing::info!(key_id = id, "key deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -128,25 +128,9 @@ pub fn limits(l: &LimitFields<'_>) -> Check {
 /// (`disabled_reason = 'expired'`, set by
 /// [`crate::background::disable_expired`]): when `expires_at` is now in the
 /// future or cleared, the row is enabled again, unless the PATCH sets
-/// `enabled` itself. Returns the `disabled_reason` to store.
-pub(crate) async fn after_patch(
-    conn: &mut sqlx::PgConnection,
-    table: &str,
-    id: i64,
-    enabled_in_patch: bool,
-    enabled: &mut bool,
-    expires_at: Option<DateTime<Utc>>,
-) -> crate::errors::ApiResult<Option<String>> {
-    let (reason,): (Option<String>,) = sqlx::query_as(&format!(
-        "SELECT disabled_reason FROM {table} WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_one(conn)
-    .await?;
-    Ok(reconcile(reason, enabled_in_patch, enabled, expires_at))
-}
-
-fn reconcile(
+/// `enabled` itself. Takes the stored `disabled_reason`; returns the one to
+/// store.
+pub(crate) fn after_patch(
     reason: Option<String>,
     enabled_in_patch: bool,
     enabled: &mut bool,

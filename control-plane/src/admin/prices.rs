@@ -7,13 +7,11 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
@@ -63,7 +61,7 @@ impl PriceInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelPrice {
     pub id: i64,
     pub model: String,
@@ -79,17 +77,6 @@ pub struct ModelPrice {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
-    cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at";
-
-/// A deleted price leaves an `admin` tombstone, so re-seeding does not bring it back.
-const PRICES: Resource = Resource {
-    table: "model_prices",
-    columns: COLUMNS,
-    delete: Delete::Soft("source = 'admin'"),
-    keys_changed: false,
-};
-
 impl From<&ModelPrice> for PriceInput {
     fn from(p: &ModelPrice) -> Self {
         PriceInput {
@@ -103,31 +90,27 @@ impl From<&ModelPrice> for PriceInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, ModelPrice, PgArguments>,
-    p: &'q PriceInput,
-) -> QueryAs<'q, Postgres, ModelPrice, PgArguments> {
-    q.bind(&p.model)
-        .bind(p.input_per_mtok)
-        .bind(p.output_per_mtok)
-        .bind(p.cache_write_5m_per_mtok)
-        .bind(p.cache_write_1h_per_mtok)
-        .bind(p.cache_read_per_mtok)
-        .bind(validate::fold(&p.model))
-}
-
 /// Writes every writable field of price `id`; bumps the policy.
-async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiResult<ModelPrice> {
-    let sql = format!(
+async fn replace(conn: &mut PgConnection, id: i64, p: &PriceInput) -> ApiResult<ModelPrice> {
+    let price = sqlx::query_as!(
+        ModelPrice,
         "UPDATE model_prices SET model = $1, input_per_mtok = $2, output_per_mtok = $3, \
            cache_write_5m_per_mtok = $4, cache_write_1h_per_mtok = $5, cache_read_per_mtok = $6, \
            model_fold = $7, source = 'admin', updated_at = now() \
-         WHERE id = $8 RETURNING {COLUMNS}"
-    );
-    let price = bind_input(sqlx::query_as(&sql), input)
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
+         WHERE id = $8 \
+         RETURNING id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at",
+        p.model,
+        p.input_per_mtok,
+        p.output_per_mtok,
+        p.cache_write_5m_per_mtok,
+        p.cache_write_1h_per_mtok,
+        p.cache_read_per_mtok,
+        validate::fold(&p.model),
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, false).await?;
     Ok(price)
 }
@@ -149,13 +132,14 @@ async fn replace(conn: &mut PgConnection, id: i64, input: &PriceInput) -> ApiRes
 )]
 pub async fn create(
     State(state): State<AppState>,
-    JsonBody(input): JsonBody<PriceInput>,
+    JsonBody(p): JsonBody<PriceInput>,
 ) -> ApiResult<(StatusCode, Json<ModelPrice>)> {
-    input.validate()?;
+    p.validate()?;
     let mut tx = state.pool.begin().await?;
     // A deleted row is a tombstone: creating the same model (in any case)
     // revives it, under the name as now typed.
-    let sql = format!(
+    let price = sqlx::query_as!(
+        ModelPrice,
         "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
            cache_write_1h_per_mtok, cache_read_per_mtok, model_fold, source) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'admin') \
@@ -167,12 +151,19 @@ pub async fn create(
            cache_read_per_mtok = EXCLUDED.cache_read_per_mtok, \
            source = 'admin', deleted_at = NULL, created_at = now(), updated_at = now() \
          WHERE model_prices.deleted_at IS NOT NULL \
-         RETURNING {COLUMNS}"
-    );
-    let price = bind_input(sqlx::query_as(&sql), &input)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::conflict("model", "a price for this model already exists"))?;
+         RETURNING id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at",
+        p.model,
+        p.input_per_mtok,
+        p.output_per_mtok,
+        p.cache_write_5m_per_mtok,
+        p.cache_write_1h_per_mtok,
+        p.cache_read_per_mtok,
+        validate::fold(&p.model)
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::conflict("model", "a price for this model already exists"))?;
     bump_policy(&mut tx, false).await?;
     tx.commit().await?;
     tracing::info!(model = %price.model, "model price created");
@@ -192,7 +183,15 @@ pub async fn create(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ModelPrice>>> {
-    Ok(Json(crud::list(&state.pool, &PRICES, "model").await?))
+    let prices = sqlx::query_as!(
+        ModelPrice,
+        "SELECT id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+           cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at \
+         FROM model_prices WHERE deleted_at IS NULL ORDER BY model"
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(prices))
 }
 
 #[utoipa::path(
@@ -206,7 +205,33 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ModelPric
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<ModelPrice>> {
-    Ok(Json(crud::find(&state.pool, &PRICES, id, false).await?))
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+/// A live (not deleted) price, or 404; `for_update` locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<ModelPrice> {
+    let row = if for_update {
+        sqlx::query_as!(
+            ModelPrice,
+            "SELECT id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+               cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at \
+             FROM model_prices WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            ModelPrice,
+            "SELECT id, model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, \
+               cache_write_1h_per_mtok, cache_read_per_mtok, source, created_at, updated_at \
+             FROM model_prices WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    row.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -231,15 +256,8 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<ModelPrice>> {
-    let price = crud::update(
-        &state.pool,
-        &PRICES,
-        id,
-        patch,
-        PriceInput::validate,
-        replace,
-    )
-    .await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let price = crud::update(&state.pool, id, patch, lock, PriceInput::validate, replace).await?;
     tracing::info!(model = %price.model, "model price updated");
     Ok(Json(price))
 }
@@ -255,7 +273,17 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &PRICES, id).await?;
+    // The row stays as an `admin` tombstone, so re-seeding does not bring it back.
+    crud::delete(&state.pool, false, async |conn: &mut PgConnection| {
+        sqlx::query!(
+            "UPDATE model_prices SET deleted_at = now(), source = 'admin', updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(conn)
+        .await
+    })
+    .await?;
     tracing::info!(price_id = id, "model price deleted");
     Ok(StatusCode::NO_CONTENT)
 }

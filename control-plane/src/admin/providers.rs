@@ -9,14 +9,12 @@ use hubgate_wire::pattern::PatternUse;
 use hubgate_wire::{ModelRedirect, RedirectMatch};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
 use sqlx::types::Json as DbJson;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::{limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
@@ -237,18 +235,17 @@ impl ProviderInput {
 }
 
 /// A provider row. `credential` never leaves through the admin API.
-#[derive(Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct Provider {
     pub id: i64,
     pub name: String,
     #[serde(rename = "type")]
-    #[sqlx(rename = "type")]
     #[schema(schema_with = types)]
     pub provider_type: String,
     pub base_url: String,
     #[serde(skip_serializing)]
     pub credential: String,
-    #[sqlx(skip)]
+    // Queries select '' for it; [`Provider::masked`] fills it.
     #[schema(example = "sk-…abcd")]
     pub api_key_masked: String,
     pub enabled: bool,
@@ -283,28 +280,6 @@ impl Provider {
     }
 }
 
-pub const COLUMNS: &str = "id, name, type, base_url, credential, enabled, weight, priority, cost_multiplier, \
-    group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
-    limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
-    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, created_at, updated_at";
-
-const PROVIDERS: Resource = Resource {
-    table: "providers",
-    columns: COLUMNS,
-    delete: Delete::Soft("enabled = false"),
-    keys_changed: false,
-};
-
-/// Writable columns in [`bind_input`] order ($1..$24).
-const WRITABLE: &str = "name, type, base_url, credential, enabled, weight, priority, cost_multiplier, group_tags, \
-    allowed_models, model_redirects, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, \
-    limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions, circuit_failure_threshold, \
-    circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms, idle_timeout_ms, name_fold";
-
-const PLACEHOLDERS: &str =
-    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-    $19, $20, $21, $22, $23, $24";
-
 impl From<&Provider> for ProviderInput {
     fn from(p: &Provider) -> Self {
         ProviderInput {
@@ -335,61 +310,134 @@ impl From<&Provider> for ProviderInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, Provider, PgArguments>,
-    p: &'q ProviderInput,
-) -> QueryAs<'q, Postgres, Provider, PgArguments> {
-    q.bind(&p.name)
-        .bind(&p.provider_type)
-        .bind(&p.base_url)
-        .bind(&p.api_key)
-        .bind(p.enabled)
-        .bind(p.weight)
-        .bind(p.priority)
-        .bind(p.cost_multiplier)
-        .bind(&p.group_tags)
-        .bind(&p.allowed_models)
-        .bind(DbJson(&p.model_redirects))
-        .bind(p.limit_total_usd)
-        .bind(p.limit_5h_usd)
-        .bind(&p.limit_5h_mode)
-        .bind(p.limit_daily_usd)
-        .bind(p.limit_weekly_usd)
-        .bind(p.limit_monthly_usd)
-        .bind(p.limit_concurrent_sessions)
-        .bind(p.circuit_failure_threshold)
-        .bind(p.circuit_open_seconds)
-        .bind(p.circuit_half_open_successes)
-        .bind(p.first_byte_timeout_ms)
-        .bind(p.idle_timeout_ms)
-        .bind(validate::fold(&p.name))
-}
-
-pub async fn insert(conn: &mut PgConnection, input: &ProviderInput) -> ApiResult<Provider> {
-    let sql =
-        format!("INSERT INTO providers ({WRITABLE}) VALUES ({PLACEHOLDERS}) RETURNING {COLUMNS}");
-    let provider = bind_input(sqlx::query_as(&sql), input)
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn insert(conn: &mut PgConnection, p: &ProviderInput) -> ApiResult<Provider> {
+    let provider = sqlx::query_as!(
+        Provider,
+        r#"INSERT INTO providers (name, type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, name_fold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+           $22, $23, $24)
+         RETURNING id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!""#,
+        p.name,
+        p.provider_type,
+        p.base_url,
+        p.api_key,
+        p.enabled,
+        p.weight,
+        p.priority,
+        p.cost_multiplier,
+        &p.group_tags,
+        &p.allowed_models,
+        DbJson(&p.model_redirects) as _,
+        p.limit_total_usd,
+        p.limit_5h_usd,
+        p.limit_5h_mode,
+        p.limit_daily_usd,
+        p.limit_weekly_usd,
+        p.limit_monthly_usd,
+        p.limit_concurrent_sessions,
+        p.circuit_failure_threshold,
+        p.circuit_open_seconds,
+        p.circuit_half_open_successes,
+        p.first_byte_timeout_ms,
+        p.idle_timeout_ms,
+        validate::fold(&p.name)
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, false).await?;
     Ok(provider.masked())
 }
 
 /// Replaces every writable field of provider `id`; bumps the policy.
-pub async fn replace(
-    conn: &mut PgConnection,
-    id: i64,
-    input: &ProviderInput,
-) -> ApiResult<Provider> {
-    let sql = format!(
-        "UPDATE providers SET ({WRITABLE}, updated_at) = ({PLACEHOLDERS}, now()) WHERE id = $25 RETURNING {COLUMNS}"
-    );
-    let provider = bind_input(sqlx::query_as(&sql), input)
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn replace(conn: &mut PgConnection, id: i64, p: &ProviderInput) -> ApiResult<Provider> {
+    let provider = sqlx::query_as!(
+        Provider,
+        r#"UPDATE providers SET (name, type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models, model_redirects, limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, name_fold, updated_at)
+           = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+           $22, $23, $24, now())
+         WHERE id = $25
+         RETURNING id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!""#,
+        p.name,
+        p.provider_type,
+        p.base_url,
+        p.api_key,
+        p.enabled,
+        p.weight,
+        p.priority,
+        p.cost_multiplier,
+        &p.group_tags,
+        &p.allowed_models,
+        DbJson(&p.model_redirects) as _,
+        p.limit_total_usd,
+        p.limit_5h_usd,
+        p.limit_5h_mode,
+        p.limit_daily_usd,
+        p.limit_weekly_usd,
+        p.limit_monthly_usd,
+        p.limit_concurrent_sessions,
+        p.circuit_failure_threshold,
+        p.circuit_open_seconds,
+        p.circuit_half_open_successes,
+        p.first_byte_timeout_ms,
+        p.idle_timeout_ms,
+        validate::fold(&p.name),
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, false).await?;
     Ok(provider.masked())
+}
+
+/// The live provider whose folded name is `fold`, credential unmasked.
+pub async fn find_by_fold(conn: &mut PgConnection, fold: &str) -> sqlx::Result<Option<Provider>> {
+    sqlx::query_as!(
+        Provider,
+        r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+         FROM providers WHERE name_fold = $1 AND deleted_at IS NULL"#,
+        fold
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The enabled providers in routing order, credentials unmasked.
+pub async fn enabled<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<Provider>> {
+    sqlx::query_as!(
+        Provider,
+        r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+         FROM providers WHERE enabled AND deleted_at IS NULL ORDER BY priority, id"#
+    )
+    .fetch_all(db)
+    .await
 }
 
 #[utoipa::path(
@@ -432,7 +480,18 @@ pub async fn create(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>>> {
-    let rows: Vec<Provider> = crud::list(&state.pool, &PROVIDERS, "id").await?;
+    let rows = sqlx::query_as!(
+        Provider,
+        r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+           cost_multiplier, group_tags, allowed_models,
+           model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+           limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+           circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+           idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+         FROM providers WHERE deleted_at IS NULL ORDER BY id"#
+    )
+    .fetch_all(&state.pool)
+    .await?;
     Ok(Json(rows.into_iter().map(Provider::masked).collect()))
 }
 
@@ -447,8 +506,42 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Provider>
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<Provider>> {
-    let row: Provider = crud::find(&state.pool, &PROVIDERS, id, false).await?;
-    Ok(Json(row.masked()))
+    Ok(Json(find(&state.pool, id, false).await?.masked()))
+}
+
+/// A live (not deleted) provider, credential unmasked, or 404; `for_update`
+/// locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<Provider> {
+    let row = if for_update {
+        sqlx::query_as!(
+            Provider,
+            r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+               cost_multiplier, group_tags, allowed_models,
+               model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+               limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+               circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+               idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+             FROM providers WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            Provider,
+            r#"SELECT id, name, type AS provider_type, base_url, credential, enabled, weight, priority,
+               cost_multiplier, group_tags, allowed_models,
+               model_redirects AS "model_redirects: DbJson<Vec<ModelRedirect>>", limit_total_usd, limit_5h_usd,
+               limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, limit_concurrent_sessions,
+               circuit_failure_threshold, circuit_open_seconds, circuit_half_open_successes, first_byte_timeout_ms,
+               idle_timeout_ms, created_at, updated_at, '' AS "api_key_masked!"
+             FROM providers WHERE id = $1 AND deleted_at IS NULL"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    row.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -473,11 +566,12 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<Provider>> {
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
     let provider = crud::update(
         &state.pool,
-        &PROVIDERS,
         id,
         patch,
+        lock,
         ProviderInput::validate,
         replace,
     )
@@ -497,7 +591,16 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &PROVIDERS, id).await?;
+    crud::delete(&state.pool, false, async |conn: &mut PgConnection| {
+        sqlx::query!(
+            "UPDATE providers SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(conn)
+        .await
+    })
+    .await?;
     tracing::info!(provider_id = id, "provider deleted");
     Ok(StatusCode::NO_CONTENT)
 }

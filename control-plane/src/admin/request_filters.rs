@@ -8,11 +8,11 @@ use hubgate_wire::pattern::PatternUse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json as DbJson;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder};
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::sensitive_words::MATCH_TYPES;
 use super::Id;
 use crate::app::AppState;
@@ -156,7 +156,7 @@ impl FilterInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RequestFilter {
     pub id: i64,
     pub name: String,
@@ -179,21 +179,6 @@ pub struct RequestFilter {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
-
-const COLUMNS: &str =
-    "id, name, description, scope, action, match_type, target, replacement, priority, enabled, \
-    binding, provider_ids, group_tags, created_at, updated_at";
-
-const WRITABLE: &str =
-    "name, description, scope, action, match_type, target, replacement, priority, enabled, \
-    binding, provider_ids, group_tags, name_fold";
-
-const FILTERS: Resource = Resource {
-    table: "request_filters",
-    columns: COLUMNS,
-    delete: Delete::Hard,
-    keys_changed: false,
-};
 
 impl From<&RequestFilter> for FilterInput {
     fn from(f: &RequestFilter) -> Self {
@@ -219,32 +204,62 @@ async fn write(
     id: Option<i64>,
     f: &FilterInput,
 ) -> ApiResult<RequestFilter> {
-    let placeholders = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13";
-    let sql = match id {
-        None => format!("INSERT INTO request_filters ({WRITABLE}) VALUES ({placeholders}) RETURNING {COLUMNS}"),
-        Some(_) => format!(
-            "UPDATE request_filters SET ({WRITABLE}, updated_at) = ({placeholders}, now()) WHERE id = $14 \
-             RETURNING {COLUMNS}"
-        ),
+    let row = match id {
+        None => {
+            sqlx::query_as!(
+                RequestFilter,
+                r#"INSERT INTO request_filters (name, description, scope, action, match_type, target,
+                   replacement, priority, enabled, binding, provider_ids, group_tags, name_fold)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 RETURNING id, name, description, scope, action, match_type, target,
+           replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+           created_at, updated_at"#,
+        f.name,
+        f.description,
+        f.scope,
+        f.action,
+        f.match_type,
+        f.target,
+        f.replacement.as_ref().map(DbJson) as _,
+        f.priority,
+        f.enabled,
+        f.binding,
+        &f.provider_ids,
+        &f.group_tags,
+        validate::fold(&f.name)
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
+        Some(id) => {
+            sqlx::query_as!(
+                RequestFilter,
+                r#"UPDATE request_filters SET (name, description, scope, action, match_type, target,
+                   replacement, priority, enabled, binding, provider_ids, group_tags, name_fold, updated_at)
+                   = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+                 WHERE id = $14
+                 RETURNING id, name, description, scope, action, match_type, target,
+           replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+           created_at, updated_at"#,
+        f.name,
+        f.description,
+        f.scope,
+        f.action,
+        f.match_type,
+        f.target,
+        f.replacement.as_ref().map(DbJson) as _,
+        f.priority,
+        f.enabled,
+        f.binding,
+        &f.provider_ids,
+        &f.group_tags,
+        validate::fold(&f.name),
+                id
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
     };
-    let mut q = sqlx::query_as(&sql)
-        .bind(&f.name)
-        .bind(&f.description)
-        .bind(&f.scope)
-        .bind(&f.action)
-        .bind(&f.match_type)
-        .bind(&f.target)
-        .bind(f.replacement.as_ref().map(DbJson))
-        .bind(f.priority)
-        .bind(f.enabled)
-        .bind(&f.binding)
-        .bind(&f.provider_ids)
-        .bind(&f.group_tags)
-        .bind(validate::fold(&f.name));
-    if let Some(id) = id {
-        q = q.bind(id);
-    }
-    let row = q.fetch_one(&mut *conn).await?;
     bump_policy(conn, false).await?;
     Ok(row)
 }
@@ -293,9 +308,16 @@ pub async fn create(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<RequestFilter>>> {
-    Ok(Json(
-        crud::list(&state.pool, &FILTERS, "priority, id").await?,
-    ))
+    let filters = sqlx::query_as!(
+        RequestFilter,
+        r#"SELECT id, name, description, scope, action, match_type, target,
+           replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+           created_at, updated_at
+         FROM request_filters ORDER BY priority, id"#
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(filters))
 }
 
 #[utoipa::path(
@@ -313,7 +335,35 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<RequestFi
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<RequestFilter>> {
-    Ok(Json(crud::find(&state.pool, &FILTERS, id, false).await?))
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+/// A filter, or 404; `for_update` locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<RequestFilter> {
+    let row = if for_update {
+        sqlx::query_as!(
+            RequestFilter,
+            r#"SELECT id, name, description, scope, action, match_type, target,
+               replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+               created_at, updated_at
+             FROM request_filters WHERE id = $1 FOR UPDATE"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            RequestFilter,
+            r#"SELECT id, name, description, scope, action, match_type, target,
+               replacement AS "replacement: DbJson<Value>", priority, enabled, binding, provider_ids, group_tags,
+               created_at, updated_at
+             FROM request_filters WHERE id = $1"#,
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    row.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -340,15 +390,8 @@ pub async fn update(
 ) -> ApiResult<Json<RequestFilter>> {
     let replace =
         async |conn: &mut PgConnection, id, input: &FilterInput| write(conn, Some(id), input).await;
-    let filter = crud::update(
-        &state.pool,
-        &FILTERS,
-        id,
-        patch,
-        FilterInput::validate,
-        replace,
-    )
-    .await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let filter = crud::update(&state.pool, id, patch, lock, FilterInput::validate, replace).await?;
     Ok(Json(filter))
 }
 
@@ -363,6 +406,11 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &FILTERS, id).await?;
+    crud::delete(&state.pool, false, async |conn: &mut PgConnection| {
+        sqlx::query!("DELETE FROM request_filters WHERE id = $1", id)
+            .execute(conn)
+            .await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

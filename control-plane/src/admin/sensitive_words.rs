@@ -6,15 +6,15 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use hubgate_wire::pattern::PatternUse;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::Id;
 use crate::app::AppState;
 use crate::db::bump_policy;
-use crate::errors::ApiResult;
+use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
 use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
@@ -62,7 +62,7 @@ impl WordInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SensitiveWord {
     pub id: i64,
     pub word: String,
@@ -73,15 +73,6 @@ pub struct SensitiveWord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
-
-const COLUMNS: &str = "id, word, match_type, description, enabled, created_at, updated_at";
-
-const WORDS: Resource = Resource {
-    table: "sensitive_words",
-    columns: COLUMNS,
-    delete: Delete::Hard,
-    keys_changed: false,
-};
 
 impl From<&SensitiveWord> for WordInput {
     fn from(w: &SensitiveWord) -> Self {
@@ -96,15 +87,16 @@ impl From<&SensitiveWord> for WordInput {
 
 /// Writes every writable field of word `id`; bumps the policy.
 async fn replace(conn: &mut PgConnection, id: i64, input: &WordInput) -> ApiResult<SensitiveWord> {
-    let word = sqlx::query_as(&format!(
+    let word = sqlx::query_as!(
+        SensitiveWord,
         "UPDATE sensitive_words SET word = $1, match_type = $2, description = $3, enabled = $4, updated_at = now() \
-         WHERE id = $5 RETURNING {COLUMNS}"
-    ))
-    .bind(&input.word)
-    .bind(&input.match_type)
-    .bind(&input.description)
-    .bind(input.enabled)
-    .bind(id)
+         WHERE id = $5 RETURNING id, word, match_type, description, enabled, created_at, updated_at",
+        input.word,
+        input.match_type,
+        input.description,
+        input.enabled,
+        id
+    )
     .fetch_one(&mut *conn)
     .await?;
     bump_policy(conn, false).await?;
@@ -132,14 +124,15 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<SensitiveWord>)> {
     input.validate()?;
     let mut tx = state.pool.begin().await?;
-    let word: SensitiveWord = sqlx::query_as(&format!(
+    let word = sqlx::query_as!(
+        SensitiveWord,
         "INSERT INTO sensitive_words (word, match_type, description, enabled) VALUES ($1, $2, $3, $4) \
-         RETURNING {COLUMNS}"
-    ))
-    .bind(&input.word)
-    .bind(&input.match_type)
-    .bind(&input.description)
-    .bind(input.enabled)
+         RETURNING id, word, match_type, description, enabled, created_at, updated_at",
+        input.word,
+        input.match_type,
+        input.description,
+        input.enabled
+    )
     .fetch_one(&mut *tx)
     .await?;
     bump_policy(&mut tx, false).await?;
@@ -158,7 +151,14 @@ pub async fn create(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<SensitiveWord>>> {
-    Ok(Json(crud::list(&state.pool, &WORDS, "id").await?))
+    let words = sqlx::query_as!(
+        SensitiveWord,
+        "SELECT id, word, match_type, description, enabled, created_at, updated_at \
+         FROM sensitive_words ORDER BY id"
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(words))
 }
 
 #[utoipa::path(
@@ -172,7 +172,31 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Sensitive
     security(("adminBearer" = [])),
 )]
 pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<SensitiveWord>> {
-    Ok(Json(crud::find(&state.pool, &WORDS, id, false).await?))
+    Ok(Json(find(&state.pool, id, false).await?))
+}
+
+/// A word, or 404; `for_update` locks it.
+async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<SensitiveWord> {
+    let row = if for_update {
+        sqlx::query_as!(
+            SensitiveWord,
+            "SELECT id, word, match_type, description, enabled, created_at, updated_at \
+             FROM sensitive_words WHERE id = $1 FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            SensitiveWord,
+            "SELECT id, word, match_type, description, enabled, created_at, updated_at \
+             FROM sensitive_words WHERE id = $1",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    row.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -197,7 +221,8 @@ pub async fn update(
     Id(id): Id,
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<SensitiveWord>> {
-    let word = crud::update(&state.pool, &WORDS, id, patch, WordInput::validate, replace).await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let word = crud::update(&state.pool, id, patch, lock, WordInput::validate, replace).await?;
     Ok(Json(word))
 }
 
@@ -212,6 +237,11 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    crud::delete(&state.pool, &WORDS, id).await?;
+    crud::delete(&state.pool, false, async |conn: &mut PgConnection| {
+        sqlx::query!("DELETE FROM sensitive_words WHERE id = $1", id)
+            .execute(conn)
+            .await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -74,7 +74,7 @@ impl SettingsInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Settings {
     pub enable_client_version_check: bool,
     pub intercept_anthropic_warmup_requests: bool,
@@ -91,14 +91,15 @@ pub struct Settings {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, ga_threshold, locale, \
-     audit_retention_days, updated_at";
-
 pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Settings, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM settings"))
-        .fetch_one(db)
-        .await
+    sqlx::query_as!(
+        Settings,
+        "SELECT enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, \
+           ga_threshold, locale, audit_retention_days, updated_at \
+         FROM settings"
+    )
+    .fetch_one(db)
+    .await
 }
 
 #[utoipa::path(
@@ -115,7 +116,7 @@ pub async fn get(State(state): State<AppState>) -> ApiResult<Json<Settings>> {
 }
 
 /// The GA version of a client type (SPEC §2.5), as last computed.
-#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClientVersion {
     pub client_type: String,
     pub version: String,
@@ -139,9 +140,12 @@ pub struct ClientVersion {
     security(("adminBearer" = [])),
 )]
 pub async fn client_versions(State(state): State<AppState>) -> ApiResult<Json<Vec<ClientVersion>>> {
-    let rows = sqlx::query_as("SELECT client_type, version, users, computed_at FROM client_ga_versions ORDER BY client_type")
-        .fetch_all(&state.pool)
-        .await?;
+    let rows = sqlx::query_as!(
+        ClientVersion,
+        "SELECT client_type, version, users, computed_at FROM client_ga_versions ORDER BY client_type"
+    )
+    .fetch_all(&state.pool)
+    .await?;
     Ok(Json(rows))
 }
 
@@ -164,9 +168,14 @@ pub async fn update(
     JsonObject(patch): JsonObject,
 ) -> ApiResult<Json<Settings>> {
     let mut tx = state.pool.begin().await?;
-    let current: Settings = sqlx::query_as(&format!("SELECT {COLUMNS} FROM settings FOR UPDATE"))
-        .fetch_one(&mut *tx)
-        .await?;
+    let current = sqlx::query_as!(
+        Settings,
+        "SELECT enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, \
+           ga_threshold, locale, audit_retention_days, updated_at \
+         FROM settings FOR UPDATE"
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let base = SettingsInput {
         enable_client_version_check: current.enable_client_version_check,
         intercept_anthropic_warmup_requests: current.intercept_anthropic_warmup_requests,
@@ -178,18 +187,21 @@ pub async fn update(
     };
     let input: SettingsInput = merge_patch(&base, patch)?;
     input.validate()?;
-    let settings: Settings = sqlx::query_as(&format!(
+    let settings = sqlx::query_as!(
+        Settings,
         "UPDATE settings SET enable_client_version_check = $1, intercept_anthropic_warmup_requests = $2, \
            timezone = $3, unknown_path = $4, ga_threshold = $5, locale = $6, audit_retention_days = $7, \
-           updated_at = now() RETURNING {COLUMNS}"
-    ))
-    .bind(input.enable_client_version_check)
-    .bind(input.intercept_anthropic_warmup_requests)
-    .bind(&input.timezone)
-    .bind(&input.unknown_path)
-    .bind(input.ga_threshold)
-    .bind(&input.locale)
-    .bind(input.audit_retention_days)
+           updated_at = now() \
+         RETURNING enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, \
+           ga_threshold, locale, audit_retention_days, updated_at",
+        input.enable_client_version_check,
+        input.intercept_anthropic_warmup_requests,
+        input.timezone,
+        input.unknown_path,
+        input.ga_threshold,
+        input.locale,
+        input.audit_retention_days
+    )
     .fetch_one(&mut *tx)
     .await?;
     bump_policy(&mut tx, false).await?;

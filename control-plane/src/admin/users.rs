@@ -6,13 +6,11 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{PgConnection, PgExecutor, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
-use super::crud::{self, Delete, Resource};
+use super::crud;
 use super::{after_patch, limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
 use crate::db::bump_policy;
@@ -140,7 +138,7 @@ impl UserInput {
 }
 
 /// A user as the API returns it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
@@ -171,23 +169,6 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
-    allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
-    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
-    cost_reset_at, created_at, updated_at";
-
-const USERS: Resource = Resource {
-    table: "users",
-    columns: COLUMNS,
-    delete: Delete::Soft("enabled = false"),
-    keys_changed: true,
-};
-
-/// The writable columns, in the order [`bind_input`] binds them ($1..$20).
-const WRITABLE: &str = "name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
-    allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
-    limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, name_fold";
-
 impl From<&User> for UserInput {
     fn from(u: &User) -> Self {
         UserInput {
@@ -214,41 +195,42 @@ impl From<&User> for UserInput {
     }
 }
 
-fn bind_input<'q>(
-    q: QueryAs<'q, Postgres, User, PgArguments>,
-    u: &'q UserInput,
-) -> QueryAs<'q, Postgres, User, PgArguments> {
-    q.bind(&u.name)
-        .bind(&u.description)
-        .bind(&u.role)
-        .bind(u.enabled)
-        .bind(u.expires_at)
-        .bind(&u.allowed_clients)
-        .bind(&u.blocked_clients)
-        .bind(&u.allowed_models)
-        .bind(u.rpm)
-        .bind(u.limit_total_usd)
-        .bind(u.limit_5h_usd)
-        .bind(&u.limit_5h_mode)
-        .bind(u.limit_daily_usd)
-        .bind(u.limit_weekly_usd)
-        .bind(u.limit_monthly_usd)
-        .bind(u.limit_concurrent_sessions)
-        .bind(&u.daily_reset_mode)
-        .bind(&u.daily_reset_time)
-        .bind(&u.provider_group)
-        .bind(validate::fold(&u.name))
-}
-
 /// Inserts a user (used by the API and by `bootstrap`); bumps the policy.
-pub async fn insert(conn: &mut PgConnection, input: &UserInput) -> Result<User, ApiError> {
-    let sql = format!(
-        "INSERT INTO users ({WRITABLE}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19, $20) RETURNING {COLUMNS}"
-    );
-    let user = bind_input(sqlx::query_as(&sql), input)
-        .fetch_one(&mut *conn)
-        .await?;
+pub async fn insert(conn: &mut PgConnection, u: &UserInput) -> Result<User, ApiError> {
+    let user = sqlx::query_as!(
+        User,
+        "INSERT INTO users (name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           name_fold) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         RETURNING id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           cost_reset_at, created_at, updated_at",
+        u.name,
+        u.description,
+        u.role,
+        u.enabled,
+        u.expires_at,
+        &u.allowed_clients,
+        &u.blocked_clients,
+        &u.allowed_models,
+        u.rpm,
+        u.limit_total_usd,
+        u.limit_5h_usd,
+        u.limit_5h_mode,
+        u.limit_daily_usd,
+        u.limit_weekly_usd,
+        u.limit_monthly_usd,
+        u.limit_concurrent_sessions,
+        u.daily_reset_mode,
+        u.daily_reset_time,
+        u.provider_group,
+        validate::fold(&u.name)
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, true).await?;
     Ok(user)
 }
@@ -288,25 +270,48 @@ async fn replace(
     input: &UserInput,
     enabled_in_patch: bool,
 ) -> ApiResult<User> {
-    let mut input = input.clone();
-    let reason = after_patch(
-        conn,
-        "users",
-        id,
-        enabled_in_patch,
-        &mut input.enabled,
-        input.expires_at,
-    )
-    .await?;
-    let sql = format!(
-        "UPDATE users SET ({WRITABLE}, disabled_reason, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, now()) WHERE id = $22 RETURNING {COLUMNS}"
-    );
-    let user = bind_input(sqlx::query_as(&sql), &input)
-        .bind(reason)
-        .bind(id)
+    let mut u = input.clone();
+    let reason = sqlx::query_scalar!("SELECT disabled_reason FROM users WHERE id = $1", id)
         .fetch_one(&mut *conn)
         .await?;
+    let reason = after_patch(reason, enabled_in_patch, &mut u.enabled, u.expires_at);
+    let user = sqlx::query_as!(
+        User,
+        "UPDATE users SET (name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           name_fold, disabled_reason, updated_at) \
+           = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, now()) \
+         WHERE id = $22 \
+         RETURNING id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           cost_reset_at, created_at, updated_at",
+        u.name,
+        u.description,
+        u.role,
+        u.enabled,
+        u.expires_at,
+        &u.allowed_clients,
+        &u.blocked_clients,
+        &u.allowed_models,
+        u.rpm,
+        u.limit_total_usd,
+        u.limit_5h_usd,
+        u.limit_5h_mode,
+        u.limit_daily_usd,
+        u.limit_weekly_usd,
+        u.limit_monthly_usd,
+        u.limit_concurrent_sessions,
+        u.daily_reset_mode,
+        u.daily_reset_time,
+        u.provider_group,
+        validate::fold(&u.name),
+        reason,
+        id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     bump_policy(conn, true).await?;
     Ok(user)
 }
@@ -321,12 +326,47 @@ async fn replace(
     security(("adminBearer" = [])),
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(crud::list(&state.pool, &USERS, "id").await?))
+    let users = sqlx::query_as!(
+        User,
+        "SELECT id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+           allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+           limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+           cost_reset_at, created_at, updated_at \
+         FROM users WHERE deleted_at IS NULL ORDER BY id"
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(users))
 }
 
-/// A live (not deleted) user, or 404.
+/// A live (not deleted) user, or 404; `for_update` locks it.
 pub async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> ApiResult<User> {
-    crud::find(db, &USERS, id, for_update).await
+    let user = if for_update {
+        sqlx::query_as!(
+            User,
+            "SELECT id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+               allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+               limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+               cost_reset_at, created_at, updated_at \
+             FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            User,
+            "SELECT id, name, description, role, enabled, expires_at, allowed_clients, blocked_clients, \
+               allowed_models, rpm, limit_total_usd, limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, \
+               limit_monthly_usd, limit_concurrent_sessions, daily_reset_mode, daily_reset_time, provider_group, \
+               cost_reset_at, created_at, updated_at \
+             FROM users WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .fetch_optional(db)
+        .await?
+    };
+    user.ok_or(ApiError::NotFound)
 }
 
 #[utoipa::path(
@@ -369,7 +409,8 @@ pub async fn update(
     let write = async |conn: &mut PgConnection, id, input: &UserInput| {
         replace(conn, id, input, enabled_in_patch).await
     };
-    let user = crud::update(&state.pool, &USERS, id, patch, UserInput::validate, write).await?;
+    let lock = async |conn: &mut PgConnection, id| find(conn, id, true).await;
+    let user = crud::update(&state.pool, id, patch, lock, UserInput::validate, write).await?;
     tracing::info!(user_id = id, "user updated");
     Ok(Json(user))
 }
@@ -386,14 +427,24 @@ pub async fn update(
     security(("adminBearer" = [])),
 )]
 pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<StatusCode> {
-    let mut tx = state.pool.begin().await?;
-    crud::delete_row(&mut tx, &USERS, id).await?;
-    sqlx::query("UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() WHERE user_id = $1 AND deleted_at IS NULL")
-        .bind(id)
-        .execute(&mut *tx)
+    crud::delete(&state.pool, true, async |conn: &mut PgConnection| {
+        let deleted = sqlx::query!(
+            "UPDATE users SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(&mut *conn)
         .await?;
-    bump_policy(&mut tx, true).await?;
-    tx.commit().await?;
+        sqlx::query!(
+            "UPDATE keys SET deleted_at = now(), enabled = false, updated_at = now() \
+             WHERE user_id = $1 AND deleted_at IS NULL",
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(deleted)
+    })
+    .await?;
     tracing::info!(user_id = id, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,7 +13,6 @@ use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 
-#[derive(sqlx::FromRow)]
 struct KeyRow {
     id: i64,
     user_id: i64,
@@ -40,13 +39,14 @@ pub async fn resolve(
     // epoch it is tagged with, so the filter never caches stale data under a
     // current epoch.
     let epoch = crate::db::policy_state(&state.pool).await?.key_epoch as u64;
-    let key: Option<KeyRow> = sqlx::query_as(
+    let key = sqlx::query_as!(
+        KeyRow,
         "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
            limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
            limit_concurrent_sessions, provider_group \
          FROM keys WHERE key_hash = $1 AND deleted_at IS NULL",
+        req.key_hash
     )
-    .bind(&req.key_hash)
     .fetch_optional(&state.pool)
     .await?;
     let Some(key) = key else {

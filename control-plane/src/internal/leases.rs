@@ -37,12 +37,13 @@ pub async fn grant(
     }
     let ttl = TimeDelta::from_std(state.lease_ttl).unwrap_or(TimeDelta::seconds(60));
     let mut tx = state.pool.begin().await?;
-    let user_id: Option<(i64,)> =
-        sqlx::query_as("SELECT user_id FROM keys WHERE id = $1 AND deleted_at IS NULL")
-            .bind(req.key_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (user_id,) = user_id.ok_or(ApiError::NotFound)?;
+    let user_id = sqlx::query_scalar!(
+        "SELECT user_id FROM keys WHERE id = $1 AND deleted_at IS NULL",
+        req.key_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::NotFound)?;
     // Key first, then its user: every grant takes the locks in this order.
     lock(&mut tx, Entity::Key, req.key_id).await?;
     lock(&mut tx, Entity::User, user_id).await?;
@@ -50,15 +51,16 @@ pub async fn grant(
     // Leases before spend, each read in its own statement (READ COMMITTED):
     // an ingest committing in between is then counted twice (as spend and
     // as outstanding), never missed. Ingest does not take the advisory lock.
-    let live: Vec<Live> = sqlx::query_as(
+    let live = sqlx::query_as!(
+        Live,
         "SELECT id, instance, entity_type, limit_type, granted_usd, spent_usd FROM quota_leases \
          WHERE ((entity_type = 'key' AND entity_id = $1) OR (entity_type = 'user' AND entity_id = $2)) \
            AND expires_at > $3 \
          ORDER BY id FOR UPDATE",
+        req.key_id,
+        user_id,
+        now
     )
-    .bind(req.key_id)
-    .bind(user_id)
-    .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     let (_, key_windows) = cost_windows(&mut tx, Entity::Key, req.key_id, now).await?;
@@ -86,14 +88,15 @@ pub async fn grant(
 }
 
 async fn lock(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("hubgate.quota.{}.{id}", entity.name()))
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        format!("hubgate.quota.{}.{id}", entity.name())
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
 struct Live {
     id: i64,
     instance: String,
@@ -145,30 +148,29 @@ async fn grant_one(
     let lease_granted = own.map_or(Decimal::ZERO, |l| l.granted_usd) + slice;
     let lease_id = match own {
         Some(own) => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE quota_leases SET granted_usd = granted_usd + $2, expires_at = $3 WHERE id = $1",
+                own.id,
+                slice,
+                expires
             )
-            .bind(own.id)
-            .bind(slice)
-            .bind(expires)
             .execute(&mut *conn)
             .await?;
             own.id
         }
         None if slice > Decimal::ZERO => {
-            let (id,): (i64,) = sqlx::query_as(
+            sqlx::query_scalar!(
                 "INSERT INTO quota_leases (instance, entity_type, entity_id, limit_type, granted_usd, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                req.instance,
+                entity.name(),
+                id,
+                window.limit_type,
+                slice,
+                expires
             )
-            .bind(&req.instance)
-            .bind(entity.name())
-            .bind(id)
-            .bind(window.limit_type)
-            .bind(slice)
-            .bind(expires)
             .fetch_one(&mut *conn)
-            .await?;
-            id
+            .await?
         }
         None => 0,
     };

@@ -45,7 +45,6 @@ fn entity_name(entity: Entity) -> &'static str {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct Limits {
     user_id: i64,
     key_sessions: Option<i32>,
@@ -65,13 +64,14 @@ pub async fn grant(
     }
     let ttl = TimeDelta::from_std(state.lease_ttl).unwrap_or(TimeDelta::seconds(60));
     let mut tx = state.pool.begin().await?;
-    let limits: Option<Limits> = sqlx::query_as(
+    let limits = sqlx::query_as!(
+        Limits,
         "SELECT k.user_id, k.limit_concurrent_sessions AS key_sessions, \
                 u.limit_concurrent_sessions AS user_sessions, u.rpm \
          FROM keys k JOIN users u ON u.id = k.user_id \
          WHERE k.id = $1 AND k.deleted_at IS NULL",
+        req.key_id
     )
-    .bind(req.key_id)
     .fetch_optional(&mut *tx)
     .await?;
     let limits = limits.ok_or(ApiError::NotFound)?;
@@ -107,14 +107,15 @@ pub async fn grant(
 }
 
 async fn lock(conn: &mut PgConnection, entity: &str, id: i64) -> ApiResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("hubgate.share.{entity}.{id}"))
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        format!("hubgate.share.{entity}.{id}")
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     instance: String,
     share: i32,
@@ -156,15 +157,16 @@ async fn grant_one(
     ttl: TimeDelta,
 ) -> ApiResult<Share> {
     let (entity, kind) = (entity_name(ask.entity), kind_name(ask.kind));
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        Row,
         "SELECT instance, share, usable_until, held, held_until, expires_at FROM rate_shares \
          WHERE entity_type = $1 AND entity_id = $2 AND kind = $3 AND expires_at > $4 \
          ORDER BY instance FOR UPDATE",
+        entity,
+        id,
+        kind,
+        now
     )
-    .bind(entity)
-    .bind(id)
-    .bind(kind)
-    .bind(now)
     .fetch_all(&mut *conn)
     .await?;
     let others: u32 = rows
@@ -207,23 +209,23 @@ async fn grant_one(
         // A lowered share keeps the previous one reserved until it would have
         // expired: the instance may have used it until it heard of this one.
         let (held, held_until) = own.map_or((0, now), |o| (o.reserved(now), o.expires_at));
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO rate_shares \
                (entity_type, entity_id, kind, instance, share, usable_until, held, held_until, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (entity_type, entity_id, kind, instance) DO UPDATE SET \
                share = EXCLUDED.share, usable_until = EXCLUDED.usable_until, held = EXCLUDED.held, \
                held_until = EXCLUDED.held_until, expires_at = EXCLUDED.expires_at",
+            entity,
+            id,
+            kind,
+            instance,
+            i32::try_from(share.share).unwrap_or(i32::MAX),
+            usable_until,
+            i32::try_from(held).unwrap_or(i32::MAX),
+            held_until,
+            usable_until + counting_window(ask.kind)
         )
-        .bind(entity)
-        .bind(id)
-        .bind(kind)
-        .bind(instance)
-        .bind(i32::try_from(share.share).unwrap_or(i32::MAX))
-        .bind(usable_until)
-        .bind(i32::try_from(held).unwrap_or(i32::MAX))
-        .bind(held_until)
-        .bind(usable_until + counting_window(ask.kind))
         .execute(&mut *conn)
         .await?;
         share.usable_until_ms = usable_until.timestamp_millis();
@@ -252,20 +254,32 @@ async fn recorded_sessions(
     session: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<(bool, i64)> {
-    let column = match entity {
-        Entity::Key => "key_id",
-        Entity::User => "user_id",
+    let since = now - counting_window(ShareKind::Sessions);
+    let row = match entity {
+        Entity::Key => sqlx::query!(
+            r#"SELECT coalesce(bool_or(session_id = $2), false) AS "active!",
+                      count(*) FILTER (WHERE session_id <> $2) AS "others!"
+               FROM sessions WHERE key_id = $1 AND last_seen_at > $3"#,
+            id,
+            session,
+            since
+        )
+        .fetch_one(conn)
+        .await
+        .map(|r| (r.active, r.others))?,
+        Entity::User => sqlx::query!(
+            r#"SELECT coalesce(bool_or(session_id = $2), false) AS "active!",
+                      count(*) FILTER (WHERE session_id <> $2) AS "others!"
+               FROM sessions WHERE user_id = $1 AND last_seen_at > $3"#,
+            id,
+            session,
+            since
+        )
+        .fetch_one(conn)
+        .await
+        .map(|r| (r.active, r.others))?,
     };
-    let (active, others): (bool, i64) = sqlx::query_as(&format!(
-        "SELECT coalesce(bool_or(session_id = $2), false), count(*) FILTER (WHERE session_id <> $2) \
-         FROM sessions WHERE {column} = $1 AND last_seen_at > $3"
-    ))
-    .bind(id)
-    .bind(session)
-    .bind(now - counting_window(ShareKind::Sessions))
-    .fetch_one(conn)
-    .await?;
-    Ok((active, others))
+    Ok(row)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ fn with_version(mut response: Response, version: u64) -> Response {
 /// and the content always match.
 pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
     let state = db::policy_state(&mut *tx).await?;
@@ -102,125 +102,69 @@ pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
         locale: s.locale,
     };
 
-    let rows: Vec<ProviderRow> = sqlx::query_as(&format!(
-        "SELECT {} FROM providers WHERE enabled AND deleted_at IS NULL ORDER BY priority, id",
-        providers::COLUMNS
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
-    let providers = rows
+    let providers = providers::enabled(&mut *tx)
+        .await?
         .into_iter()
         .map(wire_provider)
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    type PriceRow = (
-        String,
-        Decimal,
-        Decimal,
-        Option<Decimal>,
-        Option<Decimal>,
-        Option<Decimal>,
-    );
-    let prices: Vec<PriceRow> = sqlx::query_as(
+    let prices = sqlx::query_as!(
+        ModelPrice,
         "SELECT model, input_per_mtok, output_per_mtok, cache_write_5m_per_mtok, cache_write_1h_per_mtok, \
-           cache_read_per_mtok FROM model_prices WHERE deleted_at IS NULL ORDER BY model",
+           cache_read_per_mtok FROM model_prices WHERE deleted_at IS NULL ORDER BY model"
     )
     .fetch_all(&mut *tx)
     .await?;
-    let prices = prices
-        .into_iter()
-        .map(|(model, input, output, w5m, w1h, read)| ModelPrice {
-            model,
-            input_per_mtok: input,
-            output_per_mtok: output,
-            cache_write_5m_per_mtok: w5m,
-            cache_write_1h_per_mtok: w1h,
-            cache_read_per_mtok: read,
-        })
-        .collect();
 
-    let words: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT id, word, match_type FROM sensitive_words WHERE enabled ORDER BY id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let sensitive_words = words
-        .into_iter()
-        .map(|(id, word, m)| {
-            Ok(SensitiveWord {
-                id,
-                word,
-                match_type: wire_enum("match_type", &m)?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    type FilterRow = (
-        i64,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        Option<DbJson<serde_json::Value>>,
-        i32,
-        String,
-        Vec<i64>,
-        Vec<String>,
-    );
-    let filters: Vec<FilterRow> = sqlx::query_as(
-        "SELECT id, name, scope, action, match_type, target, replacement, priority, binding, provider_ids, group_tags \
-         FROM request_filters WHERE enabled ORDER BY priority, id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let request_filters = filters
-        .into_iter()
-        .map(
-            |(
-                id,
-                name,
-                scope,
-                action,
-                match_type,
-                target,
-                replacement,
-                priority,
-                binding,
-                provider_ids,
-                group_tags,
-            )| {
-                Ok(RequestFilter {
-                    id,
-                    name,
-                    scope: wire_enum("scope", &scope)?,
-                    action: wire_enum("action", &action)?,
-                    match_type: match match_type {
-                        Some(m) => Some(wire_enum("match_type", &m)?),
-                        None => None,
-                    },
-                    target,
-                    replacement: replacement.map(|r| r.0),
-                    priority,
-                    binding: wire_enum("binding", &binding)?,
-                    provider_ids,
-                    group_tags,
-                })
-            },
-        )
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    let versions: Vec<(String, String)> =
-        sqlx::query_as("SELECT client_type, version FROM client_ga_versions ORDER BY client_type")
+    let sensitive_words =
+        sqlx::query!("SELECT id, word, match_type FROM sensitive_words WHERE enabled ORDER BY id")
             .fetch_all(&mut *tx)
-            .await?;
-    let client_versions = versions
-        .into_iter()
-        .map(|(client_type, version)| ClientGaVersion {
-            client_type,
-            version,
+            .await?
+            .into_iter()
+            .map(|w| {
+                Ok(SensitiveWord {
+                    id: w.id,
+                    word: w.word,
+                    match_type: wire_enum("match_type", &w.match_type)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let request_filters = sqlx::query!(
+        r#"SELECT id, name, scope, action, match_type, target,
+                  replacement AS "replacement: DbJson<serde_json::Value>", priority, binding, provider_ids,
+                  group_tags
+           FROM request_filters WHERE enabled ORDER BY priority, id"#
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|f| {
+        Ok(RequestFilter {
+            id: f.id,
+            name: f.name,
+            scope: wire_enum("scope", &f.scope)?,
+            action: wire_enum("action", &f.action)?,
+            match_type: match f.match_type {
+                Some(m) => Some(wire_enum("match_type", &m)?),
+                None => None,
+            },
+            target: f.target,
+            replacement: f.replacement.map(|r| r.0),
+            priority: f.priority,
+            binding: wire_enum("binding", &f.binding)?,
+            provider_ids: f.provider_ids,
+            group_tags: f.group_tags,
         })
-        .collect();
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let client_versions = sqlx::query_as!(
+        ClientGaVersion,
+        "SELECT client_type, version FROM client_ga_versions ORDER BY client_type"
+    )
+    .fetch_all(&mut *tx)
+    .await?;
 
     tx.commit().await?;
     Ok(PolicySnapshot {

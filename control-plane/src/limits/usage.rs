@@ -41,21 +41,6 @@ impl Entity {
             Entity::Key => "key",
         }
     }
-
-    /// The table holding its limits, and its column in `message_request`.
-    fn table(self) -> &'static str {
-        match self {
-            Entity::User => "users",
-            Entity::Key => "keys",
-        }
-    }
-
-    fn audit_column(self) -> &'static str {
-        match self {
-            Entity::User => "user_id",
-            Entity::Key => "key_id",
-        }
-    }
 }
 
 fn entities() -> ObjectBuilder {
@@ -130,7 +115,6 @@ pub struct Usage {
 }
 
 /// The limits of one user or key, and the user settings keys inherit.
-#[derive(sqlx::FromRow)]
 struct Limits {
     user_id: i64,
     limit_total_usd: Option<Decimal>,
@@ -249,14 +233,22 @@ async fn read(
 async fn reset(state: &AppState, entity: Entity, id: i64) -> ApiResult<Json<Usage>> {
     let mut tx = state.pool.begin().await?;
     let now = Utc::now();
-    let done = sqlx::query(&format!(
-        "UPDATE {} SET cost_reset_at = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
-        entity.table()
-    ))
-    .bind(id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let done = match entity {
+        Entity::User => sqlx::query!(
+            "UPDATE users SET cost_reset_at = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            id,
+            now
+        )
+        .execute(&mut *tx)
+        .await?,
+        Entity::Key => sqlx::query!(
+            "UPDATE keys SET cost_reset_at = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            id,
+            now
+        )
+        .execute(&mut *tx)
+        .await?,
+    };
     if done.rows_affected() == 0 {
         return Err(ApiError::NotFound);
     }
@@ -284,27 +276,37 @@ pub(crate) async fn cost_windows(
 
 async fn load(conn: &mut PgConnection, entity: Entity, id: i64) -> ApiResult<Limits> {
     // A key has no RPM of its own and takes the daily reset from its user.
-    let (own, rpm) = match entity {
-        Entity::User => ("u", "u.rpm"),
-        Entity::Key => ("k", "NULL::integer"),
+    let limits = match entity {
+        Entity::User => {
+            sqlx::query_as!(
+                Limits,
+                "SELECT u.id AS user_id, u.limit_total_usd, u.limit_5h_usd, u.limit_5h_mode, \
+                   u.limit_daily_usd, u.limit_weekly_usd, u.limit_monthly_usd, \
+                   u.limit_concurrent_sessions, u.rpm, u.daily_reset_mode, u.daily_reset_time, \
+                   u.cost_reset_at, u.five_hour_opened_at, s.timezone \
+                 FROM users u CROSS JOIN settings s \
+                 WHERE u.id = $1 AND u.deleted_at IS NULL",
+                id
+            )
+            .fetch_optional(conn)
+            .await?
+        }
+        Entity::Key => {
+            sqlx::query_as!(
+                Limits,
+                "SELECT u.id AS user_id, k.limit_total_usd, k.limit_5h_usd, k.limit_5h_mode, \
+                   k.limit_daily_usd, k.limit_weekly_usd, k.limit_monthly_usd, \
+                   k.limit_concurrent_sessions, NULL::integer AS rpm, u.daily_reset_mode, u.daily_reset_time, \
+                   k.cost_reset_at, k.five_hour_opened_at, s.timezone \
+                 FROM users u JOIN keys k ON k.user_id = u.id CROSS JOIN settings s \
+                 WHERE k.id = $1 AND k.deleted_at IS NULL",
+                id
+            )
+            .fetch_optional(conn)
+            .await?
+        }
     };
-    let sql = format!(
-        "SELECT u.id AS user_id, {own}.limit_total_usd, {own}.limit_5h_usd, {own}.limit_5h_mode, \
-           {own}.limit_daily_usd, {own}.limit_weekly_usd, {own}.limit_monthly_usd, \
-           {own}.limit_concurrent_sessions, {rpm} AS rpm, u.daily_reset_mode, u.daily_reset_time, \
-           {own}.cost_reset_at, {own}.five_hour_opened_at, s.timezone \
-         FROM users u {join} CROSS JOIN settings s \
-         WHERE {own}.id = $1 AND {own}.deleted_at IS NULL",
-        join = match entity {
-            Entity::User => "",
-            Entity::Key => "JOIN keys k ON k.user_id = u.id",
-        },
-    );
-    sqlx::query_as(&sql)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(ApiError::NotFound)
+    limits.ok_or(ApiError::NotFound)
 }
 
 /// Spend, limit and reset of each cost window, in SPEC §4 order
@@ -385,23 +387,31 @@ async fn usage(
     let tz: Tz = l.timezone.parse().unwrap_or(chrono_tz::UTC);
     let out = windows_of(conn, entity, id, l, tz, now, false).await?;
     let active_since = now - TimeDelta::seconds(ACTIVE_SECS);
-    let (sessions,): (i64,) = sqlx::query_as(&format!(
-        "SELECT count(*) FROM sessions WHERE {} = $1 AND last_seen_at > $2",
-        entity.audit_column()
-    ))
-    .bind(id)
-    .bind(active_since)
-    .fetch_one(&mut *conn)
-    .await?;
+    let sessions = match entity {
+        Entity::User => sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM sessions WHERE user_id = $1 AND last_seen_at > $2"#,
+            id,
+            active_since
+        )
+        .fetch_one(&mut *conn)
+        .await?,
+        Entity::Key => sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM sessions WHERE key_id = $1 AND last_seen_at > $2"#,
+            id,
+            active_since
+        )
+        .fetch_one(&mut *conn)
+        .await?,
+    };
     let rpm = match entity {
         Entity::User => {
-            let (count,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM message_request \
-                 WHERE user_id = $1 AND started_at > $2 AND started_at <= $3 AND blocked_by IS NULL",
+            let count = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "count!" FROM message_request
+                   WHERE user_id = $1 AND started_at > $2 AND started_at <= $3 AND blocked_by IS NULL"#,
+                id,
+                now - TimeDelta::minutes(1),
+                now
             )
-            .bind(id)
-            .bind(now - TimeDelta::minutes(1))
-            .bind(now)
             .fetch_one(&mut *conn)
             .await?;
             Some(Counted {
@@ -448,34 +458,61 @@ async fn spent(
             hour + TimeDelta::hours(1)
         }
     });
-    let column = entity.audit_column();
-    let (from_rollup, from_log): (Option<Decimal>, Option<Decimal>) = sqlx::query_as(&format!(
-        "SELECT \
-           (SELECT sum(cost_usd) FROM usage_rollup \
-             WHERE entity_type = $1 AND entity_id = $2 AND ($3::timestamptz IS NULL OR bucket_start >= $3)), \
-           (SELECT sum(cost_usd) FROM message_request \
-             WHERE {column} = $2 AND blocked_by IS NULL AND started_at >= $4 AND started_at < $3)"
-    ))
-    .bind(entity.name())
-    .bind(id)
-    .bind(edge)
-    .bind(window.start)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (from_rollup, from_log) = match entity {
+        Entity::User => sqlx::query!(
+            "SELECT \
+               (SELECT sum(cost_usd) FROM usage_rollup \
+                 WHERE entity_type = 'user' AND entity_id = $1 \
+                   AND ($2::timestamptz IS NULL OR bucket_start >= $2)) AS from_rollup, \
+               (SELECT sum(cost_usd) FROM message_request \
+                 WHERE user_id = $1 AND blocked_by IS NULL AND started_at >= $3 AND started_at < $2) AS from_log",
+            id,
+            edge,
+            window.start
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map(|r| (r.from_rollup, r.from_log))?,
+        Entity::Key => sqlx::query!(
+            "SELECT \
+               (SELECT sum(cost_usd) FROM usage_rollup \
+                 WHERE entity_type = 'key' AND entity_id = $1 \
+                   AND ($2::timestamptz IS NULL OR bucket_start >= $2)) AS from_rollup, \
+               (SELECT sum(cost_usd) FROM message_request \
+                 WHERE key_id = $1 AND blocked_by IS NULL AND started_at >= $3 AND started_at < $2) AS from_log",
+            id,
+            edge,
+            window.start
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map(|r| (r.from_rollup, r.from_log))?,
+    };
     let spent = from_rollup.unwrap_or_default() + from_log.unwrap_or_default();
-    let oldest = match window.reset {
-        Reset::Rolling(_) => {
-            let (oldest,): (Option<DateTime<Utc>>,) = sqlx::query_as(&format!(
+    let oldest = match (window.reset, entity) {
+        (Reset::Rolling(_), Entity::User) => {
+            sqlx::query_scalar!(
                 "SELECT min(started_at) FROM message_request \
-                 WHERE {column} = $1 AND blocked_by IS NULL AND cost_usd > 0 \
-                   AND started_at >= $2 AND started_at <= $3"
-            ))
-            .bind(id)
-            .bind(window.start)
-            .bind(now)
+                 WHERE user_id = $1 AND blocked_by IS NULL AND cost_usd > 0 \
+                   AND started_at >= $2 AND started_at <= $3",
+                id,
+                window.start,
+                now
+            )
             .fetch_one(&mut *conn)
-            .await?;
-            oldest
+            .await?
+        }
+        (Reset::Rolling(_), Entity::Key) => {
+            sqlx::query_scalar!(
+                "SELECT min(started_at) FROM message_request \
+                 WHERE key_id = $1 AND blocked_by IS NULL AND cost_usd > 0 \
+                   AND started_at >= $2 AND started_at <= $3",
+                id,
+                window.start,
+                now
+            )
+            .fetch_one(&mut *conn)
+            .await?
         }
         _ => None,
     };
