@@ -198,3 +198,42 @@ async fn charges_inside_an_open_five_hour_window_do_not_lock_it() {
         Some(now + 4 * HOUR_MS)
     );
 }
+
+#[tokio::test]
+async fn what_ingestion_updates_is_in_no_index() {
+    let app = spawn().await;
+    // An update that changes no indexed column, on a page with room, stays
+    // on the page and writes no index entry (HOT).
+    let indexed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.indexrelid::regclass::text, a.attname::text FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         WHERE (i.indrelid = 'sessions'::regclass \
+             AND a.attname IN ('provider_id', 'client', 'first_seen_at', 'last_seen_at', 'request_count')) \
+            OR (i.indrelid = 'usage_rollup'::regclass \
+             AND a.attname IN ('cost_usd', 'request_count', 'input_tokens', 'output_tokens'))",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(indexed, vec![]);
+    let options: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT relname::text, reloptions FROM pg_class \
+         WHERE relname IN ('sessions', 'usage_rollup') ORDER BY relname",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        options,
+        vec![
+            (
+                "sessions".to_string(),
+                Some(vec!["fillfactor=50".to_string()])
+            ),
+            (
+                "usage_rollup".to_string(),
+                Some(vec!["fillfactor=70".to_string()])
+            ),
+        ]
+    );
+}
