@@ -311,11 +311,13 @@ async fn update_leases(conn: &mut PgConnection, stored: &[&Row]) -> Result<(), s
     Ok(())
 }
 
-/// The events' columns, each bound as one array (`UNNEST`) except
-/// `received_at` ($3), the same for the whole batch: the statement is the
-/// same for every batch size, so Postgres plans it once per connection,
-/// and binding is one value per column. An event's flags go as one JSON
-/// array (Postgres arrays cannot be ragged), NULL when there are none.
+/// The events' columns, each bound as one array except `received_at` ($3),
+/// the same for the whole batch: the statement is the same for every batch
+/// size, so Postgres plans it once per connection, and binding is one value
+/// per column. The arrays are unnested in the select list, which streams
+/// their rows (`UNNEST` in `FROM` would first copy them all into a
+/// tuplestore). An event's flags go as one JSON array (Postgres arrays
+/// cannot be ragged), NULL when there are none.
 const INSERT_EVENTS: &str = "\
     INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
       provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
@@ -327,15 +329,18 @@ const INSERT_EVENTS: &str = "\
       e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
       e.blocked_by, e.blocked_reason, e.error, \
       CASE WHEN e.flags IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(e.flags)) END \
-    FROM UNNEST($1::text[], $2::text[], $4::timestamptz[], $5::int8[], $6::int8[], \
-      $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::int8[], \
-      $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::numeric[], \
-      $22::numeric[], $23::text[], $24::text[], $25::text[], $26::bool[], $27::text[], $28::jsonb[], \
-      $29::text[], $30::jsonb[]) \
-      AS e(event_id, request_id, started_at, user_id, key_id, key_masked, provider_id, method, \
-        endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, output_tokens, \
-        cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, cost_multiplier, \
-        session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags)";
+    FROM (SELECT unnest($1::text[]) AS event_id, unnest($2::text[]) AS request_id, \
+      unnest($4::timestamptz[]) AS started_at, unnest($5::int8[]) AS user_id, unnest($6::int8[]) AS key_id, \
+      unnest($7::text[]) AS key_masked, unnest($8::int8[]) AS provider_id, unnest($9::text[]) AS method, \
+      unnest($10::text[]) AS endpoint, unnest($11::text[]) AS original_model, \
+      unnest($12::text[]) AS upstream_model, unnest($13::int4[]) AS status, unnest($14::int8[]) AS duration_ms, \
+      unnest($15::int8[]) AS ttfb_ms, unnest($16::int8[]) AS input_tokens, unnest($17::int8[]) AS output_tokens, \
+      unnest($18::int8[]) AS cache_creation_5m_tokens, unnest($19::int8[]) AS cache_creation_1h_tokens, \
+      unnest($20::int8[]) AS cache_read_tokens, unnest($21::numeric[]) AS cost_usd, \
+      unnest($22::numeric[]) AS cost_multiplier, unnest($23::text[]) AS session_id, \
+      unnest($24::text[]) AS user_agent, unnest($25::text[]) AS client_ip, unnest($26::bool[]) AS stream, \
+      unnest($27::text[]) AS blocked_by, unnest($28::jsonb[]) AS blocked_reason, unnest($29::text[]) AS error, \
+      unnest($30::jsonb[]) AS flags) AS e";
 
 fn event_arguments(rows: &[Row], received_at: DateTime<Utc>) -> Result<PgArguments, BoxDynError> {
     fn col<'a, T: 'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> T) -> Vec<T> {
@@ -439,8 +444,8 @@ async fn add_usage(
         "WITH rollup AS ( \
            INSERT INTO usage_rollup (entity_type, entity_id, bucket_start, cost_usd, request_count, input_tokens, \
              output_tokens) \
-           SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::numeric[], $5::int8[], $6::int8[], \
-             $7::int8[]) \
+           SELECT unnest($1::text[]), unnest($2::int8[]), unnest($3::timestamptz[]), unnest($4::numeric[]), \
+             unnest($5::int8[]), unnest($6::int8[]), unnest($7::int8[]) \
            ON CONFLICT (entity_type, entity_id, bucket_start) DO UPDATE SET \
              cost_usd = usage_rollup.cost_usd + EXCLUDED.cost_usd, \
              request_count = usage_rollup.request_count + EXCLUDED.request_count, \
@@ -449,8 +454,8 @@ async fn add_usage(
          seen AS ( \
            INSERT INTO sessions (key_id, session_id, user_id, provider_id, client, first_seen_at, last_seen_at, \
              request_count) \
-           SELECT * FROM UNNEST($8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], $13::timestamptz[], \
-             $14::timestamptz[], $15::int8[]) \
+           SELECT unnest($8::int8[]), unnest($9::text[]), unnest($10::int8[]), unnest($11::int8[]), \
+             unnest($12::text[]), unnest($13::timestamptz[]), unnest($14::timestamptz[]), unnest($15::int8[]) \
            ON CONFLICT (key_id, session_id) DO UPDATE SET \
              first_seen_at = LEAST(sessions.first_seen_at, EXCLUDED.first_seen_at), \
              last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at), \
