@@ -1,8 +1,9 @@
 -- Event ingestion updates every session a batch mentions and every hourly
--- rollup row it adds to, once per batch: most of what ingestion costs
--- Postgres. Such an update can stay on its row's page and leave the
--- indexes alone (a HOT update) when no indexed column changes and the page
--- has room for the new version.
+-- rollup row it adds to, once per batch. With an entry in every index for
+-- each new row version, that was a large part of ingestion's cost. An
+-- update can stay on its row's page and leave the indexes alone (a HOT
+-- update) when no indexed column changes and the page has room for the new
+-- version.
 --
 -- sessions: last_seen_at changes on every update, so it is in no index.
 -- A key's sessions are found through the primary key (key_id, session_id),

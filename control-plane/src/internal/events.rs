@@ -91,7 +91,6 @@ fn drop_repeated_ids(rows: &mut Vec<Row>) {
     rows.retain(|_| first.next().unwrap_or(false));
 }
 
-#[derive(Clone, Copy)]
 enum Ids {
     /// None of the batch's ids is stored yet.
     New,
@@ -439,7 +438,8 @@ async fn add_usage(
     // five hours or more after it opened (or none is open), which is rare,
     // and then it is locked and moved below. One that does not move now
     // cannot move for these charges later either: windows only move
-    // forward.
+    // forward. In ON CONFLICT DO UPDATE, `sessions.*` is the row before
+    // this update.
     let moving: Vec<(String, i64)> = sqlx::query_as(
         "WITH rollup AS ( \
            INSERT INTO usage_rollup (entity_type, entity_id, bucket_start, cost_usd, request_count, input_tokens, \
