@@ -1,14 +1,15 @@
 //! `POST EVENTS_PATH`: batched usage events. Inserted in one transaction,
 //! each only if its `event_id` is new to `audit_event_ids` (and once per
-//! batch), so a retried batch never double-counts;
-//! the hourly usage rollup and the `sessions` table (SPEC §2.7) are updated
-//! for newly stored events only, in the same transaction.
+//! batch), so a retried batch never double-counts; the hourly usage rollup,
+//! the `sessions` table (SPEC §2.7), the fixed five-hour windows and the
+//! quota leases are updated for newly stored events only, in the same
+//! transaction.
 //!
 //! Ingestion never refuses a well-formed batch because of odd values (the
 //! filter retries until accepted): values Postgres cannot store are repaired
 //! and flagged instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use axum::extract::State;
 use axum::Json;
@@ -16,8 +17,10 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hubgate_wire::{EventBatch, EventBatchAck, RequestEvent};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
 use sqlx::types::Json as DbJson;
-use sqlx::PgConnection;
+use sqlx::{Arguments, PgConnection, PgPool};
 
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
@@ -46,23 +49,23 @@ pub async fn ingest(
     }
     let received_at = Utc::now();
     let sent = batch.events.len();
-    // An id repeated within the batch is stored once, like a resent one.
-    let mut ids = std::collections::HashSet::new();
-    let rows: Vec<Row> = batch
+    let mut rows: Vec<Row> = batch
         .events
         .into_iter()
         .map(|e| Row::from_event(e, received_at))
-        .filter(|r| ids.insert(r.event_id.clone()))
         .collect();
-    let mut tx = state.pool.begin().await?;
-    let stored = insert(&mut tx, &rows).await?;
-    update_rollup(&mut tx, &stored).await?;
-    update_five_hour_windows(&mut tx, &stored).await?;
-    update_sessions(&mut tx, &stored, received_at).await?;
-    update_leases(&mut tx, &rows, &stored).await?;
-    tx.commit().await?;
+    drop_repeated_ids(&mut rows);
+    // A batch is almost always new, and stored as such; one sent again (the
+    // filter retries until acknowledged) collides with its stored ids and
+    // is stored again, skipping them.
+    let stored = match store(&state.pool, &rows, received_at, Ids::New).await {
+        Err(e) if is_stored_id(&e) => {
+            store(&state.pool, &rows, received_at, Ids::MaybeStored).await?
+        }
+        result => result?,
+    };
 
-    let accepted = stored.len() as u32;
+    let accepted = stored as u32;
     let duplicates = sent as u32 - accepted;
     state.metrics.events_accepted.inc_by(u64::from(accepted));
     state.metrics.events_duplicate.inc_by(u64::from(duplicates));
@@ -73,12 +76,69 @@ pub async fn ingest(
     }))
 }
 
+/// An id repeated within the batch is stored once, like a resent one.
+fn drop_repeated_ids(rows: &mut Vec<Row>) {
+    let first: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(rows.len());
+        rows.iter()
+            .map(|r| seen.insert(r.event_id.as_str()))
+            .collect()
+    };
+    if first.iter().all(|&f| f) {
+        return;
+    }
+    let mut first = first.into_iter();
+    rows.retain(|_| first.next().unwrap_or(false));
+}
+
+enum Ids {
+    /// None of the batch's ids is stored yet.
+    New,
+    /// Some may be: those are skipped.
+    MaybeStored,
+}
+
+/// The batch's new events, and what they add to the usage rollup, the
+/// sessions, the five-hour windows and the quota leases, in one
+/// transaction. Returns how many events were new.
+async fn store(
+    pool: &PgPool,
+    rows: &[Row],
+    received_at: DateTime<Utc>,
+    ids: Ids,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let stored: Vec<&Row> = match ids {
+        Ids::New => {
+            insert_new(&mut tx, rows, received_at).await?;
+            rows.iter().collect()
+        }
+        Ids::MaybeStored => insert_unstored(&mut tx, rows, received_at).await?,
+    };
+    if !stored.is_empty() {
+        add_usage(&mut tx, &stored, received_at).await?;
+        update_leases(&mut tx, &stored).await?;
+    }
+    tx.commit().await?;
+    Ok(stored.len())
+}
+
+/// An id of the batch is in `audit_event_ids` already: the batch, or part
+/// of it, was delivered before.
+fn is_stored_id(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => {
+            e.code().as_deref() == Some("23505") && e.constraint() == Some("audit_event_ids_pkey")
+        }
+        _ => false,
+    }
+}
+
 /// An event made storable.
 struct Row {
     event_id: String,
     request_id: String,
     started_at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
     user_id: Option<i64>,
     key_id: Option<i64>,
     key_masked: Option<String>,
@@ -188,7 +248,6 @@ impl Row {
             event_id: clean(e.event_id),
             request_id: clean(e.request_id),
             started_at,
-            received_at,
             user_id: e.user_id,
             key_id: e.key_id,
             key_masked: clean_opt(e.key_masked),
@@ -223,21 +282,10 @@ impl Row {
 /// Charges the new events' cost to the quota leases they spent under
 /// (SPEC §4): what a lease was granted and its events have not charged yet
 /// is what its instance may still spend.
-async fn update_leases(
-    conn: &mut PgConnection,
-    rows: &[Row],
-    stored: &[Stored],
-) -> Result<(), sqlx::Error> {
-    if rows.iter().all(|r| r.leases.is_empty()) {
-        return Ok(());
-    }
-    let new: std::collections::HashSet<&str> = stored.iter().map(|s| s.event_id.as_str()).collect();
+async fn update_leases(conn: &mut PgConnection, stored: &[&Row]) -> Result<(), sqlx::Error> {
     // BTreeMap: rows locked in one order across concurrent batches.
     let mut charges: BTreeMap<i64, Decimal> = BTreeMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.cost_usd > Decimal::ZERO && new.contains(r.event_id.as_str()))
-    {
+    for row in stored.iter().filter(|r| r.cost_usd > Decimal::ZERO) {
         for &lease in &row.leases {
             *charges.entry(lease).or_default() += row.cost_usd;
         }
@@ -252,7 +300,8 @@ async fn update_leases(
         .execute(&mut *conn)
         .await?;
     sqlx::query(
-        "UPDATE quota_leases q SET spent_usd = q.spent_usd + c.cost          FROM UNNEST($1::int8[], $2::numeric[]) AS c(id, cost) WHERE q.id = c.id",
+        "UPDATE quota_leases q SET spent_usd = q.spent_usd + c.cost \
+         FROM UNNEST($1::int8[], $2::numeric[]) AS c(id, cost) WHERE q.id = c.id",
     )
     .bind(ids)
     .bind(costs)
@@ -261,91 +310,195 @@ async fn update_leases(
     Ok(())
 }
 
-/// What the rollup and the sessions need from each newly stored event.
-#[derive(sqlx::FromRow)]
-struct Stored {
-    event_id: String,
-    user_id: Option<i64>,
-    key_id: Option<i64>,
-    provider_id: Option<i64>,
-    started_at: DateTime<Utc>,
-    cost_usd: Decimal,
-    input_tokens: i64,
-    output_tokens: i64,
-    blocked_by: Option<String>,
-    session_id: Option<String>,
-    user_agent: Option<String>,
-}
+/// The events' columns, each bound as one array except `received_at` ($3),
+/// the same for the whole batch: the statement is the same for every batch
+/// size, so Postgres plans it once per connection, and binding is one value
+/// per column. The arrays are unnested in the select list, which streams
+/// their rows (`UNNEST` in `FROM` would first copy them all into a
+/// tuplestore). An event's flags go as one JSON array (Postgres arrays
+/// cannot be ragged), NULL when there are none.
+const INSERT_EVENTS: &str = "\
+    INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
+      provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
+      output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
+      cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
+    SELECT e.event_id, e.request_id, e.started_at, $3::timestamptz, e.user_id, e.key_id, e.key_masked, \
+      e.provider_id, e.method, e.endpoint, e.original_model, e.upstream_model, e.status, e.duration_ms, \
+      e.ttfb_ms, e.input_tokens, e.output_tokens, e.cache_creation_5m_tokens, e.cache_creation_1h_tokens, \
+      e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
+      e.blocked_by, e.blocked_reason, e.error, \
+      CASE WHEN e.flags IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(e.flags)) END \
+    FROM (SELECT unnest($1::text[]) AS event_id, unnest($2::text[]) AS request_id, \
+      unnest($4::timestamptz[]) AS started_at, unnest($5::int8[]) AS user_id, unnest($6::int8[]) AS key_id, \
+      unnest($7::text[]) AS key_masked, unnest($8::int8[]) AS provider_id, unnest($9::text[]) AS method, \
+      unnest($10::text[]) AS endpoint, unnest($11::text[]) AS original_model, \
+      unnest($12::text[]) AS upstream_model, unnest($13::int4[]) AS status, unnest($14::int8[]) AS duration_ms, \
+      unnest($15::int8[]) AS ttfb_ms, unnest($16::int8[]) AS input_tokens, unnest($17::int8[]) AS output_tokens, \
+      unnest($18::int8[]) AS cache_creation_5m_tokens, unnest($19::int8[]) AS cache_creation_1h_tokens, \
+      unnest($20::int8[]) AS cache_read_tokens, unnest($21::numeric[]) AS cost_usd, \
+      unnest($22::numeric[]) AS cost_multiplier, unnest($23::text[]) AS session_id, \
+      unnest($24::text[]) AS user_agent, unnest($25::text[]) AS client_ip, unnest($26::bool[]) AS stream, \
+      unnest($27::text[]) AS blocked_by, unnest($28::jsonb[]) AS blocked_reason, unnest($29::text[]) AS error, \
+      unnest($30::jsonb[]) AS flags) AS e";
 
-/// One INSERT of the whole batch, each column bound as one array
-/// (`UNNEST`): the statement is the same for every batch size, so Postgres
-/// plans it once per connection, and binding is one value per column.
-async fn insert(conn: &mut PgConnection, rows: &[Row]) -> Result<Vec<Stored>, sqlx::Error> {
+fn event_arguments(rows: &[Row], received_at: DateTime<Utc>) -> Result<PgArguments, BoxDynError> {
     fn col<'a, T: 'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> T) -> Vec<T> {
         rows.iter().map(f).collect()
     }
-    // Flags vary in number per row and Postgres arrays cannot be ragged:
-    // each row's go as one JSON array.
-    let flags: Vec<Value> = col(rows, |r| Value::from(r.flags.clone()));
-    sqlx::query_as(
+    let mut a = PgArguments::default();
+    a.add(col(rows, |r| r.event_id.as_str()))?;
+    a.add(col(rows, |r| r.request_id.as_str()))?;
+    a.add(received_at)?;
+    a.add(col(rows, |r| r.started_at))?;
+    a.add(col(rows, |r| r.user_id))?;
+    a.add(col(rows, |r| r.key_id))?;
+    a.add(col(rows, |r| r.key_masked.as_deref()))?;
+    a.add(col(rows, |r| r.provider_id))?;
+    a.add(col(rows, |r| r.method.as_str()))?;
+    a.add(col(rows, |r| r.endpoint.as_str()))?;
+    a.add(col(rows, |r| r.original_model.as_deref()))?;
+    a.add(col(rows, |r| r.upstream_model.as_deref()))?;
+    a.add(col(rows, |r| r.status))?;
+    a.add(col(rows, |r| r.duration_ms))?;
+    a.add(col(rows, |r| r.ttfb_ms))?;
+    a.add(col(rows, |r| r.input_tokens))?;
+    a.add(col(rows, |r| r.output_tokens))?;
+    a.add(col(rows, |r| r.cache_creation_5m_tokens))?;
+    a.add(col(rows, |r| r.cache_creation_1h_tokens))?;
+    a.add(col(rows, |r| r.cache_read_tokens))?;
+    a.add(col(rows, |r| r.cost_usd))?;
+    a.add(col(rows, |r| r.cost_multiplier))?;
+    a.add(col(rows, |r| r.session_id.as_deref()))?;
+    a.add(col(rows, |r| r.user_agent.as_deref()))?;
+    a.add(col(rows, |r| r.client_ip.as_deref()))?;
+    a.add(col(rows, |r| r.stream))?;
+    a.add(col(rows, |r| r.blocked_by.as_deref()))?;
+    a.add(col(rows, |r| r.blocked_reason.as_ref().map(DbJson)))?;
+    a.add(col(rows, |r| r.error.as_deref()))?;
+    a.add(col(rows, |r| {
+        Some(&r.flags).filter(|f| !f.is_empty()).map(DbJson)
+    }))?;
+    Ok(a)
+}
+
+/// Stores a batch none of whose ids is stored: plain inserts, with no
+/// per-row conflict handling. A stored id makes it fail on
+/// `audit_event_ids_pkey`.
+async fn insert_new(
+    conn: &mut PgConnection,
+    rows: &[Row],
+    received_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "WITH ids AS (INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[])) {INSERT_EVENTS}"
+    );
+    let args = event_arguments(rows, received_at).map_err(sqlx::Error::Encode)?;
+    sqlx::query_with(&sql, args).execute(conn).await?;
+    Ok(())
+}
+
+/// Stores the batch's events whose ids are new to `audit_event_ids`;
+/// returns them.
+async fn insert_unstored<'a>(
+    conn: &mut PgConnection,
+    rows: &'a [Row],
+    received_at: DateTime<Utc>,
+) -> Result<Vec<&'a Row>, sqlx::Error> {
+    let sql = format!(
         "WITH new_ids AS ( \
            INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[]) \
            ON CONFLICT (event_id) DO NOTHING RETURNING event_id) \
-         INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
-           provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
-           output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
-           cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
-         SELECT e.event_id, e.request_id, e.started_at, e.received_at, e.user_id, e.key_id, e.key_masked, \
-           e.provider_id, e.method, e.endpoint, e.original_model, e.upstream_model, e.status, e.duration_ms, \
-           e.ttfb_ms, e.input_tokens, e.output_tokens, e.cache_creation_5m_tokens, e.cache_creation_1h_tokens, \
-           e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
-           e.blocked_by, e.blocked_reason, e.error, \
-           ARRAY(SELECT jsonb_array_elements_text(e.flags)) \
-         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int8[], $6::int8[], \
-           $7::text[], $8::int8[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::int8[], \
-           $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::numeric[], \
-           $22::numeric[], $23::text[], $24::text[], $25::text[], $26::bool[], $27::text[], $28::jsonb[], \
-           $29::text[], $30::jsonb[]) \
-           AS e(event_id, request_id, started_at, received_at, user_id, key_id, key_masked, provider_id, method, \
-             endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, output_tokens, \
-             cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, cost_multiplier, \
-             session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
-         WHERE e.event_id IN (SELECT event_id FROM new_ids) \
-         RETURNING event_id, user_id, key_id, provider_id, started_at, cost_usd, input_tokens, output_tokens, blocked_by, \
-           session_id, user_agent",
+         {INSERT_EVENTS} WHERE e.event_id IN (SELECT event_id FROM new_ids) RETURNING event_id"
+    );
+    let args = event_arguments(rows, received_at).map_err(sqlx::Error::Encode)?;
+    let new: Vec<(String,)> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
+    let new: HashSet<String> = new.into_iter().map(|(id,)| id).collect();
+    Ok(rows.iter().filter(|r| new.contains(&r.event_id)).collect())
+}
+
+/// Adds the new events to the hourly rollup, the sessions and the
+/// five-hour windows in one statement. Its rows are the ones concurrent
+/// batches share, so it runs last, just before the commit: they stay
+/// locked for as short a time as possible. Each table's rows are written
+/// in one order (sorted keys), in every batch: no deadlock.
+async fn add_usage(
+    conn: &mut PgConnection,
+    stored: &[&Row],
+    received_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let rollup = Rollup::of(stored);
+    let sessions = Sessions::of(stored, received_at);
+    let charges = Charges::of(stored);
+    if rollup.ids.is_empty() && sessions.key_ids.is_empty() && charges.0.is_empty() {
+        return Ok(());
+    }
+    let (user_ids, user_due) = charges.due("users");
+    let (key_ids, key_due) = charges.due("keys");
+    // The windows are only read here: one moves only when a charge comes
+    // five hours or more after it opened (or none is open), which is rare,
+    // and then it is locked and moved below. One that does not move now
+    // cannot move for these charges later either: windows only move
+    // forward. In ON CONFLICT DO UPDATE, `sessions.*` is the row before
+    // this update.
+    let moving: Vec<(String, i64)> = sqlx::query_as(
+        "WITH rollup AS ( \
+           INSERT INTO usage_rollup (entity_type, entity_id, bucket_start, cost_usd, request_count, input_tokens, \
+             output_tokens) \
+           SELECT unnest($1::text[]), unnest($2::int8[]), unnest($3::timestamptz[]), unnest($4::numeric[]), \
+             unnest($5::int8[]), unnest($6::int8[]), unnest($7::int8[]) \
+           ON CONFLICT (entity_type, entity_id, bucket_start) DO UPDATE SET \
+             cost_usd = usage_rollup.cost_usd + EXCLUDED.cost_usd, \
+             request_count = usage_rollup.request_count + EXCLUDED.request_count, \
+             input_tokens = usage_rollup.input_tokens + EXCLUDED.input_tokens, \
+             output_tokens = usage_rollup.output_tokens + EXCLUDED.output_tokens), \
+         seen AS ( \
+           INSERT INTO sessions (key_id, session_id, user_id, provider_id, client, first_seen_at, last_seen_at, \
+             request_count) \
+           SELECT unnest($8::int8[]), unnest($9::text[]), unnest($10::int8[]), unnest($11::int8[]), \
+             unnest($12::text[]), unnest($13::timestamptz[]), unnest($14::timestamptz[]), unnest($15::int8[]) \
+           ON CONFLICT (key_id, session_id) DO UPDATE SET \
+             first_seen_at = LEAST(sessions.first_seen_at, EXCLUDED.first_seen_at), \
+             last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at), \
+             request_count = sessions.request_count + EXCLUDED.request_count, \
+             user_id = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
+               THEN COALESCE(EXCLUDED.user_id, sessions.user_id) \
+               ELSE COALESCE(sessions.user_id, EXCLUDED.user_id) END, \
+             provider_id = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
+               THEN COALESCE(EXCLUDED.provider_id, sessions.provider_id) \
+               ELSE COALESCE(sessions.provider_id, EXCLUDED.provider_id) END, \
+             client = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
+               THEN COALESCE(EXCLUDED.client, sessions.client) ELSE COALESCE(sessions.client, EXCLUDED.client) END) \
+         SELECT 'users', u.id FROM users u JOIN UNNEST($16::int8[], $17::timestamptz[]) AS c(id, due) ON u.id = c.id \
+           WHERE u.five_hour_opened_at IS NULL OR u.five_hour_opened_at <= c.due \
+         UNION ALL \
+         SELECT 'keys', k.id FROM keys k JOIN UNNEST($18::int8[], $19::timestamptz[]) AS c(id, due) ON k.id = c.id \
+           WHERE k.five_hour_opened_at IS NULL OR k.five_hour_opened_at <= c.due",
     )
-    .bind(col(rows, |r| r.event_id.as_str()))
-    .bind(col(rows, |r| r.request_id.as_str()))
-    .bind(col(rows, |r| r.started_at))
-    .bind(col(rows, |r| r.received_at))
-    .bind(col(rows, |r| r.user_id))
-    .bind(col(rows, |r| r.key_id))
-    .bind(col(rows, |r| r.key_masked.as_deref()))
-    .bind(col(rows, |r| r.provider_id))
-    .bind(col(rows, |r| r.method.as_str()))
-    .bind(col(rows, |r| r.endpoint.as_str()))
-    .bind(col(rows, |r| r.original_model.as_deref()))
-    .bind(col(rows, |r| r.upstream_model.as_deref()))
-    .bind(col(rows, |r| r.status))
-    .bind(col(rows, |r| r.duration_ms))
-    .bind(col(rows, |r| r.ttfb_ms))
-    .bind(col(rows, |r| r.input_tokens))
-    .bind(col(rows, |r| r.output_tokens))
-    .bind(col(rows, |r| r.cache_creation_5m_tokens))
-    .bind(col(rows, |r| r.cache_creation_1h_tokens))
-    .bind(col(rows, |r| r.cache_read_tokens))
-    .bind(col(rows, |r| r.cost_usd))
-    .bind(col(rows, |r| r.cost_multiplier))
-    .bind(col(rows, |r| r.session_id.as_deref()))
-    .bind(col(rows, |r| r.user_agent.as_deref()))
-    .bind(col(rows, |r| r.client_ip.as_deref()))
-    .bind(col(rows, |r| r.stream))
-    .bind(col(rows, |r| r.blocked_by.as_deref()))
-    .bind(col(rows, |r| r.blocked_reason.as_ref().map(DbJson)))
-    .bind(col(rows, |r| r.error.as_deref()))
-    .bind(flags.iter().map(DbJson).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await
+    .bind(rollup.kinds)
+    .bind(rollup.ids)
+    .bind(rollup.hours)
+    .bind(rollup.costs)
+    .bind(rollup.requests)
+    .bind(rollup.inputs)
+    .bind(rollup.outputs)
+    .bind(sessions.key_ids)
+    .bind(sessions.session_ids)
+    .bind(sessions.user_ids)
+    .bind(sessions.provider_ids)
+    .bind(sessions.clients)
+    .bind(sessions.firsts)
+    .bind(sessions.lasts)
+    .bind(sessions.requests)
+    .bind(user_ids)
+    .bind(user_due)
+    .bind(key_ids)
+    .bind(key_due)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !moving.is_empty() {
+        move_five_hour_windows(conn, &charges, &moving).await?;
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -356,102 +509,111 @@ struct Bucket {
     output_tokens: i64,
 }
 
-/// Adds the new events to the hourly per-user/key/provider buckets. Requests
-/// a guard answered (blocked_by set, e.g. warmup) are not usage.
-async fn update_rollup(conn: &mut PgConnection, stored: &[Stored]) -> Result<(), sqlx::Error> {
-    // BTreeMap: a fixed row order, so concurrent batches lock rows in the
-    // same order and cannot deadlock.
-    let mut buckets: BTreeMap<(&'static str, i64, DateTime<Utc>), Bucket> = BTreeMap::new();
-    for s in stored.iter().filter(|s| s.blocked_by.is_none()) {
-        let hour = s
-            .started_at
-            .duration_trunc(TimeDelta::hours(1))
-            .unwrap_or(s.started_at);
-        for (kind, id) in [
-            ("user", s.user_id),
-            ("key", s.key_id),
-            ("provider", s.provider_id),
-        ] {
-            let Some(id) = id else { continue };
-            let b = buckets.entry((kind, id, hour)).or_default();
-            b.cost_usd = b.cost_usd.checked_add(s.cost_usd).unwrap_or(Decimal::MAX);
-            b.requests += 1;
-            b.input_tokens = b.input_tokens.saturating_add(s.input_tokens);
-            b.output_tokens = b.output_tokens.saturating_add(s.output_tokens);
-        }
-    }
-    if buckets.is_empty() {
-        return Ok(());
-    }
-    let mut kinds = Vec::new();
-    let mut ids = Vec::new();
-    let mut hours = Vec::new();
-    let mut costs = Vec::new();
-    let mut requests = Vec::new();
-    let mut inputs = Vec::new();
-    let mut outputs = Vec::new();
-    for ((kind, id, hour), b) in buckets {
-        kinds.push(kind.to_string());
-        ids.push(id);
-        hours.push(hour);
-        costs.push(b.cost_usd);
-        requests.push(b.requests);
-        inputs.push(b.input_tokens);
-        outputs.push(b.output_tokens);
-    }
-    sqlx::query(
-        "INSERT INTO usage_rollup (entity_type, entity_id, bucket_start, cost_usd, request_count, input_tokens, \
-           output_tokens) \
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::numeric[], $5::int8[], $6::int8[], \
-           $7::int8[]) \
-         ON CONFLICT (entity_type, entity_id, bucket_start) DO UPDATE SET \
-           cost_usd = usage_rollup.cost_usd + EXCLUDED.cost_usd, \
-           request_count = usage_rollup.request_count + EXCLUDED.request_count, \
-           input_tokens = usage_rollup.input_tokens + EXCLUDED.input_tokens, \
-           output_tokens = usage_rollup.output_tokens + EXCLUDED.output_tokens",
-    )
-    .bind(kinds)
-    .bind(ids)
-    .bind(hours)
-    .bind(costs)
-    .bind(requests)
-    .bind(inputs)
-    .bind(outputs)
-    .execute(conn)
-    .await?;
-    Ok(())
+/// The new events summed per hourly per-user/key/provider bucket, as
+/// columns. Requests a guard answered (blocked_by set, e.g. warmup) are not
+/// usage.
+#[derive(Default)]
+struct Rollup {
+    kinds: Vec<&'static str>,
+    ids: Vec<i64>,
+    hours: Vec<DateTime<Utc>>,
+    costs: Vec<Decimal>,
+    requests: Vec<i64>,
+    inputs: Vec<i64>,
+    outputs: Vec<i64>,
 }
 
-/// Moves each charged user's and key's fixed 5 h window
-/// (`five_hour_opened_at`) past the new charges, oldest first: a charge
-/// after the window ended opens the next one; one older than the window
-/// belongs to an earlier window and changes nothing. Two queries per table
-/// whatever the batch: the rows are read (and locked, in id order) at once
-/// and only those whose window moved are written.
-async fn update_five_hour_windows(
-    conn: &mut PgConnection,
-    stored: &[Stored],
-) -> Result<(), sqlx::Error> {
-    let mut charges: BTreeMap<(&'static str, i64), Vec<DateTime<Utc>>> = BTreeMap::new();
-    for s in stored
-        .iter()
-        .filter(|s| s.blocked_by.is_none() && s.cost_usd > Decimal::ZERO)
-    {
-        for (table, id) in [("users", s.user_id), ("keys", s.key_id)] {
-            if let Some(id) = id {
-                charges.entry((table, id)).or_default().push(s.started_at);
+impl Rollup {
+    fn of(stored: &[&Row]) -> Rollup {
+        // BTreeMap: a fixed row order, so concurrent batches lock rows in
+        // the same order and cannot deadlock.
+        let mut buckets: BTreeMap<(&'static str, i64, DateTime<Utc>), Bucket> = BTreeMap::new();
+        for r in stored.iter().filter(|r| r.blocked_by.is_none()) {
+            let hour = r
+                .started_at
+                .duration_trunc(TimeDelta::hours(1))
+                .unwrap_or(r.started_at);
+            for (kind, id) in [
+                ("user", r.user_id),
+                ("key", r.key_id),
+                ("provider", r.provider_id),
+            ] {
+                let Some(id) = id else { continue };
+                let b = buckets.entry((kind, id, hour)).or_default();
+                b.cost_usd = b.cost_usd.checked_add(r.cost_usd).unwrap_or(Decimal::MAX);
+                b.requests += 1;
+                b.input_tokens = b.input_tokens.saturating_add(r.input_tokens);
+                b.output_tokens = b.output_tokens.saturating_add(r.output_tokens);
             }
         }
+        let mut out = Rollup::default();
+        for ((kind, id, hour), b) in buckets {
+            out.kinds.push(kind);
+            out.ids.push(id);
+            out.hours.push(hour);
+            out.costs.push(b.cost_usd);
+            out.requests.push(b.requests);
+            out.inputs.push(b.input_tokens);
+            out.outputs.push(b.output_tokens);
+        }
+        out
     }
+}
+
+/// The times of the new events' charges per user and per key
+/// (`("users" | "keys", id)`), oldest first.
+struct Charges(BTreeMap<(&'static str, i64), Vec<DateTime<Utc>>>);
+
+impl Charges {
+    fn of(stored: &[&Row]) -> Charges {
+        let mut charges: BTreeMap<(&'static str, i64), Vec<DateTime<Utc>>> = BTreeMap::new();
+        for r in stored
+            .iter()
+            .filter(|r| r.blocked_by.is_none() && r.cost_usd > Decimal::ZERO)
+        {
+            for (table, id) in [("users", r.user_id), ("keys", r.key_id)] {
+                if let Some(id) = id {
+                    charges.entry((table, id)).or_default().push(r.started_at);
+                }
+            }
+        }
+        for times in charges.values_mut() {
+            times.sort();
+        }
+        Charges(charges)
+    }
+
+    /// Each charged id of `table`, and the latest opening of its fixed 5 h
+    /// window that its latest charge falls outside of.
+    fn due(&self, table: &str) -> (Vec<i64>, Vec<DateTime<Utc>>) {
+        self.0
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .filter_map(|((_, id), times)| Some((*id, *times.last()? - windows::FIVE_HOURS)))
+            .unzip()
+    }
+}
+
+/// Moves the fixed 5 h windows (`five_hour_opened_at`) of the users and
+/// keys in `moving` past the new charges, oldest first: a charge after the
+/// window ended opens the next one; one older than the window belongs to an
+/// earlier window and changes nothing. The rows are locked (in id order)
+/// and read again, as a concurrent batch may have moved them.
+async fn move_five_hour_windows(
+    conn: &mut PgConnection,
+    charges: &Charges,
+    moving: &[(String, i64)],
+) -> Result<(), sqlx::Error> {
     for table in ["users", "keys"] {
-        let ids: Vec<i64> = charges
-            .keys()
-            .filter(|(t, _)| *t == table)
+        let ids: BTreeSet<i64> = moving
+            .iter()
+            .filter(|(t, _)| t == table)
             .map(|(_, id)| *id)
             .collect();
         if ids.is_empty() {
             continue;
         }
+        let ids: Vec<i64> = ids.into_iter().collect();
         let current: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
             "SELECT id, five_hour_opened_at FROM {table} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
         ))
@@ -461,9 +623,12 @@ async fn update_five_hour_windows(
         let mut moved_ids = Vec::new();
         let mut moved_to = Vec::new();
         for (id, opened) in current {
-            let mut times = charges.remove(&(table, id)).unwrap_or_default();
-            times.sort();
-            let moved = times.into_iter().fold(opened, |opened, at| {
+            let times = charges
+                .0
+                .get(&(table, id))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let moved = times.iter().fold(opened, |opened, &at| {
                 Some(windows::five_hours_opened_by(opened, at))
             });
             if let Some(to) = moved.filter(|_| moved != opened) {
@@ -505,107 +670,80 @@ struct SessionDelta<'a> {
     requests: i64,
 }
 
-/// Records the new events' session activity (SPEC §2.7), one upsert per
-/// batch. Only forwarded requests count: an event a guard answered
-/// (`blocked_by` set: refusals, warmup) is not session activity. Sessions
-/// are keyed by (key_id, session_id), so a client-chosen session id never
-/// reaches another key's session; events without a key are skipped.
+/// The new events' session activity (SPEC §2.7), one row per (key,
+/// session), as columns. Only forwarded requests count: an event a guard
+/// answered (`blocked_by` set: refusals, warmup) is not session activity.
+/// Sessions are keyed by (key_id, session_id), so a client-chosen session
+/// id never reaches another key's session; events without a key are
+/// skipped.
 ///
 /// A session is seen at its requests' start times (never later than their
 /// arrival here). user_id, provider_id and client come from the latest
-/// request that carries them, across batches too: an older batch arriving
-/// late does not overwrite them.
-async fn update_sessions(
-    conn: &mut PgConnection,
-    stored: &[Stored],
-    received_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let mut events: Vec<(DateTime<Utc>, i64, &str, &Stored)> = stored
-        .iter()
-        .filter(|s| s.blocked_by.is_none())
-        .filter_map(|s| {
-            let key_id = s.key_id?;
-            let session_id = s.session_id.as_deref()?;
-            Some((s.started_at.min(received_at), key_id, session_id, s))
-        })
-        .collect();
-    if events.is_empty() {
-        return Ok(());
+/// request that carries them, across batches too (the upsert compares with
+/// the stored row): an older batch arriving late does not overwrite them.
+#[derive(Default)]
+struct Sessions<'a> {
+    key_ids: Vec<i64>,
+    session_ids: Vec<&'a str>,
+    user_ids: Vec<Option<i64>>,
+    provider_ids: Vec<Option<i64>>,
+    clients: Vec<Option<&'a str>>,
+    firsts: Vec<DateTime<Utc>>,
+    lasts: Vec<DateTime<Utc>>,
+    requests: Vec<i64>,
+}
+
+impl<'a> Sessions<'a> {
+    fn of(stored: &[&'a Row], received_at: DateTime<Utc>) -> Sessions<'a> {
+        let mut events: Vec<(DateTime<Utc>, i64, &'a str, &'a Row)> = stored
+            .iter()
+            .filter(|r| r.blocked_by.is_none())
+            .filter_map(|&r| {
+                let key_id = r.key_id?;
+                let session_id = r.session_id.as_deref()?;
+                Some((r.started_at.min(received_at), key_id, session_id, r))
+            })
+            .collect();
+        // Oldest first (stable: batch order breaks ties), so later events win.
+        events.sort_by_key(|(seen, ..)| *seen);
+        // BTreeMap: a fixed row order, so concurrent batches lock rows in the
+        // same order and cannot deadlock.
+        let mut sessions: BTreeMap<(i64, &'a str), SessionDelta<'a>> = BTreeMap::new();
+        for (seen, key_id, session_id, r) in events {
+            let d = sessions
+                .entry((key_id, session_id))
+                .or_insert_with(|| SessionDelta {
+                    user_id: None,
+                    provider_id: None,
+                    client: None,
+                    first_seen_at: seen,
+                    last_seen_at: seen,
+                    requests: 0,
+                });
+            d.first_seen_at = d.first_seen_at.min(seen);
+            d.last_seen_at = d.last_seen_at.max(seen);
+            d.requests += 1;
+            d.user_id = r.user_id.or(d.user_id);
+            d.provider_id = r.provider_id.or(d.provider_id);
+            d.client = r
+                .user_agent
+                .as_deref()
+                .map(|ua| clip(ua, MAX_CLIENT_CHARS))
+                .or(d.client);
+        }
+        let mut out = Sessions::default();
+        for ((key_id, session_id), d) in sessions {
+            out.key_ids.push(key_id);
+            out.session_ids.push(session_id);
+            out.user_ids.push(d.user_id);
+            out.provider_ids.push(d.provider_id);
+            out.clients.push(d.client);
+            out.firsts.push(d.first_seen_at);
+            out.lasts.push(d.last_seen_at);
+            out.requests.push(d.requests);
+        }
+        out
     }
-    // Oldest first (stable: batch order breaks ties), so later events win.
-    events.sort_by_key(|(seen, ..)| *seen);
-    // BTreeMap: a fixed row order, so concurrent batches lock rows in the
-    // same order and cannot deadlock.
-    let mut sessions: BTreeMap<(i64, &str), SessionDelta<'_>> = BTreeMap::new();
-    for (seen, key_id, session_id, s) in events {
-        let d = sessions
-            .entry((key_id, session_id))
-            .or_insert_with(|| SessionDelta {
-                user_id: None,
-                provider_id: None,
-                client: None,
-                first_seen_at: seen,
-                last_seen_at: seen,
-                requests: 0,
-            });
-        d.first_seen_at = d.first_seen_at.min(seen);
-        d.last_seen_at = d.last_seen_at.max(seen);
-        d.requests += 1;
-        d.user_id = s.user_id.or(d.user_id);
-        d.provider_id = s.provider_id.or(d.provider_id);
-        d.client = s
-            .user_agent
-            .as_deref()
-            .map(|ua| clip(ua, MAX_CLIENT_CHARS))
-            .or(d.client);
-    }
-    let mut key_ids = Vec::with_capacity(sessions.len());
-    let mut session_ids = Vec::with_capacity(sessions.len());
-    let mut user_ids = Vec::with_capacity(sessions.len());
-    let mut provider_ids = Vec::with_capacity(sessions.len());
-    let mut clients = Vec::with_capacity(sessions.len());
-    let mut firsts = Vec::with_capacity(sessions.len());
-    let mut lasts = Vec::with_capacity(sessions.len());
-    let mut requests = Vec::with_capacity(sessions.len());
-    for ((key_id, session_id), d) in sessions {
-        key_ids.push(key_id);
-        session_ids.push(session_id);
-        user_ids.push(d.user_id);
-        provider_ids.push(d.provider_id);
-        clients.push(d.client);
-        firsts.push(d.first_seen_at);
-        lasts.push(d.last_seen_at);
-        requests.push(d.requests);
-    }
-    // In ON CONFLICT DO UPDATE, `sessions.*` is the row before this update.
-    sqlx::query(
-        "INSERT INTO sessions (key_id, session_id, user_id, provider_id, client, first_seen_at, last_seen_at, \
-           request_count) \
-         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::timestamptz[], \
-           $7::timestamptz[], $8::int8[]) \
-         ON CONFLICT (key_id, session_id) DO UPDATE SET \
-           first_seen_at = LEAST(sessions.first_seen_at, EXCLUDED.first_seen_at), \
-           last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at), \
-           request_count = sessions.request_count + EXCLUDED.request_count, \
-           user_id = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
-             THEN COALESCE(EXCLUDED.user_id, sessions.user_id) ELSE COALESCE(sessions.user_id, EXCLUDED.user_id) END, \
-           provider_id = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
-             THEN COALESCE(EXCLUDED.provider_id, sessions.provider_id) \
-             ELSE COALESCE(sessions.provider_id, EXCLUDED.provider_id) END, \
-           client = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
-             THEN COALESCE(EXCLUDED.client, sessions.client) ELSE COALESCE(sessions.client, EXCLUDED.client) END",
-    )
-    .bind(key_ids)
-    .bind(session_ids)
-    .bind(user_ids)
-    .bind(provider_ids)
-    .bind(clients)
-    .bind(firsts)
-    .bind(lasts)
-    .bind(requests)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

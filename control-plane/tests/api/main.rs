@@ -10,6 +10,7 @@ mod common;
 mod auth;
 mod bodies;
 mod cli;
+mod events;
 mod internal;
 mod jobs;
 mod keys;

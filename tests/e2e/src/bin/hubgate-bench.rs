@@ -20,11 +20,17 @@
 //! each of `--memory-passes` more passes over all of them.
 //!
 //! The ingest case last: audit event batches POSTed straight at the control
-//! plane for `--ingest-secs` (default 5): events per second, and the CPU the
-//! control plane and PostgreSQL spend per event.
+//! plane for `--ingest-secs` (default 5, after one second of warmup), from
+//! 50 users and keys that exist in the database: events per second, and the
+//! CPU the control plane and PostgreSQL spend per event, overall and per
+//! one-second slice; then a check that the usage rollup and the sessions add
+//! up to the stored rows.
+//!
+//! `--only-ingest` runs the ingest case alone, on a control plane and a
+//! fresh database without Envoy or the mock provider.
 //!
 //! Usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N]
-//! [--memory-keys N] [--memory-passes N] [--ingest-secs N] (or
+//! [--memory-keys N] [--memory-passes N] [--ingest-secs N] [--only-ingest] (or
 //! HUBGATE_BENCH_SECS, HUBGATE_BENCH_WARMUP_SECS, HUBGATE_BENCH_CONCURRENCY,
 //! HUBGATE_BENCH_MEMORY_KEYS, HUBGATE_BENCH_MEMORY_PASSES,
 //! HUBGATE_BENCH_INGEST_SECS).
@@ -53,6 +59,8 @@ struct Settings {
     /// Seconds of the ingest case (event batches straight at the control
     /// plane's internal API); 0 skips it.
     ingest_secs: u64,
+    /// Only the ingest case: no Envoy, no mock provider.
+    only_ingest: bool,
 }
 
 fn settings() -> Result<Settings> {
@@ -69,9 +77,14 @@ fn settings() -> Result<Settings> {
         memory_keys: env("HUBGATE_BENCH_MEMORY_KEYS", 100_000)?,
         memory_passes: env("HUBGATE_BENCH_MEMORY_PASSES", 2)?,
         ingest_secs: env("HUBGATE_BENCH_INGEST_SECS", 5)?,
+        only_ingest: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--only-ingest" {
+            s.only_ingest = true;
+            continue;
+        }
         let mut value = || -> Result<u64> {
             let v = args.next().with_context(|| format!("{arg} needs a value"))?;
             v.parse().with_context(|| format!("{arg} {v}"))
@@ -85,12 +98,16 @@ fn settings() -> Result<Settings> {
             "--ingest-secs" => s.ingest_secs = value()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N] [--memory-keys N] [--memory-passes N]"
+                    "usage: hubgate-bench [--secs N] [--warmup-secs N] [--concurrency N] [--memory-keys N] [--memory-passes N] \
+                     [--ingest-secs N] [--only-ingest]"
                 );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
         }
+    }
+    if s.only_ingest && s.ingest_secs == 0 {
+        bail!("--only-ingest needs --ingest-secs above 0");
     }
     if s.secs == 0 || s.concurrency == 0 {
         bail!("--secs and --concurrency must be positive");
@@ -808,28 +825,46 @@ fn ingest_batch(prefix: &str, first: u64) -> hubgate_wire::EventBatch {
     hubgate_wire::EventBatch { events }
 }
 
-/// The audit pipeline alone: event batches POSTed straight at the control
-/// plane's internal API for `secs`, as fast as it takes them. Prints events
-/// per second and the CPU the control plane and Postgres spend per event.
-/// Returns the events stored.
-async fn ingest_case(stack: &Stack, secs: u64) -> Result<u64> {
-    eprintln!(
-        "ingest case: batches of {INGEST_BATCH} events, {INGEST_CONCURRENCY} in flight, {secs} s, straight at the internal API..."
-    );
-    let url = format!("http://{}{}", stack.control_plane.internal_addr, hubgate_wire::EVENTS_PATH);
+/// Where the ingest case sends its batches.
+#[derive(Clone)]
+struct IngestTarget {
+    url: String,
+    token: String,
+    cp_pid: u32,
+    database_url: String,
+}
+
+impl IngestTarget {
+    fn of(stack: &Stack) -> IngestTarget {
+        IngestTarget {
+            url: format!("http://{}{}", stack.control_plane.internal_addr, hubgate_wire::EVENTS_PATH),
+            token: stack.internal_token.clone(),
+            cp_pid: stack.control_plane.child.pid(),
+            database_url: stack.database_url().to_string(),
+        }
+    }
+}
+
+/// Keys of the ingest case's users (see `ingest_batch`): no other case uses
+/// ids this high.
+const INGEST_FIRST_KEY: i64 = 10_000_000;
+
+/// Posts batches from `INGEST_CONCURRENCY` tasks until `secs` have passed,
+/// adding the events stored to `stored` as they are acknowledged.
+async fn ingest_for(
+    target: &IngestTarget,
+    prefix: &str,
+    next: &Arc<AtomicU64>,
+    stored: &Arc<AtomicU64>,
+    secs: u64,
+) -> Result<()> {
     let http = client(INGEST_CONCURRENCY)?;
-    let prefix = hubgate_e2e::random_token(8);
-    let next = Arc::new(AtomicU64::new(0));
-    let cp_pid = stack.control_plane.child.pid();
-    let before = Cpu::read_pipeline(cp_pid);
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(secs);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..INGEST_CONCURRENCY {
-        let (http, url, prefix, next) = (http.clone(), url.clone(), prefix.clone(), next.clone());
-        let token = stack.internal_token.clone();
+        let (http, url, token) = (http.clone(), target.url.clone(), target.token.clone());
+        let (prefix, next, stored) = (prefix.to_string(), next.clone(), stored.clone());
         tasks.push(tokio::spawn(async move {
-            let mut stored = 0u64;
             while Instant::now() < deadline {
                 let first = next.fetch_add(INGEST_BATCH as u64, Ordering::Relaxed);
                 let batch = ingest_batch(&prefix, first);
@@ -838,28 +873,188 @@ async fn ingest_case(stack: &Stack, secs: u64) -> Result<u64> {
                     bail!("ingest answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
                 }
                 let ack: hubgate_wire::EventBatchAck = resp.json().await?;
-                stored += u64::from(ack.accepted);
+                stored.fetch_add(u64::from(ack.accepted), Ordering::Relaxed);
             }
-            Ok(stored)
+            Ok(())
         }));
     }
-    let mut stored = 0;
     for task in tasks {
-        stored += task.await??;
+        task.await??;
     }
+    Ok(())
+}
+
+/// The backends serving `db` (the control plane's pooled connections).
+async fn backend_pids(db: &mut sqlx::PgConnection) -> Result<Vec<u32>> {
+    let pids: Vec<(i32,)> = sqlx::query_as(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(pids.into_iter().filter_map(|(p,)| u32::try_from(p).ok()).collect())
+}
+
+/// The audit pipeline alone: event batches POSTed straight at the control
+/// plane's internal API for `secs` (after one second of warmup), as fast as
+/// it takes them. Prints events per second and the CPU the control plane
+/// and Postgres spend per event: Postgres as a whole (every `postgres`
+/// process on the machine, other databases' work included) and the
+/// backends serving this database alone; then the range of the control
+/// plane's and these backends' CPU per event over one-second slices (on a
+/// shared machine the lowest slices show the cost with the least
+/// interference). Then checks that the usage rollup and the sessions add
+/// up to the stored rows. Returns the events stored.
+async fn ingest_case(target: &IngestTarget, secs: u64) -> Result<u64> {
+    use sqlx::Connection;
+    eprintln!(
+        "ingest case: batches of {INGEST_BATCH} events, {INGEST_CONCURRENCY} in flight, 1 s warmup then {secs} s, straight at the internal API..."
+    );
+    let mut db = sqlx::PgConnection::connect(&target.database_url).await?;
+    create_ingest_users(&mut db).await?;
+    let prefix = hubgate_e2e::random_token(8);
+    let next = Arc::new(AtomicU64::new(0));
+    let stored = Arc::new(AtomicU64::new(0));
+    ingest_for(target, &prefix, &next, &stored, 1).await?;
+    let warm = stored.swap(0, Ordering::Relaxed);
+    let backends = backend_pids(&mut db).await?;
+    let backends_cpu = || backends.iter().map(|&pid| cpu_us(pid)).sum::<u64>();
+    let before = Cpu::read_pipeline(target.cp_pid);
+    let backends_before = backends_cpu();
+    let started = Instant::now();
+    let load = {
+        let (target, prefix, next, stored) = (target.clone(), prefix.clone(), next.clone(), stored.clone());
+        tokio::spawn(async move { ingest_for(&target, &prefix, &next, &stored, secs).await })
+    };
+    // (events, control plane µs, backends µs) of each full second.
+    let mut slices = Vec::new();
+    let mut last = (0, cpu_us(target.cp_pid), backends_before);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    while slices.len() + 1 < secs as usize {
+        tick.tick().await;
+        let now = (stored.load(Ordering::Relaxed), cpu_us(target.cp_pid), backends_cpu());
+        slices.push((now.0 - last.0, now.1.saturating_sub(last.1), now.2.saturating_sub(last.2)));
+        last = now;
+    }
+    load.await??;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = Cpu::read_pipeline(cp_pid).since(before);
+    let stored = stored.load(Ordering::Relaxed);
+    let cpu = Cpu::read_pipeline(target.cp_pid).since(before);
+    let backends_used = backends_cpu().saturating_sub(backends_before);
     let per = |us: u64| us as f64 / stored.max(1) as f64;
     println!();
     println!(
         "audit ingest: {stored} events in {elapsed:.1} s = {:.0} events/s (batches of {INGEST_BATCH}, {INGEST_CONCURRENCY} in flight); \
-         CPU per event, microseconds: control plane {:.1}, postgres {:.1}, together {:.1}",
+         CPU per event, microseconds: control plane {:.1}, postgres {:.1}, together {:.1}; \
+         postgres backends of this database {:.1} ({} backends)",
         stored as f64 / elapsed,
         per(cpu.control_plane),
         per(cpu.postgres),
         per(cpu.control_plane + cpu.postgres),
+        per(backends_used),
+        backends.len(),
     );
-    Ok(stored)
+    let mut cp: Vec<f64> = slices.iter().filter(|s| s.0 > 0).map(|s| s.1 as f64 / s.0 as f64).collect();
+    let mut pg: Vec<f64> = slices.iter().filter(|s| s.0 > 0).map(|s| s.2 as f64 / s.0 as f64).collect();
+    let mut sum: Vec<f64> = slices.iter().filter(|s| s.0 > 0).map(|s| (s.1 + s.2) as f64 / s.0 as f64).collect();
+    if !sum.is_empty() {
+        let range = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            format!("{:.1} / {:.1} / {:.1}", v[0], v[v.len() / 2], v[v.len() - 1])
+        };
+        println!(
+            "per one-second slice ({}), lowest / median / highest: control plane {}, postgres backends {}, together {}",
+            sum.len(),
+            range(&mut cp),
+            range(&mut pg),
+            range(&mut sum)
+        );
+    }
+    check_ingested(&mut db, warm + stored).await?;
+    Ok(warm + stored)
+}
+
+/// The users and keys the ingest case's events name, as in a real
+/// deployment, where ingestion keeps their five-hour windows.
+async fn create_ingest_users(db: &mut sqlx::PgConnection) -> Result<()> {
+    let first_user = INGEST_FIRST_KEY / 10;
+    sqlx::query(
+        "INSERT INTO users (id, name, name_fold) \
+         SELECT $1 + g, 'bench-ingest-' || g, 'bench-ingest-' || g FROM generate_series(0, $2 - 1) g \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(first_user)
+    .bind(INGEST_USERS)
+    .execute(&mut *db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO keys (id, user_id, name, key_hash, key_masked) \
+         SELECT $1 + 10 * g, $2 + g, 'bench', 'bench-ingest-' || g, 'sk-…abcd' FROM generate_series(0, $3 - 1) g \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(INGEST_FIRST_KEY)
+    .bind(first_user)
+    .bind(INGEST_USERS)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// The ingest case's rows, their usage rollup and their sessions agree.
+async fn check_ingested(db: &mut sqlx::PgConnection, stored: u64) -> Result<()> {
+    let (rows, cost): (i64, rust_decimal::Decimal) =
+        sqlx::query_as("SELECT count(*), coalesce(sum(cost_usd), 0) FROM message_request WHERE key_id >= $1")
+            .bind(INGEST_FIRST_KEY)
+            .fetch_one(&mut *db)
+            .await?;
+    let (rolled_rows, rolled_cost): (rust_decimal::Decimal, rust_decimal::Decimal) = sqlx::query_as(
+        "SELECT coalesce(sum(request_count), 0), coalesce(sum(cost_usd), 0) FROM usage_rollup \
+         WHERE entity_type = 'key' AND entity_id >= $1",
+    )
+    .bind(INGEST_FIRST_KEY)
+    .fetch_one(&mut *db)
+    .await?;
+    let (session_rows,): (rust_decimal::Decimal,) =
+        sqlx::query_as("SELECT coalesce(sum(request_count), 0) FROM sessions WHERE key_id >= $1")
+            .bind(INGEST_FIRST_KEY)
+            .fetch_one(&mut *db)
+            .await?;
+    let rows_dec = rust_decimal::Decimal::from(rows);
+    if u64::try_from(rows).ok() != Some(stored) || rolled_rows != rows_dec || rolled_cost != cost || session_rows != rows_dec {
+        bail!(
+            "ingest case: {stored} events accepted, {rows} rows costing {cost}; rollup {rolled_rows} requests \
+             costing {rolled_cost}; sessions {session_rows} requests"
+        );
+    }
+    println!("ingest check: {rows} rows, their usage rollup and sessions agree");
+    Ok(())
+}
+
+/// `--only-ingest`: the ingest case on a control plane and a fresh
+/// database, nothing else.
+async fn only_ingest(secs: u64) -> Result<()> {
+    let log_dir = paths::fresh_log_dir("bench-ingest")?;
+    let db = hubgate_e2e::db::TestDb::create(&paths::database_admin_url()).await?;
+    let token = hubgate_e2e::random_token(32);
+    eprintln!("starting the control plane on {} (logs in {})...", db.name, log_dir.display());
+    let cp = hubgate_e2e::control_plane::start(
+        &paths::control_plane()?,
+        &db.url,
+        &token,
+        &log_dir.join("control-plane.log"),
+        &[],
+    )
+    .await?;
+    let target = IngestTarget {
+        url: format!("http://{}{}", cp.internal_addr, hubgate_wire::EVENTS_PATH),
+        token,
+        cp_pid: cp.child.pid(),
+        database_url: db.url.clone(),
+    };
+    ingest_case(&target, secs).await?;
+    // The control plane goes before its database.
+    drop(cp);
+    drop(db);
+    Ok(())
 }
 
 /// One body at one concurrency, through the three columns.
@@ -921,6 +1116,9 @@ impl Bench {
 #[tokio::main]
 async fn main() -> Result<()> {
     let s = settings()?;
+    if s.only_ingest {
+        return only_ingest(s.ingest_secs).await;
+    }
     let started = Instant::now();
     let empty_wasm = paths::empty_wasm()?;
     let mut options = StackOptions::new("bench").poll_interval_ms(1000);
@@ -1151,7 +1349,7 @@ async fn main() -> Result<()> {
         bench.hubgate_requests += sent;
     }
     if s.ingest_secs > 0 {
-        bench.hubgate_requests += ingest_case(&stack, s.ingest_secs).await?;
+        bench.hubgate_requests += ingest_case(&IngestTarget::of(&stack), s.ingest_secs).await?;
     }
     println!();
     println!("mock upstream served {} requests in total", stack.mock.request_count());
