@@ -1,9 +1,9 @@
 //! Circuit breaker per provider (SPEC §6): `failure_threshold` consecutive
 //! failures open it for `open_seconds`; then it is half-open: requests go
 //! to the provider again, `half_open_successes` successes in a row close
-//! it, one failure opens it again. A failure is a 5xx, a 429 or a 404 from
-//! the provider or Envoy failing to reach it; other answers count as
-//! successes (the provider is up). The state sits in shared data, so every
+//! it, one failure opens it again. A failure is a 5xx or a 429 from the
+//! provider, or Envoy failing to reach it; other answers, 404 and client
+//! errors included (SPEC §6), count as successes (the provider is up). The state sits in shared data, so every
 //! worker of the Envoy process shares it.
 
 use hubgate_wire::CircuitSettings;
@@ -66,7 +66,7 @@ impl Circuit {
 
 /// Whether an answer with `status` counts against the provider.
 pub fn is_failure(status: u16) -> bool {
-    status >= 500 || status == 429 || status == 404
+    status >= 500 || status == 429
 }
 
 fn store_key(provider_id: i64) -> String {
@@ -111,8 +111,9 @@ mod tests {
         rec(200, T0);
         assert_eq!(read(&store, 7), Circuit::default(), "a success resets the count");
         rec(500, T0);
-        rec(404, T0);
-        assert!(!rec(400, T0).is_open(T0), "a 400 is the client's fault: counted as the provider being up");
+        assert_eq!(rec(404, T0), Circuit::default(), "a 404 is not the provider failing");
+        rec(500, T0);
+        assert_eq!(rec(400, T0), Circuit::default(), "nor is a client error");
         rec(502, T0);
         rec(503, T0);
         let c = rec(504, T0 + 1);
