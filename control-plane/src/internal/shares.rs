@@ -31,20 +31,6 @@ fn counting_window(kind: ShareKind) -> TimeDelta {
     }
 }
 
-fn kind_name(kind: ShareKind) -> &'static str {
-    match kind {
-        ShareKind::Rpm => "rpm",
-        ShareKind::Sessions => "sessions",
-    }
-}
-
-fn entity_name(entity: Entity) -> &'static str {
-    match entity {
-        Entity::Key => "key",
-        Entity::User => "user",
-    }
-}
-
 struct Limits {
     user_id: i64,
     key_sessions: Option<i32>,
@@ -156,7 +142,7 @@ async fn grant_one(
     now: DateTime<Utc>,
     ttl: TimeDelta,
 ) -> ApiResult<Share> {
-    let (entity, kind) = (entity_name(ask.entity), kind_name(ask.kind));
+    let (entity, kind) = (ask.entity.as_str(), ask.kind.as_str());
     let rows = sqlx::query_as!(
         Row,
         "SELECT instance, share, usable_until, held, held_until, expires_at FROM rate_shares \

@@ -546,7 +546,7 @@ impl Http {
         self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
         let content_type = host::response_header("content-type").unwrap_or_default();
         self.meter = Some(ResponseMeter::new(self.ex.endpoint, &content_type));
-        if self.ex.usage_added && content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream") {
+        if self.ex.usage_added && hubgate_core::usage::is_event_stream(&content_type) {
             self.usage_strip = Some(UsageChunkFilter::default());
             host::set_response_header("content-length", None);
         }

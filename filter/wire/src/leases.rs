@@ -33,6 +33,16 @@ pub enum Entity {
     User,
 }
 
+impl Entity {
+    /// The name on the wire and in the control plane's tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Key => "key",
+            Entity::User => "user",
+        }
+    }
+}
+
 /// Budget for one (entity, window) held by one instance.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Grant {

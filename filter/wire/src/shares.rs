@@ -17,6 +17,16 @@ pub enum ShareKind {
     Sessions,
 }
 
+impl ShareKind {
+    /// The name on the wire and in the control plane's tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareKind::Rpm => "rpm",
+            ShareKind::Sessions => "sessions",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ShareRequest {

@@ -287,13 +287,6 @@ impl Counted {
         Counted { kind, entity, id, limit, held, allowance }
     }
 
-    fn entity_name(&self) -> &'static str {
-        match self.entity {
-            Entity::Key => "key",
-            Entity::User => "user",
-        }
-    }
-
     /// A refusal of this process's count, told for all instances: what the
     /// others hold counts too, and a short share is not asked again before
     /// its retry time.
@@ -384,7 +377,7 @@ impl Guard for RateLimit {
         }
         let session = session.as_deref().unwrap_or_default();
         let count = |c: &Counted| match c.kind {
-            ShareKind::Sessions => check_session(store, c.entity_name(), c.id, session, now, c.allowance),
+            ShareKind::Sessions => check_session(store, c.entity.as_str(), c.id, session, now, c.allowance),
             ShareKind::Rpm => peek(store, c.id, now, c.allowance).unwrap_or(Ok(0)).map(|_| ()),
         };
         // Every share too small for this request, asked for in one call.
@@ -443,7 +436,7 @@ impl Guard for RateLimit {
         let mut renewals = Vec::new();
         for c in &limits {
             let counted = match c.kind {
-                ShareKind::Sessions => track_session(store, c.entity_name(), c.id, session, now)
+                ShareKind::Sessions => track_session(store, c.entity.as_str(), c.id, session, now)
                     .ok_or_else(|| "cannot update the active sessions".to_string())?,
                 ShareKind::Rpm => rpm_count,
             };

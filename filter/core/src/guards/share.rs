@@ -35,15 +35,7 @@ pub struct Held {
 }
 
 fn store_key(kind: ShareKind, entity: Entity, id: i64) -> String {
-    let kind = match kind {
-        ShareKind::Rpm => "rpm",
-        ShareKind::Sessions => "sessions",
-    };
-    let entity = match entity {
-        Entity::Key => "key",
-        Entity::User => "user",
-    };
-    format!("hubgate.share.{kind}.{entity}.{id}")
+    format!("hubgate.share.{}.{}.{id}", kind.as_str(), entity.as_str())
 }
 
 pub fn read(store: &dyn SharedData, kind: ShareKind, entity: Entity, id: i64) -> Option<Held> {
@@ -122,11 +114,7 @@ pub fn apply(store: &dyn SharedData, answer: &ShareResponse, now_ms: i64) {
             log::warn!("could not store a rate share in shared data");
         }
         if let Some(session) = &s.active_session {
-            let entity = match s.entity {
-                Entity::Key => "key",
-                Entity::User => "user",
-            };
-            if note_active_elsewhere(store, entity, s.entity_id, session, now_ms).is_none() {
+            if note_active_elsewhere(store, s.entity.as_str(), s.entity_id, session, now_ms).is_none() {
                 log::warn!("could not note a session active elsewhere in shared data");
             }
         }

@@ -154,7 +154,7 @@ impl ResponseMeter {
     }
 
     pub fn new(endpoint: Endpoint, content_type: &str) -> ResponseMeter {
-        let is_sse = content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream");
+        let is_sse = is_event_stream(content_type);
         let format = Format::of(endpoint);
         ResponseMeter {
             format,
@@ -208,6 +208,11 @@ impl ResponseMeter {
             }
         }
     }
+}
+
+/// Whether a `content-type` is Server-Sent Events.
+pub fn is_event_stream(content_type: &str) -> bool {
+    content_type.trim_start().to_ascii_lowercase().starts_with("text/event-stream")
 }
 
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
