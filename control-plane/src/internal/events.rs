@@ -17,10 +17,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hubgate_wire::{EventBatch, EventBatchAck, RequestEvent};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use sqlx::error::BoxDynError;
-use sqlx::postgres::PgArguments;
 use sqlx::types::Json as DbJson;
-use sqlx::{Arguments, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 
 use crate::app::AppState;
 use crate::errors::{ApiError, ApiResult};
@@ -295,90 +293,21 @@ async fn update_leases(conn: &mut PgConnection, stored: &[&Row]) -> Result<(), s
     }
     let (ids, costs): (Vec<i64>, Vec<Decimal>) = charges.into_iter().unzip();
     // Rows locked in id order, as a grant locks them: no deadlock.
-    sqlx::query("SELECT 1 FROM quota_leases WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
+    sqlx::query!(
+        "SELECT 1 AS locked FROM quota_leases WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query!(
         "UPDATE quota_leases q SET spent_usd = q.spent_usd + c.cost \
          FROM UNNEST($1::int8[], $2::numeric[]) AS c(id, cost) WHERE q.id = c.id",
+        &ids,
+        &costs
     )
-    .bind(ids)
-    .bind(costs)
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The events' columns, each bound as one array except `received_at` ($3),
-/// the same for the whole batch: the statement is the same for every batch
-/// size, so Postgres plans it once per connection, and binding is one value
-/// per column. The arrays are unnested in the select list, which streams
-/// their rows (`UNNEST` in `FROM` would first copy them all into a
-/// tuplestore). An event's flags go as one JSON array (Postgres arrays
-/// cannot be ragged), NULL when there are none.
-const INSERT_EVENTS: &str = "\
-    INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, key_masked, \
-      provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, ttfb_ms, input_tokens, \
-      output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens, cost_usd, \
-      cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, blocked_reason, error, flags) \
-    SELECT e.event_id, e.request_id, e.started_at, $3::timestamptz, e.user_id, e.key_id, e.key_masked, \
-      e.provider_id, e.method, e.endpoint, e.original_model, e.upstream_model, e.status, e.duration_ms, \
-      e.ttfb_ms, e.input_tokens, e.output_tokens, e.cache_creation_5m_tokens, e.cache_creation_1h_tokens, \
-      e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
-      e.blocked_by, e.blocked_reason, e.error, \
-      CASE WHEN e.flags IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(e.flags)) END \
-    FROM (SELECT unnest($1::text[]) AS event_id, unnest($2::text[]) AS request_id, \
-      unnest($4::timestamptz[]) AS started_at, unnest($5::int8[]) AS user_id, unnest($6::int8[]) AS key_id, \
-      unnest($7::text[]) AS key_masked, unnest($8::int8[]) AS provider_id, unnest($9::text[]) AS method, \
-      unnest($10::text[]) AS endpoint, unnest($11::text[]) AS original_model, \
-      unnest($12::text[]) AS upstream_model, unnest($13::int4[]) AS status, unnest($14::int8[]) AS duration_ms, \
-      unnest($15::int8[]) AS ttfb_ms, unnest($16::int8[]) AS input_tokens, unnest($17::int8[]) AS output_tokens, \
-      unnest($18::int8[]) AS cache_creation_5m_tokens, unnest($19::int8[]) AS cache_creation_1h_tokens, \
-      unnest($20::int8[]) AS cache_read_tokens, unnest($21::numeric[]) AS cost_usd, \
-      unnest($22::numeric[]) AS cost_multiplier, unnest($23::text[]) AS session_id, \
-      unnest($24::text[]) AS user_agent, unnest($25::text[]) AS client_ip, unnest($26::bool[]) AS stream, \
-      unnest($27::text[]) AS blocked_by, unnest($28::jsonb[]) AS blocked_reason, unnest($29::text[]) AS error, \
-      unnest($30::jsonb[]) AS flags) AS e";
-
-fn event_arguments(rows: &[Row], received_at: DateTime<Utc>) -> Result<PgArguments, BoxDynError> {
-    fn col<'a, T: 'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> T) -> Vec<T> {
-        rows.iter().map(f).collect()
-    }
-    let mut a = PgArguments::default();
-    a.add(col(rows, |r| r.event_id.as_str()))?;
-    a.add(col(rows, |r| r.request_id.as_str()))?;
-    a.add(received_at)?;
-    a.add(col(rows, |r| r.started_at))?;
-    a.add(col(rows, |r| r.user_id))?;
-    a.add(col(rows, |r| r.key_id))?;
-    a.add(col(rows, |r| r.key_masked.as_deref()))?;
-    a.add(col(rows, |r| r.provider_id))?;
-    a.add(col(rows, |r| r.method.as_str()))?;
-    a.add(col(rows, |r| r.endpoint.as_str()))?;
-    a.add(col(rows, |r| r.original_model.as_deref()))?;
-    a.add(col(rows, |r| r.upstream_model.as_deref()))?;
-    a.add(col(rows, |r| r.status))?;
-    a.add(col(rows, |r| r.duration_ms))?;
-    a.add(col(rows, |r| r.ttfb_ms))?;
-    a.add(col(rows, |r| r.input_tokens))?;
-    a.add(col(rows, |r| r.output_tokens))?;
-    a.add(col(rows, |r| r.cache_creation_5m_tokens))?;
-    a.add(col(rows, |r| r.cache_creation_1h_tokens))?;
-    a.add(col(rows, |r| r.cache_read_tokens))?;
-    a.add(col(rows, |r| r.cost_usd))?;
-    a.add(col(rows, |r| r.cost_multiplier))?;
-    a.add(col(rows, |r| r.session_id.as_deref()))?;
-    a.add(col(rows, |r| r.user_agent.as_deref()))?;
-    a.add(col(rows, |r| r.client_ip.as_deref()))?;
-    a.add(col(rows, |r| r.stream))?;
-    a.add(col(rows, |r| r.blocked_by.as_deref()))?;
-    a.add(col(rows, |r| r.blocked_reason.as_ref().map(DbJson)))?;
-    a.add(col(rows, |r| r.error.as_deref()))?;
-    a.add(col(rows, |r| {
-        Some(&r.flags).filter(|f| !f.is_empty()).map(DbJson)
-    }))?;
-    Ok(a)
 }
 
 /// Stores a batch none of whose ids is stored: plain inserts, with no
@@ -389,12 +318,15 @@ async fn insert_new(
     rows: &[Row],
     received_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "WITH ids AS (INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[])) {INSERT_EVENTS}"
-    );
-    let args = event_arguments(rows, received_at).map_err(sqlx::Error::Encode)?;
-    sqlx::query_with(&sql, args).execute(conn).await?;
-    Ok(())
+    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    sqlx::query!(
+        "INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[])",
+        &ids as &[&str]
+    )
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<&Row> = rows.iter().collect();
+    insert_events(conn, &rows, received_at).await
 }
 
 /// Stores the batch's events whose ids are new to `audit_event_ids`;
@@ -404,16 +336,98 @@ async fn insert_unstored<'a>(
     rows: &'a [Row],
     received_at: DateTime<Utc>,
 ) -> Result<Vec<&'a Row>, sqlx::Error> {
-    let sql = format!(
-        "WITH new_ids AS ( \
-           INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[]) \
-           ON CONFLICT (event_id) DO NOTHING RETURNING event_id) \
-         {INSERT_EVENTS} WHERE e.event_id IN (SELECT event_id FROM new_ids) RETURNING event_id"
-    );
-    let args = event_arguments(rows, received_at).map_err(sqlx::Error::Encode)?;
-    let new: Vec<(String,)> = sqlx::query_as_with(&sql, args).fetch_all(conn).await?;
-    let new: HashSet<String> = new.into_iter().map(|(id,)| id).collect();
-    Ok(rows.iter().filter(|r| new.contains(&r.event_id)).collect())
+    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    let new: HashSet<String> = sqlx::query_scalar!(
+        "INSERT INTO audit_event_ids (event_id) SELECT unnest($1::text[]) \
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        &ids as &[&str]
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let rows: Vec<&Row> = rows.iter().filter(|r| new.contains(&r.event_id)).collect();
+    if !rows.is_empty() {
+        insert_events(conn, &rows, received_at).await?;
+    }
+    Ok(rows)
+}
+
+/// Inserts the events into the audit log. Each column is bound as one
+/// array except `received_at` ($3), the same for the whole batch: the
+/// statement is the same for every batch size, so Postgres plans it once
+/// per connection, and binding is one value per column. The arrays are
+/// unnested in the select list, which streams their rows (`UNNEST` in
+/// `FROM` would first copy them all into a tuplestore). An event's flags go
+/// as one JSON array (Postgres arrays cannot be ragged), NULL when there
+/// are none.
+async fn insert_events(
+    conn: &mut PgConnection,
+    rows: &[&Row],
+    received_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    fn col<'a, T: 'a>(rows: &[&'a Row], f: impl Fn(&'a Row) -> T) -> Vec<T> {
+        rows.iter().map(|&r| f(r)).collect()
+    }
+    sqlx::query!(
+        "INSERT INTO message_request (event_id, request_id, started_at, received_at, user_id, key_id, \
+           key_masked, provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, \
+           ttfb_ms, input_tokens, output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, \
+           cache_read_tokens, cost_usd, cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, \
+           blocked_reason, error, flags) \
+         SELECT e.event_id, e.request_id, e.started_at, $3::timestamptz, e.user_id, e.key_id, e.key_masked, \
+           e.provider_id, e.method, e.endpoint, e.original_model, e.upstream_model, e.status, e.duration_ms, \
+           e.ttfb_ms, e.input_tokens, e.output_tokens, e.cache_creation_5m_tokens, e.cache_creation_1h_tokens, \
+           e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
+           e.blocked_by, e.blocked_reason, e.error, \
+           CASE WHEN e.flags IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(e.flags)) END \
+         FROM (SELECT unnest($1::text[]) AS event_id, unnest($2::text[]) AS request_id, \
+           unnest($4::timestamptz[]) AS started_at, unnest($5::int8[]) AS user_id, unnest($6::int8[]) AS key_id, \
+           unnest($7::text[]) AS key_masked, unnest($8::int8[]) AS provider_id, unnest($9::text[]) AS method, \
+           unnest($10::text[]) AS endpoint, unnest($11::text[]) AS original_model, \
+           unnest($12::text[]) AS upstream_model, unnest($13::int4[]) AS status, \
+           unnest($14::int8[]) AS duration_ms, unnest($15::int8[]) AS ttfb_ms, \
+           unnest($16::int8[]) AS input_tokens, unnest($17::int8[]) AS output_tokens, \
+           unnest($18::int8[]) AS cache_creation_5m_tokens, unnest($19::int8[]) AS cache_creation_1h_tokens, \
+           unnest($20::int8[]) AS cache_read_tokens, unnest($21::numeric[]) AS cost_usd, \
+           unnest($22::numeric[]) AS cost_multiplier, unnest($23::text[]) AS session_id, \
+           unnest($24::text[]) AS user_agent, unnest($25::text[]) AS client_ip, unnest($26::bool[]) AS stream, \
+           unnest($27::text[]) AS blocked_by, unnest($28::jsonb[]) AS blocked_reason, \
+           unnest($29::text[]) AS error, unnest($30::jsonb[]) AS flags) AS e",
+        &col(rows, |r| r.event_id.as_str()) as &[&str],
+        &col(rows, |r| r.request_id.as_str()) as &[&str],
+        received_at,
+        &col(rows, |r| r.started_at),
+        &col(rows, |r| r.user_id) as &[Option<i64>],
+        &col(rows, |r| r.key_id) as &[Option<i64>],
+        &col(rows, |r| r.key_masked.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.provider_id) as &[Option<i64>],
+        &col(rows, |r| r.method.as_str()) as &[&str],
+        &col(rows, |r| r.endpoint.as_str()) as &[&str],
+        &col(rows, |r| r.original_model.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.upstream_model.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.status),
+        &col(rows, |r| r.duration_ms),
+        &col(rows, |r| r.ttfb_ms) as &[Option<i64>],
+        &col(rows, |r| r.input_tokens),
+        &col(rows, |r| r.output_tokens),
+        &col(rows, |r| r.cache_creation_5m_tokens),
+        &col(rows, |r| r.cache_creation_1h_tokens),
+        &col(rows, |r| r.cache_read_tokens),
+        &col(rows, |r| r.cost_usd),
+        &col(rows, |r| r.cost_multiplier),
+        &col(rows, |r| r.session_id.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.user_agent.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.client_ip.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.stream),
+        &col(rows, |r| r.blocked_by.as_deref()) as &[Option<&str>],
+        &col(rows, |r| r.blocked_reason.as_ref().map(DbJson)) as &[Option<DbJson<&Value>>],
+        &col(rows, |r| r.error.as_deref()) as &[Option<&str>],
+        &col(rows, |r| Some(&r.flags).filter(|f| !f.is_empty()).map(DbJson)) as &[Option<DbJson<&Vec<String>>>],
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Adds the new events to the hourly rollup, the sessions and the
@@ -440,7 +454,7 @@ async fn add_usage(
     // cannot move for these charges later either: windows only move
     // forward. In ON CONFLICT DO UPDATE, `sessions.*` is the row before
     // this update.
-    let moving: Vec<(String, i64)> = sqlx::query_as(
+    let moving: Vec<(String, i64)> = sqlx::query!(
         "WITH rollup AS ( \
            INSERT INTO usage_rollup (entity_type, entity_id, bucket_start, cost_usd, request_count, input_tokens, \
              output_tokens) \
@@ -468,33 +482,37 @@ async fn add_usage(
                ELSE COALESCE(sessions.provider_id, EXCLUDED.provider_id) END, \
              client = CASE WHEN EXCLUDED.last_seen_at >= sessions.last_seen_at \
                THEN COALESCE(EXCLUDED.client, sessions.client) ELSE COALESCE(sessions.client, EXCLUDED.client) END) \
-         SELECT 'users', u.id FROM users u JOIN UNNEST($16::int8[], $17::timestamptz[]) AS c(id, due) ON u.id = c.id \
+         SELECT 'users' AS \"kind!\", u.id AS \"id!\" FROM users u \
+           JOIN UNNEST($16::int8[], $17::timestamptz[]) AS c(id, due) ON u.id = c.id \
            WHERE u.five_hour_opened_at IS NULL OR u.five_hour_opened_at <= c.due \
          UNION ALL \
          SELECT 'keys', k.id FROM keys k JOIN UNNEST($18::int8[], $19::timestamptz[]) AS c(id, due) ON k.id = c.id \
            WHERE k.five_hour_opened_at IS NULL OR k.five_hour_opened_at <= c.due",
+        &rollup.kinds as &[&str],
+        &rollup.ids,
+        &rollup.hours,
+        &rollup.costs,
+        &rollup.requests,
+        &rollup.inputs,
+        &rollup.outputs,
+        &sessions.key_ids,
+        &sessions.session_ids as &[&str],
+        &sessions.user_ids as &[Option<i64>],
+        &sessions.provider_ids as &[Option<i64>],
+        &sessions.clients as &[Option<&str>],
+        &sessions.firsts,
+        &sessions.lasts,
+        &sessions.requests,
+        &user_ids,
+        &user_due,
+        &key_ids,
+        &key_due
     )
-    .bind(rollup.kinds)
-    .bind(rollup.ids)
-    .bind(rollup.hours)
-    .bind(rollup.costs)
-    .bind(rollup.requests)
-    .bind(rollup.inputs)
-    .bind(rollup.outputs)
-    .bind(sessions.key_ids)
-    .bind(sessions.session_ids)
-    .bind(sessions.user_ids)
-    .bind(sessions.provider_ids)
-    .bind(sessions.clients)
-    .bind(sessions.firsts)
-    .bind(sessions.lasts)
-    .bind(sessions.requests)
-    .bind(user_ids)
-    .bind(user_due)
-    .bind(key_ids)
-    .bind(key_due)
     .fetch_all(&mut *conn)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.kind, r.id))
+    .collect();
     if !moving.is_empty() {
         move_five_hour_windows(conn, &charges, &moving).await?;
     }
@@ -614,12 +632,26 @@ async fn move_five_hour_windows(
             continue;
         }
         let ids: Vec<i64> = ids.into_iter().collect();
-        let current: Vec<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
-            "SELECT id, five_hour_opened_at FROM {table} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-        ))
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        let current: Vec<(i64, Option<DateTime<Utc>>)> = if table == "users" {
+            sqlx::query_as!(
+                FiveHours,
+                "SELECT id, five_hour_opened_at FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &ids
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        } else {
+            sqlx::query_as!(
+                FiveHours,
+                "SELECT id, five_hour_opened_at FROM keys WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &ids
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        .into_iter()
+        .map(|r| (r.id, r.five_hour_opened_at))
+        .collect();
         let mut moved_ids = Vec::new();
         let mut moved_to = Vec::new();
         for (id, opened) in current {
@@ -636,18 +668,35 @@ async fn move_five_hour_windows(
                 moved_to.push(to);
             }
         }
-        if !moved_ids.is_empty() {
-            sqlx::query(&format!(
-                "UPDATE {table} t SET five_hour_opened_at = m.opened \
-                 FROM UNNEST($1::int8[], $2::timestamptz[]) AS m(id, opened) WHERE t.id = m.id"
-            ))
-            .bind(&moved_ids)
-            .bind(&moved_to)
+        if moved_ids.is_empty() {
+            continue;
+        }
+        if table == "users" {
+            sqlx::query!(
+                "UPDATE users t SET five_hour_opened_at = m.opened \
+                 FROM UNNEST($1::int8[], $2::timestamptz[]) AS m(id, opened) WHERE t.id = m.id",
+                &moved_ids,
+                &moved_to
+            )
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            sqlx::query!(
+                "UPDATE keys t SET five_hour_opened_at = m.opened \
+                 FROM UNNEST($1::int8[], $2::timestamptz[]) AS m(id, opened) WHERE t.id = m.id",
+                &moved_ids,
+                &moved_to
+            )
             .execute(&mut *conn)
             .await?;
         }
     }
     Ok(())
+}
+
+struct FiveHours {
+    id: i64,
+    five_hour_opened_at: Option<DateTime<Utc>>,
 }
 
 /// `sessions.client` holds at most this many characters of the user agent.
