@@ -71,6 +71,11 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
 /// a repeated key or the field that does not fit `T`.
 pub fn parse_typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     refuse_repeated_keys(bytes)?;
+    // Tracking the path costs on every value; it is only needed to name
+    // the field of an error, so a body that fits is parsed without it.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
