@@ -15,6 +15,7 @@
 //! connection, default `postgres://postgres@127.0.0.1:5432/postgres`).
 
 pub mod admin;
+pub mod bench_policy;
 pub mod claude_code;
 pub mod control_plane;
 pub mod db;
