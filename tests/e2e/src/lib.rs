@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod claude_code;
+pub mod clients;
 pub mod control_plane;
 pub mod db;
 pub mod envoy;
