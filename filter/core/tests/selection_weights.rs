@@ -5,6 +5,9 @@
 //! per provider), and a worse tier is never picked while a better one has an
 //! eligible provider.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::rc::Rc;
 
 use hubgate_core::api::{Dialect, Endpoint};
@@ -102,7 +105,11 @@ fn assert_shares(what: &str, counts: &[u64], weights: &[u32]) {
         let expected = n * p;
         let sigma = (n * p * (1.0 - p)).sqrt();
         let off = (count as f64 - expected).abs();
-        assert!(off <= 4.0 * sigma, "{what}: weight {weight} got {count} of {n}, expected {expected:.0} ± {:.0}", 4.0 * sigma);
+        assert!(
+            off <= 4.0 * sigma,
+            "{what}: weight {weight} got {count} of {n}, expected {expected:.0} ± {:.0}",
+            4.0 * sigma
+        );
         chi2 += (count as f64 - expected).powi(2) / expected;
     }
     let critical = chi_square_critical(counts.len() - 1);
@@ -121,10 +128,19 @@ fn tally(ids: &[i64], mut pick: impl FnMut() -> i64) -> Vec<u64> {
 }
 
 fn select_id(snap: &CompiledSnapshot, key: &ResolvedKey, circuit_open: impl Fn(i64) -> bool, seed: u64) -> i64 {
-    select(snap, key, Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, |p| circuit_open(p.provider.id), seed)
-        .unwrap()
-        .provider
-        .id
+    select(
+        snap,
+        key,
+        Endpoint::AnthropicMessages,
+        Dialect::Anthropic,
+        None,
+        None,
+        |p| circuit_open(p.provider.id),
+        seed,
+    )
+    .unwrap()
+    .provider
+    .id
 }
 
 #[test]
@@ -151,7 +167,8 @@ fn consecutive_picks_are_independent() {
     let pair_weights: Vec<u32> = weights.iter().flat_map(|a| weights.iter().map(move |b| a * b)).collect();
     for run in 1..=RUNS {
         let mut rng = SplitMix(run);
-        let picks: Vec<usize> = (0..=PICKS).map(|_| (select_id(&snap, &key, |_| false, rng.next()) - 1) as usize).collect();
+        let picks: Vec<usize> =
+            (0..=PICKS).map(|_| (select_id(&snap, &key, |_| false, rng.next()) - 1) as usize).collect();
         let mut pairs = vec![0u64; 9];
         for w in picks.windows(2) {
             pairs[w[0] * 3 + w[1]] += 1;

@@ -188,7 +188,8 @@ async fn control_plane_down_30s_under_load_loses_nothing() {
     let tasks: Vec<_> = keys
         .iter()
         .map(|(user_id, key)| {
-            let task = load(stack.http.clone(), stack.gateway_url(), key.raw.clone(), stop.clone(), Duration::from_millis(5));
+            let task =
+                load(stack.http.clone(), stack.gateway_url(), key.raw.clone(), stop.clone(), Duration::from_millis(5));
             (*user_id, tokio::spawn(task))
         })
         .collect();
@@ -213,13 +214,21 @@ async fn control_plane_down_30s_under_load_loses_nothing() {
     for (user_id, task) in tasks {
         let requests = task.await.unwrap();
         let failures: Vec<&String> = requests.iter().filter_map(|s| s.failure.as_ref()).collect();
-        assert!(failures.is_empty(), "user {user_id}: {} of {} requests failed: {failures:?}", failures.len(), requests.len());
+        assert!(
+            failures.is_empty(),
+            "user {user_id}: {} of {} requests failed: {failures:?}",
+            failures.len(),
+            requests.len()
+        );
         let mut ids: Vec<String> = requests.into_iter().map(|s| s.request_id).collect();
         ids.push(warmup[&user_id].clone());
         sent.insert(user_id, ids);
     }
     let known_sent: usize = sent.values().map(|ids| ids.len() - 1).sum();
-    println!("load: {known_sent} requests with known keys in {}s, {unknown_sent} with unknown keys", OUTAGE.as_secs() + 5);
+    println!(
+        "load: {known_sent} requests with known keys in {}s, {unknown_sent} with unknown keys",
+        OUTAGE.as_secs() + 5
+    );
 
     // Every event of a known key arrives, once. (Refusals of unknown keys
     // get rows only for the first few per client address and minute.)

@@ -21,7 +21,8 @@ async fn gemini_cli_through_the_gateway() {
     let (_, probe_key) = stack.user_with_key(json!({})).await.unwrap();
     let probe = || {
         let (req, _) = stack.request(reqwest::Method::POST, &format!("/v1beta/models/{MODEL}:generateContent"));
-        req.header("x-goog-api-key", &probe_key.raw).json(&json!({"contents": [{"role": "user", "parts": [{"text": "probe"}]}]}))
+        req.header("x-goog-api-key", &probe_key.raw)
+            .json(&json!({"contents": [{"role": "user", "parts": [{"text": "probe"}]}]}))
     };
     wait_until_routed(&stack, probe).await.unwrap();
 
