@@ -16,6 +16,8 @@ HUBGATE_ENVOY_VERSION=1.40.0
 HUBGATE_CLAUDE_CODE_VERSION=${HUBGATE_CLAUDE_CODE_VERSION:-2.1.197}
 HUBGATE_CODEX_VERSION=${HUBGATE_CODEX_VERSION:-0.171.0}
 HUBGATE_GEMINI_CLI_VERSION=${HUBGATE_GEMINI_CLI_VERSION:-0.61.0}
+# Node.js for Gemini CLI where the system's is older than it needs (20).
+HUBGATE_NODE_VERSION=${HUBGATE_NODE_VERSION:-22.23.3}
 HUBGATE_PG_DEFAULT_URL=postgres://postgres@127.0.0.1:5432/postgres
 
 # Native builds use rustup's cargo even where Debian's /usr/bin/cargo (the
@@ -174,9 +176,26 @@ ensure_codex() {
     export HUBGATE_CODEX_BIN
 }
 
+# Gemini CLI needs Node.js 20 or newer (Debian 12's is 18). With an older
+# node, Node.js from npm (package `node`) goes into .hubgate/node and
+# HUBGATE_GEMINI_BIN is a wrapper running the CLI with it.
 ensure_gemini_cli() {
-    HUBGATE_GEMINI_BIN=$(ensure_npm_cli @google/gemini-cli "$HUBGATE_GEMINI_CLI_VERSION" gemini)
-    export HUBGATE_GEMINI_BIN
+    local bin major dir="$HUBGATE_STATE/node"
+    bin=$(ensure_npm_cli @google/gemini-cli "$HUBGATE_GEMINI_CLI_VERSION" gemini)
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || major=0
+    if ((major >= 20)); then
+        export HUBGATE_GEMINI_BIN="$bin"
+        return 0
+    fi
+    if [[ $("$dir/node_modules/.bin/node" --version 2>/dev/null) != "v$HUBGATE_NODE_VERSION" ]]; then
+        log "node $major is too old for Gemini CLI: installing Node.js $HUBGATE_NODE_VERSION (npm) into .hubgate/node"
+        npm install --prefix "$dir" --no-audit --no-fund --loglevel=error --save-exact "node@$HUBGATE_NODE_VERSION" >&2
+        [[ $("$dir/node_modules/.bin/node" --version 2>/dev/null) == "v$HUBGATE_NODE_VERSION" ]] ||
+            die "npm installed node@$HUBGATE_NODE_VERSION but $dir/node_modules/.bin/node does not run it"
+    fi
+    printf '#!/bin/sh\nPATH="%s:$PATH" exec "%s" "$@"\n' "$dir/node_modules/.bin" "$bin" >"$dir/gemini"
+    chmod +x "$dir/gemini"
+    export HUBGATE_GEMINI_BIN="$dir/gemini"
 }
 
 # Writes template to out with every {{KEY}} (and {{KEY:-default}}) replaced
