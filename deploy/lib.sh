@@ -14,6 +14,10 @@ HUBGATE_STATE="$HUBGATE_ROOT/.hubgate"
 HUBGATE_OUT="$HUBGATE_ROOT/target/hubgate"
 HUBGATE_ENVOY_VERSION=1.40.0
 HUBGATE_CLAUDE_CODE_VERSION=${HUBGATE_CLAUDE_CODE_VERSION:-2.1.197}
+HUBGATE_CODEX_VERSION=${HUBGATE_CODEX_VERSION:-0.171.0}
+HUBGATE_GEMINI_CLI_VERSION=${HUBGATE_GEMINI_CLI_VERSION:-0.61.0}
+# Node.js for Gemini CLI where the system's is older than it needs (20).
+HUBGATE_NODE_VERSION=${HUBGATE_NODE_VERSION:-22.23.3}
 HUBGATE_PG_DEFAULT_URL=postgres://postgres@127.0.0.1:5432/postgres
 
 # Native builds use rustup's cargo even where Debian's /usr/bin/cargo (the
@@ -142,23 +146,56 @@ ensure_envoy() {
     export HUBGATE_ENVOY_BIN="$link"
 }
 
-# The real Claude Code CLI, for the end-to-end test that drives it: npm
-# package pinned to HUBGATE_CLAUDE_CODE_VERSION, in .hubgate/npm.
+# Installs npm package $1 at version $2 into .hubgate/npm (once) and prints
+# the path of its command $3. Later calls find it there.
+ensure_npm_cli() {
+    local package=$1 version=$2 command=$3 prefix="$HUBGATE_STATE/npm" bin pkg
+    bin="$prefix/node_modules/.bin/$command"
+    pkg="$prefix/node_modules/$package/package.json"
+    if ! [[ -x $bin && -f $pkg ]] || ! grep -q "\"version\": *\"$version\"" "$pkg"; then
+        log "installing $package $version (npm) into .hubgate/npm"
+        command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+        mkdir -p "$prefix"
+        npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error --save-exact \
+            "$package@$version" >&2
+        [[ -x $bin ]] || die "npm installed $package but $bin is missing"
+    fi
+    printf '%s\n' "$bin"
+}
+
+# The real clients, for the end-to-end tests that drive them, each pinned:
+# Claude Code (HUBGATE_CLAUDE_BIN), Codex CLI (HUBGATE_CODEX_BIN) and Gemini
+# CLI (HUBGATE_GEMINI_BIN).
 ensure_claude_code() {
-    local prefix="$HUBGATE_STATE/npm" bin pkg
-    bin="$prefix/node_modules/.bin/claude"
-    pkg="$prefix/node_modules/@anthropic-ai/claude-code/package.json"
-    if [[ -x $bin && -f $pkg ]] && grep -q "\"version\": *\"$HUBGATE_CLAUDE_CODE_VERSION\"" "$pkg"; then
-        export HUBGATE_CLAUDE_BIN="$bin"
+    HUBGATE_CLAUDE_BIN=$(ensure_npm_cli @anthropic-ai/claude-code "$HUBGATE_CLAUDE_CODE_VERSION" claude)
+    export HUBGATE_CLAUDE_BIN
+}
+
+ensure_codex() {
+    HUBGATE_CODEX_BIN=$(ensure_npm_cli @openai/codex "$HUBGATE_CODEX_VERSION" codex)
+    export HUBGATE_CODEX_BIN
+}
+
+# Gemini CLI needs Node.js 20 or newer (Debian 12's is 18). With an older
+# node, Node.js from npm (package `node`) goes into .hubgate/node and
+# HUBGATE_GEMINI_BIN is a wrapper running the CLI with it.
+ensure_gemini_cli() {
+    local bin major dir="$HUBGATE_STATE/node"
+    bin=$(ensure_npm_cli @google/gemini-cli "$HUBGATE_GEMINI_CLI_VERSION" gemini)
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || major=0
+    if ((major >= 20)); then
+        export HUBGATE_GEMINI_BIN="$bin"
         return 0
     fi
-    log "installing Claude Code $HUBGATE_CLAUDE_CODE_VERSION (npm) into .hubgate/npm"
-    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-    mkdir -p "$prefix"
-    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error \
-        "@anthropic-ai/claude-code@$HUBGATE_CLAUDE_CODE_VERSION" >&2
-    [[ -x $bin ]] || die "npm installed @anthropic-ai/claude-code but $bin is missing"
-    export HUBGATE_CLAUDE_BIN="$bin"
+    if [[ $("$dir/node_modules/.bin/node" --version 2>/dev/null) != "v$HUBGATE_NODE_VERSION" ]]; then
+        log "node $major is too old for Gemini CLI: installing Node.js $HUBGATE_NODE_VERSION (npm) into .hubgate/node"
+        npm install --prefix "$dir" --no-audit --no-fund --loglevel=error --save-exact "node@$HUBGATE_NODE_VERSION" >&2
+        [[ $("$dir/node_modules/.bin/node" --version 2>/dev/null) == "v$HUBGATE_NODE_VERSION" ]] ||
+            die "npm installed node@$HUBGATE_NODE_VERSION but $dir/node_modules/.bin/node does not run it"
+    fi
+    printf '#!/bin/sh\nPATH="%s:$PATH" exec "%s" "$@"\n' "$dir/node_modules/.bin" "$bin" >"$dir/gemini"
+    chmod +x "$dir/gemini"
+    export HUBGATE_GEMINI_BIN="$dir/gemini"
 }
 
 # Writes template to out with every {{KEY}} (and {{KEY:-default}}) replaced

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod bench_policy;
 pub mod claude_code;
+pub mod clients;
 pub mod control_plane;
 pub mod db;
 pub mod envoy;

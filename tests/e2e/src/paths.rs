@@ -129,3 +129,27 @@ pub fn claude() -> Result<PathBuf> {
     }
     Ok(path)
 }
+
+/// The real Codex CLI: `HUBGATE_CODEX_BIN`, else the copy `tests/run`
+/// installs from npm into `.hubgate/npm`.
+pub fn codex() -> Result<PathBuf> {
+    npm_cli("HUBGATE_CODEX_BIN", "codex", "@openai/codex", "ensure_codex")
+}
+
+/// The real Gemini CLI: `HUBGATE_GEMINI_BIN`, else the copy `tests/run`
+/// installs from npm into `.hubgate/npm`.
+pub fn gemini() -> Result<PathBuf> {
+    npm_cli("HUBGATE_GEMINI_BIN", "gemini", "@google/gemini-cli", "ensure_gemini_cli")
+}
+
+fn npm_cli(var: &str, command: &str, package: &str, installer: &str) -> Result<PathBuf> {
+    let path = env_path(var).unwrap_or_else(|| from_root(&format!(".hubgate/npm/node_modules/.bin/{command}")));
+    if !path.is_file() {
+        bail!(
+            "the {package} CLI is missing at {}: tests/run installs it (deploy/lib.sh {installer}), \
+             or set {var}",
+            path.display()
+        );
+    }
+    Ok(path)
+}

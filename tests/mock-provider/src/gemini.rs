@@ -112,7 +112,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, model: &str, method: &str, req:
         usage,
         reasoning_tokens: shared.reasoning_tokens(&usage),
     };
-    let text = reply_text(contents);
+    let text = json_answer(&body).unwrap_or_else(|| reply_text(contents));
     if method == "generateContent" {
         let chunk = reply.chunk(&text, reply.candidates_tokens(), true);
         return json_reply(StatusCode::OK, &chunk);
@@ -163,6 +163,45 @@ fn reply_text(contents: &[Value]) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     echo(&text)
+}
+
+/// With `responseMimeType: application/json` and a schema (Gemini CLI's
+/// routing call asks for one), the answer is a JSON value of that schema.
+fn json_answer(body: &Value) -> Option<String> {
+    let config = body.get("generationConfig")?;
+    if config.get("responseMimeType").and_then(Value::as_str) != Some("application/json") {
+        return None;
+    }
+    let schema = config.get("responseJsonSchema").or_else(|| config.get("responseSchema"))?;
+    Some(schema_instance(schema).to_string())
+}
+
+/// The simplest value `schema` accepts: every property of an object, the
+/// first of an enum, the minimum of a number, `minItems` items of an array.
+/// Type names are OpenAPI's (`OBJECT`) or JSON Schema's (`object`).
+fn schema_instance(schema: &Value) -> Value {
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    let kind = schema.get("type").and_then(Value::as_str).unwrap_or("string").to_ascii_lowercase();
+    let bound = |name: &str| schema.get(name).and_then(Value::as_f64);
+    match kind.as_str() {
+        "object" => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let fields = properties.into_iter().flatten().map(|(k, v)| (k.clone(), schema_instance(v)));
+            Value::Object(fields.collect())
+        }
+        "array" => {
+            let items = schema.get("items").map(schema_instance).unwrap_or(Value::Null);
+            let count = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0);
+            Value::Array((0..count).map(|_| items.clone()).collect())
+        }
+        "integer" => json!(bound("minimum").map_or(1, |m| m.ceil() as i64)),
+        "number" => json!(bound("minimum").unwrap_or(1.0)),
+        "boolean" => json!(false),
+        "null" => Value::Null,
+        _ => json!("Answered by the hubgate mock provider."),
+    }
 }
 
 struct Reply {

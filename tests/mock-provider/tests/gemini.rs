@@ -229,3 +229,36 @@ async fn count_tokens_reports_the_prompt() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Gemini CLI's routing call asks for JSON of a schema (OpenAPI type names)
+/// and retries until the answer parses: the mock answers with a value of it.
+#[tokio::test]
+async fn json_mode_answers_a_value_of_the_schema() {
+    let mock = start().await;
+    let mut b = body();
+    b["generationConfig"] = json!({
+        "responseMimeType": "application/json",
+        "responseJsonSchema": {
+            "type": "OBJECT",
+            "properties": {
+                "complexity_reasoning": {"type": "STRING"},
+                "complexity_score": {"type": "INTEGER", "minimum": 1, "maximum": 100},
+                "model_choice": {"type": "string", "enum": ["flash", "pro"]},
+                "steps": {"type": "array", "items": {"type": "number"}, "minItems": 2},
+            },
+            "required": ["complexity_reasoning", "complexity_score"],
+        },
+    });
+    let reply: Value = request(&mock, "generateContent").json(&b).send().await.unwrap().json().await.unwrap();
+    let text = reply["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap();
+    let answer: Value = serde_json::from_str(text).unwrap();
+    assert!(answer["complexity_reasoning"].as_str().is_some_and(|s| !s.is_empty()), "{answer}");
+    assert_eq!(answer["complexity_score"], 1, "{answer}");
+    assert_eq!(answer["model_choice"], "flash", "{answer}");
+    assert_eq!(answer["steps"], json!([1.0, 1.0]), "{answer}");
+    assert_eq!(reply["candidates"][0]["finishReason"], "STOP", "{reply}");
+
+    // Without JSON mode the answer is the usual echo.
+    let reply: Value = request(&mock, "generateContent").json(&body()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(reply["candidates"][0]["content"]["parts"][0]["text"], "You said: hello there");
+}
