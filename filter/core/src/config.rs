@@ -55,7 +55,7 @@ impl Default for PluginConfig {
             negative_key_cache_ttl_ms: 5_000,
             max_body_bytes: 10 * 1024 * 1024,
             event_batch_max: 200,
-            event_queue_max: 10_000,
+            event_queue_max: 100_000,
             lockout_max_failures: 20,
             lockout_window_secs: 300,
             lockout_secs: 600,

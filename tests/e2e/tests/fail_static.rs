@@ -164,11 +164,9 @@ async fn all_rows(stack: &Stack, user_id: i64) -> Vec<Value> {
 /// log exactly once and the spend totals equal the sum of the rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_down_30s_under_load_loses_nothing() {
-    // This load is some 400-500 requests a second here: 30 s of it is more
-    // events than the default queue (10,000) holds, so the queue is raised.
-    let mut stack = Stack::start(
-        StackOptions::new("fail_static_load").poll_interval_ms(300).plugin("event_queue_max", json!(100_000)),
-    )
+    // This load is some 400-500 requests a second here: 30 s of it fits the
+    // default queue (100,000 events).
+    let mut stack = Stack::start(StackOptions::new("fail_static_load").poll_interval_ms(300))
     .await
     .unwrap();
     let mut keys = Vec::new();
