@@ -92,14 +92,11 @@ impl Root {
     /// old (`circuit::claim_report`): one VM of the process, off the
     /// request path.
     fn report_circuits(&mut self, vm: &Vm) {
-        if self.reporting {
-            return;
-        }
         let Some(snapshot) = vm.snapshot() else { return };
         let now = host::now_ms();
         let providers = snapshot.providers.iter().map(|p| (p.provider.id, &p.provider.circuit));
         let circuits = circuit::report(&host::Shared, providers, now);
-        if !circuit::claim_report(&host::Shared, &circuits, now) {
+        if self.reporting || !circuit::claim_report(&host::Shared, &circuits, now) {
             return;
         }
         let report = hubgate_wire::CircuitReport { instance: vm.instance.clone(), now_ms: now, circuits };
