@@ -80,14 +80,14 @@ struct Row {
     reported_at: DateTime<Utc>,
 }
 
-fn state(text: &str) -> anyhow::Result<CircuitState> {
+fn circuit_state(text: &str) -> anyhow::Result<CircuitState> {
     crate::internal::wire_enum("state", text)
 }
 
 impl Row {
     fn instance_circuit(self, now: DateTime<Utc>) -> anyhow::Result<InstanceCircuit> {
         Ok(InstanceCircuit {
-            state: state(&self.state)?,
+            state: circuit_state(&self.state)?,
             stale: self.reported_at < now - TimeDelta::seconds(STALE_AFTER_SECS),
             instance: self.instance,
             failures: self.failures,
@@ -377,7 +377,7 @@ pub async fn eligibility(
     let fresh = now - TimeDelta::seconds(STALE_AFTER_SECS);
     let mut open_on: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for r in circuits.iter().filter(|r| r.reported_at > fresh) {
-        if state_of(r)? == CircuitState::Open {
+        if circuit_state(&r.state)? == CircuitState::Open {
             open_on
                 .entry(r.provider_id)
                 .or_default()
@@ -425,7 +425,14 @@ pub async fn eligibility(
                 weight: p.weight,
                 eligible: v.reason.is_none(),
                 reason: v.reason.map(Ineligible::as_str),
-                detail: v.reason.map(|r| detail(r, p, &format, &e.group, &on)),
+                detail: v.reason.map(|r| {
+                    // Where it counted as open: the instance asked about, else all.
+                    let counted: Vec<String> = match &q.instance {
+                        Some(instance) => vec![instance.clone()],
+                        None => on.clone(),
+                    };
+                    detail(r, p, &format, &e.group, &counted)
+                }),
                 circuit_open_on: on,
                 upstream_model: v.upstream_model.clone().unwrap_or_default(),
                 in_tier: v.in_tier,
@@ -470,10 +477,6 @@ pub async fn eligibility(
         unavailable: e.unavailable,
         providers,
     }))
-}
-
-fn state_of(r: &Row) -> anyhow::Result<CircuitState> {
-    state(&r.state)
 }
 
 fn type_name(t: hubgate_wire::ProviderType) -> String {
