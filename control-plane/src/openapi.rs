@@ -25,7 +25,8 @@ use utoipa::openapi::{ContentBuilder, KnownFormat, Ref, RefOr, Response};
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::admin::{
-    keys, prices, providers, request_filters, requests, sensitive_words, sessions, settings, users,
+    circuits, keys, prices, providers, request_filters, requests, sensitive_words, sessions,
+    settings, users,
 };
 use crate::errors::ErrorBody;
 use crate::limits::usage;
@@ -61,6 +62,9 @@ const DESCRIPTION: &str = "Admin API (bearer admin token, or the key of an admin
         providers::get,
         providers::update,
         providers::delete,
+        circuits::get,
+        circuits::reset,
+        circuits::eligibility,
         prices::create,
         prices::list,
         prices::get,
@@ -483,5 +487,15 @@ mod tests {
         };
         assert_eq!(bound("page"), json!(MAX_PAGE));
         assert_eq!(bound("page_size"), json!(MAX_PAGE_SIZE));
+        let params = doc["paths"]["/api/v1/providers/eligibility"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let api = params.iter().find(|p| p["name"] == "api").unwrap();
+        assert_eq!(api["required"], true);
+        assert_eq!(
+            &api["schema"]["enum"],
+            &json!(hubgate_core::guards::eligibility::APIS),
+            "the APIs the filter's core knows"
+        );
     }
 }

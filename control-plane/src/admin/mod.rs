@@ -13,6 +13,7 @@ use crate::errors::ApiError;
 use crate::openapi;
 use crate::validate::{self, Check};
 
+pub mod circuits;
 mod crud;
 pub mod keys;
 pub mod paging;
@@ -38,6 +39,9 @@ pub fn routes() -> Routes {
         .delete("/api/v1/keys/{id}", keys::delete)
         .post("/api/v1/providers", providers::create)
         .get("/api/v1/providers", providers::list)
+        .get("/api/v1/providers/eligibility", circuits::eligibility)
+        .get("/api/v1/providers/{id}/circuit", circuits::get)
+        .post("/api/v1/providers/{id}/circuit/reset", circuits::reset)
         .get("/api/v1/providers/{id}", providers::get)
         .patch("/api/v1/providers/{id}", providers::update)
         .delete("/api/v1/providers/{id}", providers::delete)

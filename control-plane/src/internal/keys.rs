@@ -78,16 +78,28 @@ pub async fn resolve(
     }))
 }
 
+/// Key `id` (live) and its user as the filter would receive them; `None`
+/// when either is gone.
+pub(crate) async fn resolve_id(pool: &sqlx::PgPool, id: i64) -> ApiResult<Option<ResolvedKey>> {
+    let key = sqlx::query_as!(
+        KeyRow,
+        "SELECT id, user_id, name, key_masked, enabled, expires_at, can_login_web_ui, limit_total_usd, \
+           limit_5h_usd, limit_5h_mode, limit_daily_usd, limit_weekly_usd, limit_monthly_usd, \
+           limit_concurrent_sessions, provider_group \
+         FROM keys WHERE id = $1 AND deleted_at IS NULL",
+        id
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(key) = key else { return Ok(None) };
+    match users::find(pool, key.user_id, false).await {
+        Ok(user) => Ok(Some(resolved(key, user)?)),
+        Err(ApiError::NotFound) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 fn resolved(key: KeyRow, user: User) -> anyhow::Result<ResolvedKey> {
-    let user_limits = wire_limits(
-        user.limit_total_usd,
-        user.limit_5h_usd,
-        &user.limit_5h_mode,
-        user.limit_daily_usd,
-        user.limit_weekly_usd,
-        user.limit_monthly_usd,
-        user.limit_concurrent_sessions,
-    )?;
     let key_limits = wire_limits(
         key.limit_total_usd,
         key.limit_5h_usd,
@@ -106,20 +118,34 @@ fn resolved(key: KeyRow, user: User) -> anyhow::Result<ResolvedKey> {
         can_login_web_ui: key.can_login_web_ui,
         limits: key_limits,
         provider_group: key.provider_group,
-        user: ResolvedUser {
-            id: user.id,
-            name: user.name,
-            enabled: user.enabled,
-            expires_at_ms: user.expires_at.map(|t| t.timestamp_millis()),
-            role: wire_enum("role", &user.role)?,
-            allowed_clients: user.allowed_clients,
-            blocked_clients: user.blocked_clients,
-            allowed_models: user.allowed_models,
-            rpm: user.rpm.and_then(|n| u32::try_from(n).ok()),
-            limits: user_limits,
-            daily_reset_mode: wire_enum("daily_reset_mode", &user.daily_reset_mode)?,
-            daily_reset_time: user.daily_reset_time,
-            provider_group: user.provider_group,
-        },
+        user: resolved_user(user)?,
+    })
+}
+
+/// A user as the filter receives it with one of its keys.
+pub(crate) fn resolved_user(user: User) -> anyhow::Result<ResolvedUser> {
+    let user_limits = wire_limits(
+        user.limit_total_usd,
+        user.limit_5h_usd,
+        &user.limit_5h_mode,
+        user.limit_daily_usd,
+        user.limit_weekly_usd,
+        user.limit_monthly_usd,
+        user.limit_concurrent_sessions,
+    )?;
+    Ok(ResolvedUser {
+        id: user.id,
+        name: user.name,
+        enabled: user.enabled,
+        expires_at_ms: user.expires_at.map(|t| t.timestamp_millis()),
+        role: wire_enum("role", &user.role)?,
+        allowed_clients: user.allowed_clients,
+        blocked_clients: user.blocked_clients,
+        allowed_models: user.allowed_models,
+        rpm: user.rpm.and_then(|n| u32::try_from(n).ok()),
+        limits: user_limits,
+        daily_reset_mode: wire_enum("daily_reset_mode", &user.daily_reset_mode)?,
+        daily_reset_time: user.daily_reset_time,
+        provider_group: user.provider_group,
     })
 }

@@ -1,5 +1,5 @@
 //! Internal API for the filter (bearer internal token): policy snapshot,
-//! key resolution and usage events. Types come from `hubgate_wire`.
+//! key resolution, usage events, leases, shares and circuit reports. Types come from `hubgate_wire`.
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::Routes;
 
+pub mod circuits;
 pub mod events;
 pub mod keys;
 pub mod leases;
@@ -22,6 +23,7 @@ pub fn routes() -> Routes {
         .post(hubgate_wire::KEY_RESOLVE_PATH, keys::resolve)
         .post(hubgate_wire::LEASES_PATH, leases::grant)
         .post(hubgate_wire::SHARES_PATH, shares::grant)
+        .post(hubgate_wire::CIRCUITS_PATH, circuits::report)
         .post(
             hubgate_wire::EVENTS_PATH,
             events::ingest.layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT)),

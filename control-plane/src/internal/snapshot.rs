@@ -102,11 +102,22 @@ pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
         locale: s.locale,
     };
 
-    let providers = providers::enabled(&mut *tx)
+    let mut providers = providers::enabled(&mut *tx)
         .await?
         .into_iter()
         .map(wire_provider)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let resets = sqlx::query!(
+        r#"SELECT id, circuit_reset_at AS "reset_at!" FROM providers
+           WHERE enabled AND deleted_at IS NULL AND circuit_reset_at IS NOT NULL"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for reset in resets {
+        if let Some(p) = providers.iter_mut().find(|p| p.id == reset.id) {
+            p.circuit.reset_at_ms = reset.reset_at.timestamp_millis();
+        }
+    }
 
     let prices = sqlx::query_as!(
         ModelPrice,
@@ -228,6 +239,8 @@ fn wire_provider(p: ProviderRow) -> anyhow::Result<Provider> {
             failure_threshold: positive(p.circuit_failure_threshold),
             open_seconds: positive(p.circuit_open_seconds),
             half_open_successes: positive(p.circuit_half_open_successes),
+            // Filled from `circuit_reset_at` by `build`.
+            reset_at_ms: 0,
         },
         timeouts: ProviderTimeouts {
             first_byte_ms: p.first_byte_timeout_ms.and_then(|n| u32::try_from(n).ok()),

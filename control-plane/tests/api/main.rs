@@ -9,6 +9,7 @@ mod common;
 
 mod auth;
 mod bodies;
+mod circuits;
 mod cli;
 mod events;
 mod internal;
@@ -23,8 +24,8 @@ mod requests;
 mod resources;
 mod retention;
 mod secrets;
-mod shares;
 mod sessions;
+mod shares;
 mod throttle;
 mod usage;
 mod users;

@@ -403,6 +403,40 @@ async fn answers_fit_their_documented_schemas() {
     .await;
     let pid = provider["id"].as_i64().unwrap();
     get("/api/v1/providers/{id}", format!("/api/v1/providers/{pid}")).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let circuits = json!([{"provider_id": pid, "state": "open", "failures": 0, "successes": 0,
+        "open_until_ms": now_ms + 60_000, "reset_at_ms": 0}]);
+    let (status, _) = app
+        .internal_post(
+            hubgate_wire::CIRCUITS_PATH,
+            json!({"instance": "envoy-a", "now_ms": now_ms, "circuits": circuits}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let circuit = get(
+        "/api/v1/providers/{id}/circuit",
+        format!("/api/v1/providers/{pid}/circuit"),
+    )
+    .await;
+    assert_eq!(circuit["state"], "open");
+    let eligibility = get(
+        "/api/v1/providers/eligibility",
+        format!(
+            "/api/v1/providers/eligibility?user_id={uid}&model=claude-3&api=anthropic_messages"
+        ),
+    )
+    .await;
+    assert_eq!(eligibility["providers"][0]["reason"], "circuit_open");
+    answer_fits(
+        &app,
+        &doc,
+        Method::POST,
+        "/api/v1/providers/{id}/circuit/reset",
+        &format!("/api/v1/providers/{pid}/circuit/reset"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
     get("/api/v1/model-prices", "/api/v1/model-prices".into()).await;
     post(
         "/api/v1/sensitive-words",
@@ -469,8 +503,15 @@ async fn answers_fit_their_documented_schemas() {
     .await;
 }
 
-/// A value a query parameter of this schema accepts.
-fn sample(schema: &Value) -> String {
+/// A value a query parameter of this schema accepts; `ids` gives real
+/// values for parameters that name a row.
+fn sample(name: &str, schema: &Value, ids: &BTreeMap<&str, i64>) -> String {
+    if let Some(id) = ids.get(name) {
+        return id.to_string();
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.as_str().unwrap().to_string();
+    }
     match (schema["type"].as_str(), schema["format"].as_str()) {
         (Some("integer"), _) => schema["minimum"].as_i64().unwrap_or(1).to_string(),
         (Some("boolean"), _) => "false".into(),
@@ -480,10 +521,16 @@ fn sample(schema: &Value) -> String {
     }
 }
 
+/// Parameters a route needs beside its required ones (one of several).
+const NEEDS: &[(&str, &str)] = &[("/api/v1/providers/eligibility", "user_id")];
+
 #[tokio::test]
 async fn documented_query_parameters_are_accepted() {
     let app = spawn().await;
     let doc = document(&app).await;
+    let user = app.create_user("params").await["id"].as_i64().unwrap();
+    let (key, _) = app.create_key(user, json!({ "name": "k" })).await;
+    let ids = BTreeMap::from([("user_id", user), ("key_id", key["id"].as_i64().unwrap())]);
     let mut lists = 0;
     for ((method, path), operation) in operations(&doc) {
         let params: Vec<&Value> = operation["parameters"]
@@ -497,17 +544,35 @@ async fn documented_query_parameters_are_accepted() {
         }
         assert_eq!(method, "get", "{path}");
         lists += 1;
-        for p in params {
+        let param = |p: &Value| {
             let name = p["name"].as_str().unwrap();
-            let query = format!("{path}?{name}={}", sample(&p["schema"]));
+            format!("{name}={}", sample(name, &p["schema"], &ids))
+        };
+        let needed: Vec<String> = params
+            .iter()
+            .filter(|p| {
+                p["required"] == true
+                    || NEEDS.contains(&(path.as_str(), p["name"].as_str().unwrap()))
+            })
+            .map(|p| param(p))
+            .collect();
+        for p in &params {
+            let mut query = needed.clone();
+            query.push(param(p));
+            let query = format!("{path}?{}", query.join("&"));
             let (status, body) = app.get(&query).await;
             assert_eq!(status, StatusCode::OK, "{query}: {body}");
         }
-        let (status, body) = app.get(&format!("{path}?not_a_parameter=1")).await;
+        let mut query = needed.clone();
+        query.push("not_a_parameter=1".into());
+        let (status, body) = app.get(&format!("{path}?{}", query.join("&"))).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
         assert_eq!(body["error"]["field"], "not_a_parameter");
     }
-    assert_eq!(lists, 2, "/api/v1/requests and /api/v1/sessions");
+    assert_eq!(
+        lists, 3,
+        "/api/v1/requests, /api/v1/sessions and /api/v1/providers/eligibility"
+    );
 }
 
 #[tokio::test]

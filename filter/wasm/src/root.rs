@@ -1,4 +1,5 @@
-//! Root context: configuration, snapshot polling and event delivery.
+//! Root context: configuration, snapshot polling, event delivery and the
+//! circuit report.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use hubgate_core::config::PluginConfig;
 use hubgate_core::events::{Drain, DROPPED};
+use hubgate_core::guards::circuit;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -20,6 +22,7 @@ const POLL_CLAIM_KEY: &str = "hubgate.poll.claim";
 enum Call {
     Snapshot,
     Events { count: usize },
+    Circuits,
 }
 
 #[derive(Default)]
@@ -35,6 +38,8 @@ pub struct Root {
     /// Failures are logged when they start and when they end, not per tick.
     poll_failing: bool,
     flush_failing: bool,
+    reporting: bool,
+    report_failing: bool,
 }
 
 impl Root {
@@ -81,6 +86,31 @@ impl Root {
     }
 }
 
+impl Root {
+    /// Clears circuits reset since they were recorded, and sends the
+    /// process's circuit states when they changed or the last report is
+    /// old (`circuit::claim_report`): one VM of the process, off the
+    /// request path.
+    fn report_circuits(&mut self, vm: &Vm) {
+        let Some(snapshot) = vm.snapshot() else { return };
+        let now = host::now_ms();
+        let providers = snapshot.providers.iter().map(|p| (p.provider.id, &p.provider.circuit));
+        let circuits = circuit::report(&host::Shared, providers, now);
+        if self.reporting || !circuit::claim_report(&host::Shared, &circuits, now) {
+            return;
+        }
+        let report = hubgate_wire::CircuitReport { instance: vm.instance.clone(), now_ms: now, circuits };
+        let Ok(body) = serde_json::to_vec(&report) else { return };
+        match vm.call_control_plane("POST", hubgate_wire::CIRCUITS_PATH, None, Some(&body)) {
+            Some(token) => {
+                self.calls.insert(token, Call::Circuits);
+                self.reporting = true;
+            }
+            None => circuit::report_failed(&host::Shared),
+        }
+    }
+}
+
 impl Context for Root {
     /// The plugin is going away (config change, shutdown): this VM's batch
     /// goes on the shared queue, and the events being sent go back on it,
@@ -107,7 +137,11 @@ impl Context for Root {
                     Some(200) => {
                         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
                         match vm.store_snapshot(&body) {
-                            Ok(v) => log::debug!("snapshot {v} stored"),
+                            Ok(v) => {
+                                log::debug!("snapshot {v} stored");
+                                // A circuit reset it carries takes effect now.
+                                self.report_circuits(&vm);
+                            }
                             Err(e) => log::error!("{e}"),
                         }
                     }
@@ -146,6 +180,24 @@ impl Context for Root {
                     }
                     self.flush_failing = true;
                 }
+            }
+            Some(Call::Circuits) => {
+                self.reporting = false;
+                let ok = matches!(status, Some(200..=299));
+                if ok && self.report_failing {
+                    log::info!("circuit reports recovered");
+                }
+                if !ok {
+                    vm.metrics.inc("hubgate_callout_failures_total");
+                    if !self.report_failing {
+                        log::warn!("circuit report failed (status {status:?}); sent again on the next tick");
+                    }
+                    // A control plane without the route (older version) gets the heartbeat only.
+                    if status != Some(404) {
+                        circuit::report_failed(&host::Shared);
+                    }
+                }
+                self.report_failing = !ok;
             }
             None => {}
         }
@@ -187,6 +239,7 @@ impl RootContext for Root {
         events::flush_local(&vm);
         self.poll_snapshot(&vm);
         self.flush_events(&vm);
+        self.report_circuits(&vm);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

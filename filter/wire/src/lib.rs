@@ -5,6 +5,7 @@
 //! Response types do not deny unknown fields: during a rolling upgrade a newer
 //! control plane may add fields that an older filter must ignore.
 
+pub mod circuits;
 pub mod events;
 pub mod keys;
 pub mod leases;
@@ -12,6 +13,7 @@ pub mod pattern;
 pub mod shares;
 pub mod snapshot;
 
+pub use circuits::{CircuitReport, CircuitState, ProviderCircuit, CIRCUIT_REPORT_EVERY_MS};
 pub use events::{EventBatch, EventBatchAck, RequestEvent, Usage};
 pub use leases::{Entity, Grant, LeaseRequest, LeaseResponse};
 pub use shares::{Share, ShareAsk, ShareKind, ShareRequest, ShareResponse};
@@ -24,6 +26,7 @@ pub const KEY_RESOLVE_PATH: &str = "/internal/v1/keys/resolve";
 pub const EVENTS_PATH: &str = "/internal/v1/events";
 pub const LEASES_PATH: &str = "/internal/v1/leases";
 pub const SHARES_PATH: &str = "/internal/v1/shares";
+pub const CIRCUITS_PATH: &str = "/internal/v1/circuits";
 
 /// Header carrying the snapshot version the filter already holds; the control
 /// plane answers 304 when it is still current.

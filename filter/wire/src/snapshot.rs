@@ -203,11 +203,15 @@ pub struct CircuitSettings {
     pub open_seconds: u32,
     /// Successes in half-open state that close it again.
     pub half_open_successes: u32,
+    /// Reset marker (control plane clock, unix ms; 0: never reset): a
+    /// circuit state recorded under an older marker is cleared.
+    #[serde(default)]
+    pub reset_at_ms: i64,
 }
 
 impl Default for CircuitSettings {
     fn default() -> Self {
-        CircuitSettings { failure_threshold: 5, open_seconds: 1800, half_open_successes: 2 }
+        CircuitSettings { failure_threshold: 5, open_seconds: 1800, half_open_successes: 2, reset_at_ms: 0 }
     }
 }
 

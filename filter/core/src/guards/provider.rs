@@ -111,7 +111,7 @@ fn redirect_model(ex: &mut crate::chain::Exchange, plan: &mut UpstreamPlan, targ
 
 /// The API format a provider must speak for this endpoint; an unknown path
 /// goes to a provider of the client's dialect.
-fn provider_type_for(endpoint: Endpoint, dialect: Dialect) -> ProviderType {
+pub fn provider_type_for(endpoint: Endpoint, dialect: Dialect) -> ProviderType {
     match endpoint {
         Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => ProviderType::Claude,
         Endpoint::OpenAiChat => ProviderType::OpenaiCompatible,
@@ -134,13 +134,13 @@ pub fn provider_group(key: &ResolvedKey) -> &str {
         .unwrap_or("default")
 }
 
-fn in_group(p: &CompiledProvider, group: &str) -> bool {
+pub fn in_group(p: &CompiledProvider, group: &str) -> bool {
     group == "*"
         || p.provider.group_tags.iter().any(|t| t == group)
         || (p.provider.group_tags.is_empty() && group == "default")
 }
 
-fn allows_model(p: &CompiledProvider, model: Option<&str>) -> bool {
+pub fn allows_model(p: &CompiledProvider, model: Option<&str>) -> bool {
     let allowed = &p.provider.allowed_models;
     allowed.is_empty() || model.is_some_and(|m| allowed.iter().any(|a| a.eq_ignore_ascii_case(m)))
 }
