@@ -15,6 +15,7 @@ pub mod body_size;
 pub mod circuit;
 pub mod client;
 pub mod client_version;
+pub mod failover;
 pub mod lockout;
 pub mod model;
 pub mod pending_auth;
