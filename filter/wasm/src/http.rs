@@ -587,19 +587,15 @@ impl Http {
         if self.ex.plan.is_none() {
             return Action::Continue;
         }
-        if self.ex.failover.is_some() {
+        if let (Some(_), Some(vm)) = (&self.ex.failover, self.vm.clone()) {
             let served = host::response_header(failover::SERVED_HEADER);
             if served.is_some() {
                 host::set_response_header(failover::SERVED_HEADER, None);
             }
-            let newest = self.vm.as_ref().and_then(|vm| vm.snapshot());
-            let vm = self.vm.clone();
-            if let Some(vm) = vm {
-                let served = served.as_deref().and_then(Served::decode);
-                self.failed_over = failover::on_served(&mut self.ex, vm.as_ref(), served, newest.as_deref());
-                if self.failed_over {
-                    vm.metrics.inc("hubgate_failovers_total");
-                }
+            let served = served.as_deref().and_then(Served::decode);
+            self.failed_over = failover::on_served(&mut self.ex, vm.as_ref(), served, vm.snapshot().as_deref());
+            if self.failed_over {
+                vm.metrics.inc("hubgate_failovers_total");
             }
         }
         if let (Some(idle_ms), Some(vm), false) = (self.ex.plan.as_ref().and_then(|p| p.idle_ms), &self.vm, end_of_stream) {

@@ -107,8 +107,8 @@ async fn mock(key: &str) -> MockHandle {
     MockProvider::start(MockConfig::new(key)).await.unwrap()
 }
 
-/// A answers 503: the client gets B's answer in the same request, plain and
-/// streamed; the row and the bill are B's.
+/// A answers 503 (or 429): the client gets B's answer in the same request,
+/// plain and streamed; the row and the bill are B's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_goes_to_the_next_provider_streaming_included() {
     let a = mock("sk-ant-a-0123456789").await;
@@ -126,6 +126,15 @@ async fn a_503_goes_to_the_next_provider_streaming_included() {
     assert_eq!(to_a.json().unwrap()["model"], REQUESTED, "and no redirect of B's");
     s.assert_b_got_its_plan();
     s.assert_billed_to_b(&s.row(&request_id).await).await;
+
+    // A 429 is retried the same way.
+    a.set_fault(Some(Fault::Status(429)));
+    let before = a.request_count();
+    let (status, request_id, body) = s.send(false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(a.request_count(), before + 1, "A was tried first");
+    s.assert_billed_to_b(&s.row(&request_id).await).await;
+    a.set_fault(Some(Fault::Status(503)));
 
     // Streaming: the client holds B's first event while B holds the rest.
     let gate = s.stack.mock.arm_gate();
