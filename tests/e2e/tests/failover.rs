@@ -165,7 +165,7 @@ async fn a_503_goes_to_the_next_provider_streaming_included() {
     s.assert_billed_to_b(&row).await;
 }
 
-/// Nothing listens at A's address.
+/// Nothing listens at A's address; then at B's either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_goes_to_the_next_provider() {
     let closed = format!("http://127.0.0.1:{}", free_port().unwrap());
@@ -174,6 +174,26 @@ async fn a_refused_connection_goes_to_the_next_provider() {
     assert_eq!(status, 200, "{body}");
     s.assert_b_got_its_plan();
     s.assert_billed_to_b(&s.row(&request_id).await).await;
+
+    // Every candidate unreachable: the client gets the last failure, in its
+    // dialect; the row names the last provider tried, unbilled.
+    let closed_too = format!("http://127.0.0.1:{}", free_port().unwrap());
+    s.stack.admin.patch(&format!("/api/v1/providers/{}", s.b_id), &json!({"base_url": closed_too})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (status, request_id, body) = loop {
+        let sent = s.send(false).await;
+        if sent.0 != 200 || tokio::time::Instant::now() > deadline {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["code"], "upstream_unavailable", "{body}");
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+    let row = s.row(&request_id).await;
+    assert_eq!((row["provider_id"].as_i64(), row["status"].as_i64()), (Some(s.b_id), Some(503)), "{row}");
+    assert_eq!(decimal(&row["cost_usd"]).unwrap(), rust_decimal::Decimal::ZERO, "{row}");
 }
 
 /// A sends no header within its first-byte timeout: B answers. With
