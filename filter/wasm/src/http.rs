@@ -443,7 +443,7 @@ fn not_configured() -> LocalReply {
 
 /// Envoy's own answer to a request the guard chain had not decided yet
 /// (request timeout, body over Envoy's buffer limit, …).
-pub(crate) fn envoy_reply(status: u16, details: &str) -> LocalReply {
+fn envoy_reply(status: u16, details: &str) -> LocalReply {
     match status {
         408 => LocalReply::new(408, "request_timeout", "The request was not received in time."),
         413 => LocalReply::new(413, "request_too_large", "The request body is larger than the gateway buffers."),

@@ -685,6 +685,12 @@ fn with_failover_the_gateway_leaves_provider_edits_to_each_attempt() {
     assert!(matches!(v, Verdict::Forward), "{v:?}");
     assert_eq!(ex.failover, None);
     assert_eq!(ex.plan.as_ref().map(|p| (p.provider_id, p.first_byte_ms)), Some((5, Some(1505))));
+
+    // Nor where Envoy has no attempt listener (plugin config `failover`).
+    let mut w = World::new();
+    w.vm = VmState::new(PluginConfig { failover: false, ..PluginConfig::default() }, "seed");
+    let (_, ex) = w.send(&policy, OPUS);
+    assert_eq!((ex.failover, ex.plan.map(|p| p.provider_id)), (None, Some(5)));
 }
 
 #[test]

@@ -74,7 +74,10 @@ impl Guard for Provider {
         let continues = ex.info.message_count > 1 || ex.info.previous_response_id.is_some();
         let prefer = binding.filter(|_| continues).map(|(provider, _)| provider);
         let circuit_open = |p: &CompiledProvider| circuit::read(store, p.provider.id).is_open(now);
-        let attempts = usize::from(snapshot.settings.max_provider_attempts.max(1));
+        let attempts = match cx.vm.config.failover {
+            true => usize::from(snapshot.settings.max_provider_attempts.max(1)),
+            false => 1,
+        };
         let model = ex.info.model.as_deref();
         let list = match candidates(&snapshot, key, ex.endpoint, ex.dialect, model, prefer, circuit_open, seed, attempts) {
             Ok(list) => list,
