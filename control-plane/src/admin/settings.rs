@@ -54,6 +54,10 @@ pub struct SettingsInput {
     /// usage totals are kept regardless.
     #[schema(minimum = 1, maximum = 3650)]
     pub audit_retention_days: i32,
+    /// Providers one request may be tried on, in order, while each fails
+    /// before its answer started (README "Failover"); 1 turns failover off.
+    #[schema(minimum = 1, maximum = 5)]
+    pub max_provider_attempts: i32,
 }
 
 pub type SettingsPatch = Patch<SettingsInput>;
@@ -69,6 +73,12 @@ impl SettingsInput {
             self.audit_retention_days,
             1,
             MAX_RETENTION_DAYS,
+        )?;
+        validate::between(
+            "max_provider_attempts",
+            self.max_provider_attempts,
+            1,
+            i32::from(hubgate_wire::snapshot::MAX_PROVIDER_ATTEMPTS),
         )?;
         Ok(())
     }
@@ -88,6 +98,8 @@ pub struct Settings {
     /// Audit rows (`/api/v1/requests`) are kept at least this many days;
     /// usage totals are kept regardless.
     pub audit_retention_days: i32,
+    /// Providers one request may be tried on (README "Failover").
+    pub max_provider_attempts: i32,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -95,7 +107,7 @@ pub async fn load<'e, E: sqlx::PgExecutor<'e>>(db: E) -> Result<Settings, sqlx::
     sqlx::query_as!(
         Settings,
         "SELECT enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, \
-           ga_threshold, locale, audit_retention_days, updated_at \
+           ga_threshold, locale, audit_retention_days, max_provider_attempts, updated_at \
          FROM settings"
     )
     .fetch_one(db)
@@ -171,7 +183,7 @@ pub async fn update(
     let current = sqlx::query_as!(
         Settings,
         "SELECT enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, \
-           ga_threshold, locale, audit_retention_days, updated_at \
+           ga_threshold, locale, audit_retention_days, max_provider_attempts, updated_at \
          FROM settings FOR UPDATE"
     )
     .fetch_one(&mut *tx)
@@ -184,6 +196,7 @@ pub async fn update(
         ga_threshold: current.ga_threshold,
         locale: current.locale,
         audit_retention_days: current.audit_retention_days,
+        max_provider_attempts: current.max_provider_attempts,
     };
     let input: SettingsInput = merge_patch(&base, patch)?;
     input.validate()?;
@@ -191,16 +204,17 @@ pub async fn update(
         Settings,
         "UPDATE settings SET enable_client_version_check = $1, intercept_anthropic_warmup_requests = $2, \
            timezone = $3, unknown_path = $4, ga_threshold = $5, locale = $6, audit_retention_days = $7, \
-           updated_at = now() \
+           max_provider_attempts = $8, updated_at = now() \
          RETURNING enable_client_version_check, intercept_anthropic_warmup_requests, timezone, unknown_path, \
-           ga_threshold, locale, audit_retention_days, updated_at",
+           ga_threshold, locale, audit_retention_days, max_provider_attempts, updated_at",
         input.enable_client_version_check,
         input.intercept_anthropic_warmup_requests,
         input.timezone,
         input.unknown_path,
         input.ga_threshold,
         input.locale,
-        input.audit_retention_days
+        input.audit_retention_days,
+        input.max_provider_attempts
     )
     .fetch_one(&mut *tx)
     .await?;

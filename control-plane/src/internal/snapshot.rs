@@ -100,6 +100,8 @@ pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
         timezone: s.timezone,
         unknown_path: wire_enum::<UnknownPathAction>("unknown_path", &s.unknown_path)?,
         locale: s.locale,
+        max_provider_attempts: u8::try_from(s.max_provider_attempts)
+            .unwrap_or(hubgate_wire::snapshot::DEFAULT_MAX_PROVIDER_ATTEMPTS),
     };
 
     let mut providers = providers::enabled(&mut *tx)

@@ -163,6 +163,8 @@ async fn invalid_input_is_422_naming_the_field_and_writes_nothing() {
         patch(settings, json!({ "unknown_path": "teapot" }), "unknown_path"),
         patch(settings, json!({ "ga_threshold": 0 }), "ga_threshold"),
         patch(settings, json!({ "locale": "zh" }), "locale"),
+        patch(settings, json!({ "max_provider_attempts": 0 }), "max_provider_attempts"),
+        patch(settings, json!({ "max_provider_attempts": 6 }), "max_provider_attempts"),
     ];
 
     let before = state(&app).await;

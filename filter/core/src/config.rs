@@ -41,6 +41,10 @@ pub struct PluginConfig {
     /// … and at most this many per minute in all (per Envoy process); the
     /// rest are only counted (`hubgate_unauthenticated_unaudited_total`).
     pub unauthenticated_audit_per_minute: u32,
+    /// Requests with several eligible providers go through Envoy's failover
+    /// attempt listener (`hubgate_attempt`, see envoy/hubgate.yaml.tmpl).
+    /// Off where Envoy has no such listener: one provider per request.
+    pub failover: bool,
 }
 
 impl Default for PluginConfig {
@@ -63,6 +67,7 @@ impl Default for PluginConfig {
             lockout_buckets: 4096,
             unauthenticated_audit_per_client_per_minute: 5,
             unauthenticated_audit_per_minute: 600,
+            failover: true,
         }
     }
 }

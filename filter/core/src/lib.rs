@@ -13,6 +13,7 @@ pub mod events;
 pub mod guards;
 pub mod hash;
 pub mod headers;
+pub mod idle;
 pub mod keys;
 pub mod locale;
 pub mod path;

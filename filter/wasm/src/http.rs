@@ -14,6 +14,7 @@ use hubgate_core::clip::{clip, MAX_ERROR, MAX_MODEL, MAX_PATH, MAX_REQUEST_ID, M
 use hubgate_core::guards::auth;
 use hubgate_core::guards::body_size::too_large;
 use hubgate_core::guards::lockout::take_global_audit_row;
+use hubgate_core::guards::failover::{self, Served};
 use hubgate_core::guards::provider::{self, UpstreamPlan, UPSTREAM_TLS_HEADER};
 use hubgate_core::headers::Headers;
 use hubgate_core::locale::{localize, Locale};
@@ -47,6 +48,8 @@ enum Call {
 #[derive(Default)]
 pub struct Http {
     vm: Option<Rc<Vm>>,
+    /// Envoy's id of this context (the idle watch cuts streams by it).
+    context_id: u32,
     started_ms: i64,
     ex: Exchange,
     calls: HashMap<u32, Call>,
@@ -72,11 +75,15 @@ pub struct Http {
     settled: Option<(Settlement, Option<String>)>,
     /// The quota leases the request spent under.
     leases: Vec<i64>,
+    /// With failover: another provider than the first candidate served.
+    failed_over: bool,
+    /// The provider's idle timeout cut the response stream.
+    idle_cut: bool,
 }
 
 impl Http {
-    pub fn new(vm: Option<Rc<Vm>>) -> Http {
-        Http { vm, ..Http::default() }
+    pub fn new(vm: Option<Rc<Vm>>, context_id: u32) -> Http {
+        Http { vm, context_id, ..Http::default() }
     }
 
     fn send(&mut self, reply: LocalReply) -> Action {
@@ -135,31 +142,17 @@ impl Http {
                 }
                 Verdict::Forward => {
                     profile::time(Phase::Forward, || {
-                        self.apply_filter_edits();
-                        if let Some(plan) = &self.ex.plan {
-                            apply(plan, &self.ex.headers);
+                        apply_filter_edits(&self.ex, self.body_size);
+                        match (&self.ex.failover, &self.ex.plan) {
+                            (Some(candidates), _) => to_attempts(candidates, &self.ex),
+                            (None, Some(plan)) => apply(plan, &self.ex.headers),
+                            (None, None) => {}
                         }
                     });
                     // Only its length is needed from here on.
                     self.body_len = self.ex.body.take().map_or(0, |b| b.len());
                     self.decided = true;
                     return Action::Continue;
-                }
-            }
-        }
-    }
-
-    /// What the request filters changed goes upstream: headers in their
-    /// order, and a new body with its length.
-    fn apply_filter_edits(&mut self) {
-        for (name, value) in &self.ex.header_edits {
-            host::set_request_header(name, value.as_deref());
-        }
-        if self.ex.body_changed {
-            if let Some(body) = &self.ex.body {
-                host::replace_request_body(self.body_size, body);
-                if self.ex.headers.get("content-length").is_some() {
-                    host::set_request_header("content-length", Some(&body.len().to_string()));
                 }
             }
         }
@@ -272,11 +265,20 @@ impl Http {
             blocked_reason: self.reply.as_ref().map(blocked_reason),
             error: match (self.reply.as_ref().or(self.envoy_error.as_ref()), status) {
                 (Some(r), _) => Some(clip(&r.message, MAX_ERROR)),
+                (None, _) if self.idle_cut => Some(format!(
+                    "the provider sent nothing for {} ms: stream cut",
+                    ex.plan.as_ref().and_then(|p| p.idle_ms).unwrap_or(0)
+                )),
                 (None, 0) => Some("no response (client disconnected)".to_string()),
                 (None, s) if !(200..300).contains(&s) => Some(format!("upstream status {s}")),
                 _ => None,
             },
-            flags: settlement.flags,
+            flags: settlement
+                .flags
+                .into_iter()
+                .chain(self.failed_over.then(|| "failover".to_string()))
+                .chain(self.idle_cut.then(|| "idle_timeout".to_string()))
+                .collect(),
             leases,
         }
     }
@@ -364,9 +366,9 @@ fn resolve_key(vm: &Vm, hash: &str) -> Option<u32> {
 /// Sends the request to the chosen provider: its authority and path, its
 /// credential instead of the client's. Only headers the client actually sent
 /// are removed (each hostcall costs).
-fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
+pub(crate) fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
     let replaced = |name: &str| plan.set_headers.iter().any(|(set, _)| set.eq_ignore_ascii_case(name));
-    for name in plan.remove_headers.iter().chain([&UPSTREAM_TLS_HEADER]) {
+    for name in plan.remove_headers.iter().chain([&UPSTREAM_TLS_HEADER, &failover::ATTEMPT_HEADER]) {
         if client_headers.get(name).is_some() && !replaced(name) {
             host::set_request_header(name, None);
         }
@@ -374,14 +376,56 @@ fn apply(plan: &UpstreamPlan, client_headers: &Headers) {
     for (name, value) in &plan.set_headers {
         host::set_request_header(name, Some(value));
     }
-    // Usage is read from the response body: it must come uncompressed.
-    if client_headers.get("accept-encoding").is_some_and(|v| !v.eq_ignore_ascii_case("identity")) {
-        host::set_request_header("accept-encoding", Some("identity"));
-    }
+    identity_encoding(client_headers);
     host::set_request_header(":authority", Some(&plan.authority));
     host::set_request_header(":path", Some(&plan.path));
     if plan.tls {
         host::set_request_header(UPSTREAM_TLS_HEADER, Some("1"));
+    }
+    // Envoy stops its per-try timer once the response has started: it
+    // bounds the wait for the first byte only.
+    if let Some(ms) = plan.first_byte_ms {
+        host::set_request_header(failover::FIRST_BYTE_TIMEOUT_HEADER, Some(&ms.to_string()));
+    }
+}
+
+/// Usage is read from the response body: it must come uncompressed.
+fn identity_encoding(client_headers: &Headers) {
+    if client_headers.get("accept-encoding").is_some_and(|v| !v.eq_ignore_ascii_case("identity")) {
+        host::set_request_header("accept-encoding", Some("identity"));
+    }
+}
+
+/// With failover: to the attempt listener, which applies each candidate's
+/// plan in turn (guards/failover.rs); Envoy retries up to once per
+/// candidate. No credential is set here.
+fn to_attempts(candidates: &[i64], ex: &Exchange) {
+    for name in auth::CREDENTIAL_HEADERS.iter().chain([&UPSTREAM_TLS_HEADER]) {
+        if ex.headers.get(name).is_some() {
+            host::set_request_header(name, None);
+        }
+    }
+    identity_encoding(&ex.headers);
+    host::set_request_header(":authority", Some(failover::ATTEMPT_AUTHORITY));
+    host::set_request_header(":path", Some(&auth::without_query_param(&ex.path, "key")));
+    host::set_request_header(failover::ATTEMPT_HEADER, Some(&failover::encode_candidates(candidates)));
+    let retries = candidates.len().saturating_sub(1).to_string();
+    host::set_request_header(failover::MAX_RETRIES_HEADER, Some(&retries));
+}
+
+/// What the request filters changed goes upstream: headers in their
+/// order, and a new body with its length (`body_size`: the buffered body's).
+pub(crate) fn apply_filter_edits(ex: &Exchange, body_size: usize) {
+    for (name, value) in &ex.header_edits {
+        host::set_request_header(name, value.as_deref());
+    }
+    if ex.body_changed {
+        if let Some(body) = &ex.body {
+            host::replace_request_body(body_size, body);
+            if ex.headers.get("content-length").is_some() {
+                host::set_request_header("content-length", Some(&body.len().to_string()));
+            }
+        }
     }
 }
 
@@ -543,6 +587,20 @@ impl Http {
         if self.ex.plan.is_none() {
             return Action::Continue;
         }
+        if let (Some(_), Some(vm)) = (&self.ex.failover, self.vm.clone()) {
+            let served = host::response_header(failover::SERVED_HEADER);
+            if served.is_some() {
+                host::set_response_header(failover::SERVED_HEADER, None);
+            }
+            let served = served.as_deref().and_then(Served::decode);
+            self.failed_over = failover::on_served(&mut self.ex, vm.as_ref(), served, vm.snapshot().as_deref());
+            if self.failed_over {
+                vm.metrics.inc("hubgate_failovers_total");
+            }
+        }
+        if let (Some(idle_ms), Some(vm), false) = (self.ex.plan.as_ref().and_then(|p| p.idle_ms), &self.vm, end_of_stream) {
+            vm.state.idle.borrow_mut().watch(self.context_id, idle_ms, host::now_ms());
+        }
         self.ttfb_ms = Some((host::now_ms() - self.started_ms).max(0) as u64);
         let content_type = host::response_header("content-type").unwrap_or_default();
         self.meter = Some(ResponseMeter::new(self.ex.endpoint, &content_type));
@@ -554,6 +612,13 @@ impl Http {
     }
 
     fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(vm) = &self.vm {
+            let mut idle = vm.state.idle.borrow_mut();
+            match end_of_stream {
+                true => self.idle_cut |= idle.forget(self.context_id),
+                false => idle.touch(self.context_id, host::now_ms()),
+            }
+        }
         if let Some(reply) = &self.envoy_error {
             if !end_of_stream {
                 return Action::Pause;
@@ -586,7 +651,8 @@ impl Http {
     /// circuit breaker; a local reply or a client gone before any answer
     /// says nothing about the provider.
     fn record_circuit(&self) {
-        if self.reply.is_some() || self.synthetic.is_some() {
+        // With failover every attempt counted for its own provider.
+        if self.reply.is_some() || self.synthetic.is_some() || self.ex.failover.is_some() {
             return;
         }
         let (Some(plan), Some(snapshot), Some(status)) = (&self.ex.plan, &self.ex.snapshot, self.status) else { return };
@@ -605,6 +671,7 @@ impl Http {
         let Some(vm) = self.vm.clone() else { return };
         let mut cx = Cx { host: vm.as_ref(), vm: &vm.state, ex: &mut self.ex, background: Vec::new() };
         auth::release_pending_auth(&mut cx);
+        self.idle_cut |= vm.state.idle.borrow_mut().forget(self.context_id);
         // Budget is given back whether or not the request gets an audit row.
         self.settle_quota();
         self.record_circuit();

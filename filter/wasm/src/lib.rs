@@ -2,6 +2,7 @@
 //! Decisions live in the core crate; this crate copies data in and out of
 //! the host, holds requests while callouts run, and queues usage events.
 
+mod attempt;
 mod events;
 mod host;
 mod http;
@@ -16,5 +17,12 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Critical, &format!("hubgate panicked: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::<root::Root>::default() });
+    // The attempt listener's filter (failover) is this same code under
+    // another root id.
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        match host::property(&["plugin_root_id"]) {
+            Some(id) if id == attempt::ROOT_ID => Box::<attempt::AttemptRoot>::default(),
+            _ => Box::<root::Root>::default(),
+        }
+    });
 }}

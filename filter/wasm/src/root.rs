@@ -40,7 +40,14 @@ pub struct Root {
     flush_failing: bool,
     reporting: bool,
     report_failing: bool,
+    /// When the snapshot was last polled and events flushed (the tick is
+    /// faster, for the idle watch).
+    last_poll_ms: i64,
 }
+
+/// The tick that cuts streams past their provider's idle timeout: a cut
+/// comes at most this late.
+const IDLE_TICK_MS: u64 = 100;
 
 impl Root {
     fn poll_snapshot(&mut self, vm: &Vm) {
@@ -209,7 +216,7 @@ impl RootContext for Root {
         let bytes = host::buffer(BufferType::PluginConfiguration, size);
         match PluginConfig::parse(&bytes) {
             Ok(config) => {
-                let tick = Duration::from_millis(config.poll_interval_ms);
+                let tick = Duration::from_millis(config.poll_interval_ms.min(IDLE_TICK_MS));
                 // Configured again: the old VM state's events go out first.
                 if let Some(old) = self.vm.take() {
                     events::close(&old);
@@ -236,17 +243,42 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(vm) = self.vm.clone() else { return };
-        events::flush_local(&vm);
-        self.poll_snapshot(&vm);
-        self.flush_events(&vm);
-        self.report_circuits(&vm);
+        let now = host::now_ms();
+        if now - self.last_poll_ms >= vm.config().poll_interval_ms as i64 {
+            self.last_poll_ms = now;
+            events::flush_local(&vm);
+            self.poll_snapshot(&vm);
+            self.flush_events(&vm);
+            self.report_circuits(&vm);
+        }
+        // Last: it switches the effective context to the streams it cuts.
+        cut_idle_streams(&vm, now);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(self.vm.clone())))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(self.vm.clone(), context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// Resets the response streams of this VM that moved no byte for their
+/// provider's idle timeout; each one's `on_log` finds it marked as cut.
+fn cut_idle_streams(vm: &Vm, now_ms: i64) {
+    let expired = {
+        let mut idle = vm.state.idle.borrow_mut();
+        if idle.is_empty() {
+            return;
+        }
+        idle.expired(now_ms)
+    };
+    for context_id in expired {
+        vm.metrics.inc("hubgate_idle_timeouts_total");
+        let reset = hostcalls::set_effective_context(context_id).and_then(|()| hostcalls::reset_http_response());
+        if let Err(e) = reset {
+            log::warn!("cannot cut an idle stream: {e:?}");
+        }
     }
 }

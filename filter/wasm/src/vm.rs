@@ -52,14 +52,24 @@ impl Vm {
                     config.internal_token_env
                 )
             })?;
+        let queue_id = hostcalls::register_shared_queue(EVENT_QUEUE).unwrap_or(0);
+        Ok(Vm::build(config, internal_token, queue_id))
+    }
+
+    /// The VM state of the attempt filter (attempt.rs): it reads the
+    /// published snapshot and never calls the control plane.
+    pub fn for_attempts() -> Vm {
+        Vm::build(PluginConfig::default(), String::new(), 0)
+    }
+
+    fn build(config: PluginConfig, internal_token: String, queue_id: u32) -> Vm {
         let nonce = process_nonce();
         let index = host::shared_update("hubgate.vm.seq", |cur| {
             let next = read_u64(cur) + 1;
             (next, next.to_le_bytes().to_vec())
         })
         .unwrap_or_else(|| (host::now_ns() % 1_000_000) as u64);
-        let queue_id = hostcalls::register_shared_queue(EVENT_QUEUE).unwrap_or(0);
-        Ok(Vm {
+        Vm {
             state: VmState::new(config, &nonce),
             internal_token,
             snapshots: SnapshotStore::default(),
@@ -72,7 +82,7 @@ impl Vm {
             queue: Queue(queue_id),
             outbox: Outbox::default(),
             metrics: Metrics::default(),
-        })
+        }
     }
 
     pub fn config(&self) -> &PluginConfig {

@@ -31,10 +31,22 @@ pub struct Settings {
     /// Language of messages to clients: `en` or `zh-CN` (SPEC §3).
     #[serde(default = "default_locale")]
     pub locale: String,
+    /// Providers tried for one request before its failure is the client's
+    /// (SPEC §6 failover): 1 turns failover off.
+    #[serde(default = "default_max_provider_attempts")]
+    pub max_provider_attempts: u8,
 }
 
 fn default_locale() -> String {
     "en".to_string()
+}
+
+pub const DEFAULT_MAX_PROVIDER_ATTEMPTS: u8 = 3;
+/// At most this many attempts (the Envoy route's `num_retries` is one less).
+pub const MAX_PROVIDER_ATTEMPTS: u8 = 5;
+
+fn default_max_provider_attempts() -> u8 {
+    DEFAULT_MAX_PROVIDER_ATTEMPTS
 }
 
 impl Default for Settings {
@@ -45,6 +57,7 @@ impl Default for Settings {
             timezone: "UTC".to_string(),
             unknown_path: UnknownPathAction::NotFound,
             locale: default_locale(),
+            max_provider_attempts: DEFAULT_MAX_PROVIDER_ATTEMPTS,
         }
     }
 }

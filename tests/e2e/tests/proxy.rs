@@ -146,10 +146,12 @@ async fn a_model_redirect_sends_the_target_and_bills_it() {
 /// requests sent to it until `circuit_failure_threshold` failures in a row
 /// open its circuit; then requests go to the next provider, and once the
 /// open time has passed it is tried again (half-open) and, still failing,
-/// opened again.
+/// opened again. Failover is off here, so each failure reaches the client
+/// (failover.rs has the circuit with failover on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_provider_is_paused_by_its_circuit() {
     let stack = Stack::start(StackOptions::new("proxy_circuit")).await.unwrap();
+    stack.admin.patch("/api/v1/settings", &json!({"max_provider_attempts": 1})).await.unwrap();
     let (_user, key) = stack.user_with_key(json!({})).await.unwrap();
     // A closed port: every connection is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

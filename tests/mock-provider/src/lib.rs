@@ -73,6 +73,17 @@ impl MockConfig {
     }
 }
 
+/// A failure the mock answers every request with, until cleared (see
+/// [`MockHandle::set_fault`]): for testing a gateway's failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers this status (e.g. 503, 429) with an error body of the API.
+    Status(u16),
+    /// Waits this long before answering (normally): no response header
+    /// before then.
+    StallBeforeHeaders(Duration),
+}
+
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -123,6 +134,7 @@ struct Shared {
     event_delay: Mutex<Option<Duration>>,
     /// Taken by the next streaming reply.
     gate: Mutex<Option<Arc<GateState>>>,
+    fault: Mutex<Option<Fault>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,6 +178,7 @@ impl MockProvider {
             reasoning_tokens: Mutex::new(config.reasoning_tokens),
             event_delay: Mutex::new(config.event_delay),
             gate: Mutex::new(None),
+            fault: Mutex::new(None),
         });
         let app = Router::new().fallback(receive).with_state(shared.clone());
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -231,6 +244,12 @@ impl MockHandle {
 
     pub fn set_event_delay(&self, delay: Option<Duration>) {
         *lock(&self.shared.event_delay) = delay;
+    }
+
+    /// Every request from now on fails this way (`None`: answers again).
+    /// Requests are still recorded and counted.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *lock(&self.shared.fault) = fault;
     }
 
     /// Holds the next streaming reply after its first events until
@@ -370,8 +389,20 @@ async fn receive(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         });
     }
     let query = parts.uri.query().map(str::to_string);
-    let incoming = Incoming { method: parts.method, path, query, headers: parts.headers, body };
-    let response = dispatch(&shared, incoming).await;
+    let fault = *lock(&shared.fault);
+    let response = match fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            anthropic::error(status, "overloaded_error", "The mock provider is failing on purpose.")
+        }
+        stall => {
+            if let Some(Fault::StallBeforeHeaders(wait)) = stall {
+                tokio::time::sleep(wait).await;
+            }
+            let incoming = Incoming { method: parts.method, path, query, headers: parts.headers, body };
+            dispatch(&shared, incoming).await
+        }
+    };
     if shared.log_requests {
         eprintln!("mock provider: {} {} -> {}", parts.uri.path(), parts.uri.query().unwrap_or(""), response.status());
     }

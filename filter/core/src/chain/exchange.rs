@@ -56,6 +56,12 @@ pub struct Exchange {
     pub parts: Option<BodyParts>,
     pub session_id: Option<String>,
     pub plan: Option<UpstreamPlan>,
+    /// More than one provider may serve it: the ids in the order to try
+    /// them, each attempt applying its own plan (guards/failover.rs).
+    pub failover: Option<Vec<i64>>,
+    /// In an attempt (the attempt listener's filter): the provider this
+    /// attempt goes to.
+    pub attempt_provider: Option<i64>,
     /// Header changes of the request filters, in order (`None`: remove).
     pub header_edits: Vec<(String, Option<String>)>,
     /// A request filter changed `body`: the upstream gets the new one.

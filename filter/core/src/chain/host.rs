@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use crate::config::PluginConfig;
 use crate::guards::lockout::ClientTable;
 use crate::guards::pending_auth::PendingAuth;
+use crate::idle::IdleWatch;
 use crate::keys::KeyCache;
 use crate::segments::SeenParts;
 use crate::shared::{FakeShared, SharedData};
@@ -46,6 +47,8 @@ pub struct VmState {
     pub pending_auth: RefCell<PendingAuth>,
     /// Big parts of recent bodies and what the guards found in them.
     pub seen_parts: RefCell<SeenParts>,
+    /// Response streams with a provider idle timeout.
+    pub idle: RefCell<IdleWatch>,
 }
 
 impl VmState {
@@ -58,6 +61,7 @@ impl VmState {
             clients,
             pending_auth: RefCell::new(PendingAuth::default()),
             seen_parts: RefCell::default(),
+            idle: RefCell::default(),
         }
     }
 }

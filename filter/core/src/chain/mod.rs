@@ -99,6 +99,15 @@ pub static GUARDS: &[&dyn Guard] = &[
     &guards::stream_usage::StreamUsage,
 ];
 
+/// The chain of one failover attempt (guards/failover.rs): the request
+/// passed the gateway's guards already; this attempt's provider is applied.
+pub static ATTEMPT_GUARDS: &[&dyn Guard] = &[
+    &guards::body::Body,
+    &guards::failover::AttemptProvider,
+    &guards::request_filters::ProviderFilters,
+    &guards::stream_usage::StreamUsage,
+];
+
 /// What the glue does next.
 #[derive(Debug)]
 pub enum Verdict {
@@ -117,6 +126,11 @@ pub enum Verdict {
 /// Runs the guards from where the request stopped last time.
 pub fn run(cx: &mut Cx<'_>) -> Verdict {
     run_guards(cx, GUARDS)
+}
+
+/// Runs the attempt chain from where the request stopped last time.
+pub fn run_attempt(cx: &mut Cx<'_>) -> Verdict {
+    run_guards(cx, ATTEMPT_GUARDS)
 }
 
 fn run_guards(cx: &mut Cx<'_>, guards: &[&dyn Guard]) -> Verdict {

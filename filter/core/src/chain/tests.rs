@@ -642,3 +642,106 @@ fn rpm_and_sessions_wait_for_shares_then_count_locally() {
         }]
     );
 }
+
+/// Two claude providers: 5 first (priority 0), 6 next (priority 1), which
+/// redirects `claude-3-opus` and has a filter bound to it.
+fn failover_policy(attempts: u8) -> Rc<CompiledSnapshot> {
+    let provider = |id: i64, priority: i32, redirects: serde_json::Value| {
+        json!({"id": id, "name": format!("p{id}"), "type": "claude", "base_url": format!("http://127.0.0.1:{}/v{id}", 9000 + id),
+            "credential": format!("cred-{id}"), "enabled": true, "weight": 1, "priority": priority, "cost_multiplier": "1",
+            "group_tags": [], "allowed_models": [], "model_redirects": redirects, "limits": Limits::default(),
+            "circuit": CircuitSettings::default(), "timeouts": {"first_byte_ms": 1500 + id, "idle_ms": null}})
+    };
+    let snap: PolicySnapshot = serde_json::from_value(json!({
+        "version": 1, "key_epoch": 1,
+        "settings": {"enable_client_version_check": false, "intercept_anthropic_warmup_requests": false,
+            "timezone": "UTC", "unknown_path": "not_found", "max_provider_attempts": attempts},
+        "providers": [provider(5, 0, json!([])),
+            provider(6, 1, json!([{"match_type": "exact", "pattern": "claude-3-opus", "target": "claude-opus-4-1"}]))],
+        "prices": [], "sensitive_words": [], "client_versions": [],
+        "request_filters": [{"id": 1, "name": "f", "scope": "header", "action": "set", "match_type": "contains",
+            "target": "x-for-six", "replacement": "yes", "priority": 0, "binding": "providers", "provider_ids": [6], "group_tags": []}]
+    }))
+    .unwrap();
+    let (compiled, warnings) = CompiledSnapshot::compile(snap);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    Rc::new(compiled)
+}
+
+const OPUS: &[u8] = br#"{"model":"claude-3-opus","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+
+#[test]
+fn with_failover_the_gateway_leaves_provider_edits_to_each_attempt() {
+    let w = World::new();
+    let policy = failover_policy(3);
+    let (v, ex) = w.send(&policy, OPUS);
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert_eq!(ex.failover, Some(vec![5, 6]), "every eligible provider, by priority");
+    assert_eq!(ex.plan.as_ref().map(|p| p.provider_id), Some(5), "the first candidate until the answer says");
+    assert!(!ex.body_changed && ex.header_edits.is_empty(), "no redirect, no provider-bound filter yet");
+
+    // One attempt: failover off, the first provider's plan as before.
+    let (v, ex) = w.send(&failover_policy(1), OPUS);
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert_eq!(ex.failover, None);
+    assert_eq!(ex.plan.as_ref().map(|p| (p.provider_id, p.first_byte_ms)), Some((5, Some(1505))));
+
+    // Nor where Envoy has no attempt listener (plugin config `failover`).
+    let mut w = World::new();
+    w.vm = VmState::new(PluginConfig { failover: false, ..PluginConfig::default() }, "seed");
+    let (_, ex) = w.send(&policy, OPUS);
+    assert_eq!((ex.failover, ex.plan.map(|p| p.provider_id)), (None, Some(5)));
+}
+
+#[test]
+fn an_attempt_applies_its_candidates_plan() {
+    let w = World::new();
+    let policy = failover_policy(3);
+    let attempt = |provider: Option<i64>| {
+        let mut ex = w.request(&[("content-type", "application/json")]);
+        ex.snapshot = Some(policy.clone());
+        ex.attempt_provider = provider;
+        let mut cx = Cx { host: &w.host, vm: &w.vm, ex: &mut ex, background: Vec::new() };
+        assert!(matches!(run_attempt(&mut cx), Verdict::NeedBody));
+        ex.body = Some(OPUS.to_vec());
+        let mut cx = Cx { host: &w.host, vm: &w.vm, ex: &mut ex, background: Vec::new() };
+        (run_attempt(&mut cx), ex)
+    };
+    let (v, ex) = attempt(guards::failover::candidate("5,6", "2"));
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    let plan = ex.plan.as_ref().unwrap();
+    assert_eq!((plan.provider_id, plan.authority.as_str(), plan.path.as_str()), (6, "127.0.0.1:9006", "/v6/v1/messages"));
+    assert_eq!(plan.set_headers, vec![("x-api-key", "cred-6".to_string())]);
+    assert_eq!((plan.model.as_deref(), plan.first_byte_ms), (Some("claude-opus-4-1"), Some(1506)));
+    assert!(String::from_utf8_lossy(ex.body.as_deref().unwrap()).contains(r#""model":"claude-opus-4-1""#));
+    assert_eq!(ex.header_edits, vec![("x-for-six".to_string(), Some("yes".to_string()))], "6's bound filter");
+
+    let (v, ex) = attempt(Some(5));
+    assert!(matches!(v, Verdict::Forward), "{v:?}");
+    assert_eq!(ex.plan.as_ref().map(|p| (p.provider_id, p.model.clone())), Some((5, None)));
+    assert!(!ex.body_changed && ex.header_edits.is_empty());
+
+    // A provider gone from the policy, or no candidate left: 503, which
+    // Envoy retries with the next candidate (or gives the client).
+    assert_eq!(code(&attempt(Some(99)).0), "no_provider_available");
+    assert_eq!(code(&attempt(None).0), "no_provider_available");
+}
+
+#[test]
+fn the_provider_that_served_is_billed_and_keeps_the_session() {
+    use guards::failover::{on_served, Served};
+    let w = World::new();
+    let policy = failover_policy(3);
+    let (_, mut ex) = w.send(&policy, OPUS);
+    ex.session_id = Some("session-1".into());
+    let served = Served { provider_id: 6, usage_added: false, model: Some("claude-opus-4-1".into()) };
+    assert!(on_served(&mut ex, &w.host, Some(served), None), "6 is not the first candidate");
+    let plan = ex.plan.as_ref().unwrap();
+    assert_eq!((plan.provider_id, plan.model.as_deref()), (6, Some("claude-opus-4-1")));
+    assert_eq!(guards::sticky::bound(&w.host.shared, 1, "session-1", w.host.now_ms()).map(|(p, _)| p), Some(6), "rebound");
+    // The first candidate served, or the answer does not say: nothing moves.
+    let (_, mut ex) = w.send(&policy, OPUS);
+    assert!(!on_served(&mut ex, &w.host, Some(Served { provider_id: 5, usage_added: false, model: None }), None));
+    assert!(!on_served(&mut ex, &w.host, None, None));
+    assert_eq!(ex.plan.as_ref().map(|p| p.provider_id), Some(5));
+}

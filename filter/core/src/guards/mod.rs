@@ -16,6 +16,7 @@ pub mod circuit;
 pub mod client;
 pub mod client_version;
 pub mod eligibility;
+pub mod failover;
 pub mod lockout;
 pub mod model;
 pub mod pending_auth;

@@ -28,6 +28,9 @@ pub struct UpstreamPlan {
     pub set_headers: Vec<(&'static str, String)>,
     /// The model sent upstream when a redirect replaced the requested one.
     pub model: Option<String>,
+    /// The provider's first-byte and idle timeouts (SPEC §6).
+    pub first_byte_ms: Option<u32>,
+    pub idle_ms: Option<u32>,
 }
 
 /// Debug output names the credential headers but never shows their values.
@@ -44,6 +47,8 @@ impl std::fmt::Debug for UpstreamPlan {
             .field("remove_headers", &self.remove_headers)
             .field("set_headers", &set)
             .field("model", &self.model)
+            .field("first_byte_ms", &self.first_byte_ms)
+            .field("idle_ms", &self.idle_ms)
             .finish()
     }
 }
@@ -57,7 +62,7 @@ impl Guard for Provider {
 
     fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
         let ex = &mut *cx.ex;
-        let (Some(snapshot), Some(key)) = (ex.snapshot.as_ref(), ex.key()) else {
+        let (Some(snapshot), Some(key)) = (ex.snapshot.clone(), ex.key()) else {
             return Err("provider selection before auth and policy".to_string());
         };
         let seed = crate::hash::fnv1a(ex.request_id.as_bytes()) ^ cx.host.seed();
@@ -69,30 +74,45 @@ impl Guard for Provider {
         let continues = ex.info.message_count > 1 || ex.info.previous_response_id.is_some();
         let prefer = binding.filter(|_| continues).map(|(provider, _)| provider);
         let circuit_open = |p: &CompiledProvider| circuit::read(store, p.provider.id).is_open(now);
-        match select(snapshot, key, ex.endpoint, ex.dialect, ex.info.model.as_deref(), prefer, circuit_open, seed) {
-            Ok(chosen) => {
-                if let Some(session) = session {
-                    if sticky::bind(store, key.id, session, chosen.provider.id, binding, now).is_none() {
-                        log::warn!("cannot store a session's provider in shared data");
-                    }
-                }
-                let mut plan = plan(chosen, &auth::without_query_param(&ex.path, "key"));
-                let redirect = ex.info.model.as_deref().and_then(|m| chosen.redirects.apply(m)).map(str::to_string);
-                if let Some(target) = redirect {
-                    redirect_model(ex, &mut plan, &target)?;
-                }
-                ex.plan = Some(plan);
-                Ok(Step::Next)
+        let attempts = match cx.vm.config.failover {
+            true => usize::from(snapshot.settings.max_provider_attempts.max(1)),
+            false => 1,
+        };
+        let model = ex.info.model.as_deref();
+        let list = match candidates(&snapshot, key, ex.endpoint, ex.dialect, model, prefer, circuit_open, seed, attempts) {
+            Ok(list) => list,
+            Err(reply) => return Ok(Step::Answer(reply)),
+        };
+        let Some(chosen) = list.first().copied() else {
+            return Ok(Step::Answer(LocalReply::new(503, "no_provider_available", "No provider is available.")));
+        };
+        if let Some(session) = session {
+            if sticky::bind(store, key.id, session, chosen.provider.id, binding, now).is_none() {
+                log::warn!("cannot store a session's provider in shared data");
             }
-            Err(reply) => Ok(Step::Answer(reply)),
         }
+        let path = auth::without_query_param(&ex.path, "key");
+        if list.len() > 1 {
+            // Each attempt applies its provider's plan (failover.rs); this
+            // one stands until the response names who served.
+            ex.failover = Some(list.iter().map(|p| p.provider.id).collect());
+            ex.plan = Some(plan(chosen, &path));
+            return Ok(Step::Next);
+        }
+        let mut plan = plan(chosen, &path);
+        let redirect = ex.info.model.as_deref().and_then(|m| chosen.redirects.apply(m)).map(str::to_string);
+        if let Some(target) = redirect {
+            redirect_model(ex, &mut plan, &target)?;
+        }
+        ex.plan = Some(plan);
+        Ok(Step::Next)
     }
 }
 
 /// Sends `target` upstream as the model: in the path for Gemini, else in
 /// the body's `model`. The audit row keeps the requested model as the
 /// original one.
-fn redirect_model(ex: &mut crate::chain::Exchange, plan: &mut UpstreamPlan, target: &str) -> Result<(), String> {
+pub(crate) fn redirect_model(ex: &mut crate::chain::Exchange, plan: &mut UpstreamPlan, target: &str) -> Result<(), String> {
     if let Endpoint::Gemini { .. } = ex.endpoint {
         let (model, _) = crate::api::gemini_model_and_method(&plan.path).ok_or("no model in the Gemini path")?;
         let at = plan.path.find(&format!("/models/{model}:")).ok_or("no model in the Gemini path")? + "/models/".len();
@@ -159,6 +179,25 @@ pub fn select<'a>(
     circuit_open: impl Fn(&CompiledProvider) -> bool,
     seed: u64,
 ) -> Result<&'a CompiledProvider, LocalReply> {
+    let list = candidates(snapshot, key, endpoint, dialect, model, prefer, circuit_open, seed, 1)?;
+    list.first().copied().ok_or_else(|| LocalReply::new(503, "no_provider_available", "No provider is available."))
+}
+
+/// The providers to try for one request, in order, at most `max` (at least
+/// one): the one [`select`] picks, then the other eligible ones by priority,
+/// each tier in weighted random order. Failover (SPEC §6) walks this list.
+#[allow(clippy::too_many_arguments)]
+pub fn candidates<'a>(
+    snapshot: &'a CompiledSnapshot,
+    key: &ResolvedKey,
+    endpoint: Endpoint,
+    dialect: Dialect,
+    model: Option<&str>,
+    prefer: Option<i64>,
+    circuit_open: impl Fn(&CompiledProvider) -> bool,
+    seed: u64,
+    max: usize,
+) -> Result<Vec<&'a CompiledProvider>, LocalReply> {
     let wanted = provider_type_for(endpoint, dialect);
     let group = provider_group(key);
     let none = |why: String| LocalReply::new(503, "no_provider_available", format!("No provider is available: {why}."));
@@ -178,23 +217,37 @@ pub fn select<'a>(
         return Err(none(format!("no enabled `{format}` provider in the group `{group}` serves the model `{model}`")));
     }
     eligible.retain(|p| !circuit_open(p));
-    let Some(best) = eligible.iter().map(|p| p.provider.priority).min() else {
+    if eligible.is_empty() {
         return Err(none("every provider that could serve it failed repeatedly and is paused (circuit open)".to_string()));
-    };
-    if let Some(bound) = eligible.iter().find(|p| Some(p.provider.id) == prefer) {
-        return Ok(bound);
     }
-    let top: Vec<&CompiledProvider> = eligible.into_iter().filter(|p| p.provider.priority == best).collect();
-    let total: u64 = top.iter().map(|p| u64::from(p.provider.weight.max(1))).sum();
+    let mut order = Vec::with_capacity(eligible.len().min(max.max(1)));
+    if let Some(at) = eligible.iter().position(|p| Some(p.provider.id) == prefer) {
+        order.push(eligible.remove(at));
+    }
+    let mut point_seed = seed;
+    while order.len() < max.max(1) {
+        let Some(best) = eligible.iter().map(|p| p.provider.priority).min() else { break };
+        let at = weighted_pick(&eligible, best, point_seed);
+        order.push(eligible.remove(at));
+        // Later picks need their own draw; any fixed mix of the seed will do.
+        point_seed = point_seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    Ok(order)
+}
+
+/// Index in `eligible` of a provider of priority `tier`, drawn by weight.
+fn weighted_pick(eligible: &[&CompiledProvider], tier: i32, seed: u64) -> usize {
+    let top = || eligible.iter().enumerate().filter(|(_, p)| p.provider.priority == tier);
+    let total: u64 = top().map(|(_, p)| u64::from(p.provider.weight.max(1))).sum();
     let mut point = seed % total.max(1);
-    for p in &top {
+    for (at, p) in top() {
         let w = u64::from(p.provider.weight.max(1));
         if point < w {
-            return Ok(p);
+            return at;
         }
         point -= w;
     }
-    top.first().copied().ok_or_else(|| LocalReply::new(503, "no_provider_available", "No provider is available."))
+    top().next().map_or(0, |(at, _)| at)
 }
 
 /// Replaces a reply Envoy made itself when the provider could not be
@@ -225,6 +278,8 @@ pub fn plan(provider: &CompiledProvider, path: &str) -> UpstreamPlan {
         remove_headers: CREDENTIAL_HEADERS.to_vec(),
         set_headers,
         model: None,
+        first_byte_ms: p.timeouts.first_byte_ms,
+        idle_ms: p.timeouts.idle_ms,
     }
 }
 
@@ -412,5 +467,37 @@ mod tests {
             pick(&[1, 2]),
             Err("No provider is available: every provider that could serve it failed repeatedly and is paused (circuit open).".to_string())
         );
+    }
+
+    #[test]
+    fn candidates_follow_priority_then_weight_and_skip_open_circuits() {
+        let mut big = provider(3, ProviderType::Claude, 0, 3, &[]);
+        big.weight = 3;
+        let snap = snapshot(vec![
+            provider(1, ProviderType::Claude, 0, 1, &[]),
+            provider(2, ProviderType::Claude, 5, 1, &[]),
+            big,
+            provider(4, ProviderType::Claude, 9, 1, &[]),
+            provider(5, ProviderType::Gemini, 0, 1, &[]),
+        ]);
+        let list = |prefer, open: &[i64], seed, max| {
+            candidates(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, prefer, |p| open.contains(&p.provider.id), seed, max)
+                .unwrap()
+                .iter()
+                .map(|p| p.provider.id)
+                .collect::<Vec<_>>()
+        };
+        // Tier 0 (1 and 3) in weighted order, then 2, then 4; never the Gemini one.
+        assert_eq!(list(None, &[], 0, 9), vec![1, 3, 2, 4]);
+        assert_eq!(list(None, &[], 1, 9), vec![3, 1, 2, 4]);
+        assert_eq!(list(None, &[], 1, 2), vec![3, 1], "at most max");
+        assert_eq!(list(None, &[], 1, 0), vec![3], "at least one");
+        // The first is always what select() picks.
+        for seed in 0..8 {
+            let picked = select(&snap, &key(None), Endpoint::AnthropicMessages, Dialect::Anthropic, None, None, |_| false, seed).unwrap();
+            assert_eq!(list(None, &[], seed, 3).first(), Some(&picked.provider.id));
+        }
+        assert_eq!(list(Some(2), &[], 0, 9), vec![2, 1, 3, 4], "the session's provider first");
+        assert_eq!(list(Some(2), &[2, 3], 0, 9), vec![1, 4], "open circuits are left out");
     }
 }

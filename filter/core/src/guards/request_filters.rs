@@ -1049,6 +1049,10 @@ impl Guard for ProviderFilters {
     }
 
     fn check(&self, cx: &mut Cx<'_>) -> Result<chain::Step, String> {
+        // With failover each attempt applies its own provider's filters.
+        if cx.ex.failover.is_some() {
+            return Ok(chain::Step::Next);
+        }
         let chosen = cx.ex.plan.as_ref().map(|p| p.provider_id);
         run(cx, |snapshot| {
             let provider = snapshot.providers.iter().find(|p| Some(p.provider.id) == chosen)?;

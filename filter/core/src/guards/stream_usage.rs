@@ -49,6 +49,10 @@ impl Guard for StreamUsage {
 
     fn check(&self, cx: &mut Cx<'_>) -> Result<Step, String> {
         let ex = &mut *cx.ex;
+        // With failover each attempt asks (after its provider's filters).
+        if ex.failover.is_some() {
+            return Ok(Step::Next);
+        }
         if ex.endpoint != Endpoint::OpenAiChat || !ex.info.stream || ex.info.include_usage == Some(true) {
             return Ok(Step::Next);
         }
