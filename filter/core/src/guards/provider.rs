@@ -65,7 +65,7 @@ impl Guard for Provider {
         let (Some(snapshot), Some(key)) = (ex.snapshot.clone(), ex.key()) else {
             return Err("provider selection before auth and policy".to_string());
         };
-        let seed = crate::hash::fnv1a(ex.request_id.as_bytes()) ^ cx.host.seed();
+        let seed = crate::hash::mix(crate::hash::fnv1a(ex.request_id.as_bytes()) ^ cx.host.seed());
         let now = cx.host.now_ms();
         let store = cx.host.shared();
         // A session past its first message keeps its provider.
