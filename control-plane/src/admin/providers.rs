@@ -108,6 +108,8 @@ pub struct ProviderInput {
     #[serde(default = "default_failure_threshold")]
     #[schema(minimum = 1, default = default_failure_threshold)]
     pub circuit_failure_threshold: i32,
+    /// Seconds an open circuit keeps the provider out before it is tried
+    /// again (half-open).
     #[serde(default = "default_open_seconds")]
     #[schema(minimum = 1, default = default_open_seconds)]
     pub circuit_open_seconds: i32,
@@ -115,9 +117,15 @@ pub struct ProviderInput {
     #[serde(default = "default_half_open_successes")]
     #[schema(minimum = 1, default = default_half_open_successes)]
     pub circuit_half_open_successes: i32,
+    /// Longest wait for the provider's response headers; past it the next
+    /// eligible provider is tried (failover), or the client gets 504
+    /// `upstream_timeout`. None: no limit of its own.
     #[serde(default)]
     #[schema(minimum = 1)]
     pub first_byte_timeout_ms: Option<i32>,
+    /// Longest pause between two chunks of a response once it started;
+    /// past it the stream is cut (never retried) and its row flagged
+    /// `idle_timeout`. None: no limit of its own.
     #[serde(default)]
     #[schema(minimum = 1)]
     pub idle_timeout_ms: Option<i32>,

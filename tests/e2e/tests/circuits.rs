@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_circuit_is_shown_per_instance_and_reset_through_the_api() {
     let stack = Stack::start(StackOptions::new("circuits_reset")).await.unwrap();
+    // Each failure must reach the client here; failover would hide it
+    // behind the next provider's answer.
+    stack.admin.patch("/api/v1/settings", &json!({"max_provider_attempts": 1})).await.unwrap();
     let (user, key) = stack.user_with_key(json!({})).await.unwrap();
     let user_id = user["id"].as_i64().unwrap();
     let mock_id = stack.provider_id().unwrap();
