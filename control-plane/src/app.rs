@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::throttle::{self, AuthThrottle};
-use crate::{admin, auth, background, db, internal, limits, openapi};
+use crate::{admin, auth, background, db, internal, limits, openapi, ui};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +34,7 @@ pub struct AppState {
     pub internal_allow: Arc<Vec<IpNet>>,
     pub admin_throttle: Arc<AuthThrottle>,
     pub lease_ttl: std::time::Duration,
+    pub ui_sessions: crate::ui::SessionPolicy,
 }
 
 /// Collects routes and remembers each (method, path), so the OpenAPI
@@ -132,7 +133,18 @@ fn admin_listener_routes(state: &AppState) -> Routes {
             auth::require_account,
         ))
     });
-    public_routes().merge(admin).merge(account)
+    public_routes()
+        .merge(admin)
+        .merge(account)
+        .merge(console_routes())
+}
+
+/// The admin console's session routes (each checks its own credential).
+fn console_routes() -> Routes {
+    Routes::new()
+        .post("/ui/api/session", ui::sign_in)
+        .get("/ui/api/session", ui::current)
+        .delete("/ui/api/session", ui::sign_out)
 }
 
 /// Routes a user may also call, about themselves (admins: about anyone).
@@ -163,6 +175,9 @@ pub enum Access {
     Admin,
     /// [`auth::require_account`]: an admin, or a user about themselves.
     Account,
+    /// The admin console's session routes ([`ui`]): a credential in the
+    /// body (sign-in) or the session cookie.
+    Console,
 }
 
 /// The (access, method, path) of each route the admin listener serves (what
@@ -172,6 +187,7 @@ pub fn route_table() -> Vec<(Access, &'static str, &'static str)> {
         (Access::Public, public_routes()),
         (Access::Admin, admin::routes()),
         (Access::Account, account_routes()),
+        (Access::Console, console_routes()),
     ];
     groups
         .into_iter()
@@ -317,6 +333,7 @@ impl Application {
                 throttle::DEFAULT_CAPACITY,
             )),
             lease_ttl: config.lease_ttl,
+            ui_sessions: config.ui_sessions,
         };
         Ok(Application {
             listener,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
@@ -58,7 +58,8 @@ impl Caller {
     }
 }
 
-/// Admin API guard: an admin token, or the key of an admin-role user.
+/// Admin API guard: an admin token, or the key of an admin-role user, as a
+/// bearer token or through an admin console session (see [`crate::ui`]).
 /// Unknown, disabled or expired credentials → 401; a valid non-admin key → 403.
 /// A client address with too many missing or unknown credentials is locked
 /// out (429 with `Retry-After`), whatever it sends meanwhile.
@@ -68,7 +69,7 @@ pub async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match identify(&state, peer, req.headers()).await? {
+    match identify(&state, peer, req.method(), req.headers()).await? {
         Outcome::Admin(admin) => {
             req.extensions_mut().insert(admin);
             Ok(next.run(req).await)
@@ -88,7 +89,7 @@ pub async fn require_account(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = match identify(&state, peer, req.headers()).await? {
+    let caller = match identify(&state, peer, req.method(), req.headers()).await? {
         Outcome::Admin(admin) => Caller::Admin(admin),
         Outcome::User {
             user_id,
@@ -102,31 +103,65 @@ pub async fn require_account(
     Ok(next.run(req).await)
 }
 
-/// The bearer credential's holder. Failed attempts count towards the
-/// client address's lockout; a locked-out address gets 429 whatever it sends.
+/// The caller: the bearer token's holder, else the principal of the admin
+/// console session cookie (whose state-changing requests must pass the
+/// CSRF and origin checks). A bearer token wins over a cookie: a browser
+/// does not add one on its own, so it is no ambient credential.
 async fn identify(
     state: &AppState,
     peer: SocketAddr,
+    method: &Method,
     headers: &HeaderMap,
 ) -> Result<Outcome, ApiError> {
-    let now = Instant::now();
-    if let Some(left) = state.admin_throttle.locked_for(peer.ip(), now) {
+    refuse_locked_out(state, peer)?;
+    let outcome = match (bearer(headers), crate::ui::session_id(headers)) {
+        (Some(token), _) => {
+            bearer_outcome(authenticate(state, &hubgate_wire::hash_key(token)).await?)
+        }
+        (None, Some(session_id)) => match crate::ui::session_credential(state, session_id).await? {
+            Some(credential) => {
+                let outcome = session_outcome(credential);
+                if matches!(outcome, Outcome::Admin(_) | Outcome::User { .. })
+                    && changes_state(method)
+                {
+                    crate::ui::check_csrf(headers, session_id)?;
+                }
+                outcome
+            }
+            None => Outcome::Unknown,
+        },
+        (None, None) => Outcome::Unknown,
+    };
+    if matches!(outcome, Outcome::Unknown) {
+        record_failure(state, peer);
+    }
+    Ok(outcome)
+}
+
+/// 429 while `peer`'s address is locked out.
+pub(crate) fn refuse_locked_out(state: &AppState, peer: SocketAddr) -> Result<(), ApiError> {
+    if let Some(left) = state.admin_throttle.locked_for(peer.ip(), Instant::now()) {
         let retry_after_secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         return Err(ApiError::LockedOut { retry_after_secs });
     }
-    let outcome = match bearer(headers) {
-        Some(token) => authenticate(state, &hubgate_wire::hash_key(token)).await?,
-        None => Outcome::Unknown,
-    };
-    if matches!(outcome, Outcome::Unknown) {
-        state.metrics.admin_auth_failures.inc_by(1);
-        if state.admin_throttle.record_failure(peer.ip(), now) {
-            state.metrics.admin_auth_lockouts.inc_by(1);
-            let client = crate::throttle::client_group(peer.ip());
-            tracing::warn!(%client, "admin API locked out for this client after repeated failed authentication");
-        }
+    Ok(())
+}
+
+/// Counts a failed authentication from `peer` towards its lockout.
+pub(crate) fn record_failure(state: &AppState, peer: SocketAddr) {
+    state.metrics.admin_auth_failures.inc_by(1);
+    if state
+        .admin_throttle
+        .record_failure(peer.ip(), Instant::now())
+    {
+        state.metrics.admin_auth_lockouts.inc_by(1);
+        let client = crate::throttle::client_group(peer.ip());
+        tracing::warn!(%client, "admin API locked out for this client after repeated failed authentication");
     }
-    Ok(outcome)
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 enum Outcome {
@@ -143,7 +178,60 @@ enum Outcome {
     Unknown,
 }
 
-async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError> {
+/// What a credential is, whatever its state.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential {
+    AdminToken {
+        id: i64,
+    },
+    Key {
+        key_id: i64,
+        user_id: i64,
+        admin: bool,
+        /// Key and user enabled and unexpired.
+        active: bool,
+        web_ui: bool,
+    },
+    Unknown,
+}
+
+fn bearer_outcome(credential: Credential) -> Outcome {
+    match credential {
+        Credential::AdminToken { id } => Outcome::Admin(Admin::Token { id }),
+        Credential::Key {
+            key_id,
+            user_id,
+            admin: true,
+            active: true,
+            ..
+        } => Outcome::Admin(Admin::UserKey { user_id, key_id }),
+        Credential::Key {
+            key_id,
+            user_id,
+            active: true,
+            web_ui,
+            ..
+        } => Outcome::User {
+            user_id,
+            key_id,
+            web_ui,
+        },
+        Credential::Key { .. } => Outcome::Inactive,
+        Credential::Unknown => Outcome::Unknown,
+    }
+}
+
+/// A session acts as its credential does as a bearer token, as long as the
+/// credential may still sign in to the console.
+fn session_outcome(credential: Credential) -> Outcome {
+    match credential {
+        Credential::Key { web_ui: false, .. } => Outcome::Inactive,
+        other => bearer_outcome(other),
+    }
+}
+
+/// The credential whose hash is `hash` (an admin token or a key).
+pub(crate) async fn authenticate(state: &AppState, hash: &str) -> Result<Credential, ApiError> {
     let token = sqlx::query_scalar!(
         "SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         hash
@@ -151,7 +239,7 @@ async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError>
     .fetch_optional(&state.pool)
     .await?;
     if let Some(id) = token {
-        return Ok(Outcome::Admin(Admin::Token { id }));
+        return Ok(Credential::AdminToken { id });
     }
     let key = sqlx::query!(
         r#"SELECT k.id AS key_id, u.id AS user_id, u.role,
@@ -166,17 +254,54 @@ async fn authenticate(state: &AppState, hash: &str) -> Result<Outcome, ApiError>
     .fetch_optional(&state.pool)
     .await?;
     Ok(match key {
-        Some(k) if k.active && k.role == "admin" => Outcome::Admin(Admin::UserKey {
-            user_id: k.user_id,
+        Some(k) => Credential::Key {
             key_id: k.key_id,
-        }),
-        Some(k) if k.active => Outcome::User {
             user_id: k.user_id,
-            key_id: k.key_id,
+            admin: k.role == "admin",
+            active: k.active,
             web_ui: k.can_login_web_ui,
         },
-        Some(_) => Outcome::Inactive,
-        None => Outcome::Unknown,
+        None => Credential::Unknown,
+    })
+}
+
+/// The admin token `id` (unless revoked), as a credential.
+pub(crate) async fn admin_token_by_id(state: &AppState, id: i64) -> Result<Credential, ApiError> {
+    let live = sqlx::query_scalar!(
+        "SELECT id FROM admin_tokens WHERE id = $1 AND revoked_at IS NULL",
+        id
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(match live {
+        Some(id) => Credential::AdminToken { id },
+        None => Credential::Unknown,
+    })
+}
+
+/// The key `key_id` (unless deleted), as a credential.
+pub(crate) async fn key_by_id(state: &AppState, key_id: i64) -> Result<Credential, ApiError> {
+    let key = sqlx::query!(
+        r#"SELECT k.id AS key_id, u.id AS user_id, u.role,
+                  k.enabled AND u.enabled
+                  AND (k.expires_at IS NULL OR k.expires_at > now())
+                  AND (u.expires_at IS NULL OR u.expires_at > now()) AS "active!",
+                  k.can_login_web_ui
+           FROM keys k JOIN users u ON u.id = k.user_id
+           WHERE k.id = $1 AND k.deleted_at IS NULL AND u.deleted_at IS NULL"#,
+        key_id
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(match key {
+        Some(k) => Credential::Key {
+            key_id: k.key_id,
+            user_id: k.user_id,
+            admin: k.role == "admin",
+            active: k.active,
+            web_ui: k.can_login_web_ui,
+        },
+        None => Credential::Unknown,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct Config {
     /// How long quota budget granted to a filter stays usable unless it is
     /// renewed (SPEC §4 leases).
     pub lease_ttl: Duration,
+    /// Admin console sessions: lifetime and the cookie's `Secure` flag.
+    pub ui_sessions: crate::ui::SessionPolicy,
     /// Run the expiry sweep and GA-version jobs (tests that drive them by
     /// hand turn them off).
     pub background_jobs: bool,
@@ -60,6 +62,7 @@ impl Config {
             expiry_sweep_interval: Duration::from_secs(30),
             client_version_interval: Duration::from_secs(300),
             lease_ttl: Duration::from_secs(60),
+            ui_sessions: crate::ui::SessionPolicy::default(),
             background_jobs: true,
         }
     }
@@ -78,6 +81,7 @@ impl std::fmt::Debug for Config {
             .field("expiry_sweep_interval", &self.expiry_sweep_interval)
             .field("client_version_interval", &self.client_version_interval)
             .field("lease_ttl", &self.lease_ttl)
+            .field("ui_sessions", &self.ui_sessions)
             .field("background_jobs", &self.background_jobs)
             .finish()
     }

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     ForbiddenSource,
+    CsrfTokenInvalid,
+    OriginRefused,
     AuthLockedOut,
     NotFound,
     MethodNotAllowed,
@@ -63,6 +65,10 @@ pub enum ApiError {
     Forbidden,
     /// 403 on the internal listener: the peer address is not allowed.
     ForbiddenSource,
+    /// 403: a console session's state change without its CSRF token.
+    CsrfTokenInvalid,
+    /// 403: a console session's state change from another origin.
+    OriginRefused,
     /// 429: too many failed authentications from this client address.
     LockedOut {
         retry_after_secs: u64,
@@ -125,6 +131,18 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 ErrorCode::ForbiddenSource,
                 "this address may not use the internal API".to_string(),
+                None,
+            ),
+            ApiError::CsrfTokenInvalid => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::CsrfTokenInvalid,
+                "missing or wrong x-csrf-token for this console session".to_string(),
+                None,
+            ),
+            ApiError::OriginRefused => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::OriginRefused,
+                "the Origin header is not this address's origin".to_string(),
                 None,
             ),
             ApiError::LockedOut { .. } => (

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod prices;
 pub mod retention;
 pub mod throttle;
+pub mod ui;
 pub mod validate;
 
 pub use app::Application;

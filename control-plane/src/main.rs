@@ -68,6 +68,15 @@ enum Command {
         #[arg(long, env = "HUBGATE_LEASE_TTL_SECS", default_value_t = 60,
               value_parser = clap::value_parser!(u32).range(5..=3600))]
         lease_ttl_secs: u32,
+        /// Seconds an admin console session lasts after sign-in.
+        #[arg(long, env = "HUBGATE_UI_SESSION_TTL_SECS", default_value_t = 12 * 3600,
+              value_parser = clap::value_parser!(u32).range(60..=30 * 86400))]
+        ui_session_ttl_secs: u32,
+        /// Mark the console's session cookie `Secure`: set it when the admin
+        /// address is reached over HTTPS (e.g. behind a TLS-terminating proxy).
+        #[arg(long, env = "HUBGATE_UI_SECURE_COOKIE", default_value_t = false,
+              action = clap::ArgAction::Set)]
+        ui_secure_cookie: bool,
     },
     /// Run the embedded migrations and upsert the committed price seed.
     Migrate,
@@ -138,6 +147,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db_max_connections,
             client_version_interval_secs,
             lease_ttl_secs,
+            ui_session_ttl_secs,
+            ui_secure_cookie,
         } => {
             check_internal_token(&internal_token)?;
             let internal_allow = parse_allow_list(&internal_allow)?;
@@ -152,6 +163,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.client_version_interval =
                 Duration::from_secs(client_version_interval_secs.into());
             config.lease_ttl = Duration::from_secs(lease_ttl_secs.into());
+            config.ui_sessions = hubgate_control_plane::ui::SessionPolicy {
+                ttl: Duration::from_secs(ui_session_ttl_secs.into()),
+                secure_cookie: ui_secure_cookie,
+            };
             let app = Application::build(config).await?;
             let addr = app.address()?;
             let internal_addr = app.internal_address()?;

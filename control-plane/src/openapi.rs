@@ -20,7 +20,9 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{
     ArrayBuilder, ArrayItems, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, KnownFormat, Ref, RefOr, Response};
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
@@ -89,6 +91,9 @@ const DESCRIPTION: &str = "Admin API (bearer admin token, or the key of an admin
         usage::key,
         usage::reset_user,
         usage::reset_key,
+        crate::ui::sign_in,
+        crate::ui::current,
+        crate::ui::sign_out,
     ),
     // The error answers refer to it, and utoipa collects only what path bodies refer to.
     components(schemas(ErrorBody)),
@@ -131,6 +136,26 @@ impl Modify for SecuritySchemes {
                 .description(Some(description))
                 .build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+        components.add_security_scheme(
+            "uiSession",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::ui::COOKIE_NAME,
+                "Admin console session (POST /ui/api/session): acts as the credential it was \
+                 opened with; POST, PUT, PATCH and DELETE also need the session's x-csrf-token \
+                 header and, when an Origin header is sent, this address's origin",
+            ))),
+        );
+        // Every route that takes a bearer credential also takes a session.
+        let session = SecurityRequirement::new("uiSession", Vec::<String>::new());
+        for item in doc.paths.paths.values_mut() {
+            for operation in operations(item) {
+                if let Some(security) = &mut operation.security {
+                    if !security.is_empty() && !security.contains(&session) {
+                        security.push(session.clone());
+                    }
+                }
+            }
         }
     }
 }
@@ -282,7 +307,11 @@ impl IntoResponses for AdminOnly {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&[
             UNAUTHORIZED,
-            ("403", "A valid key of a non-admin user"),
+            (
+                "403",
+                "A valid key of a non-admin user; for a console session, a state change without \
+                 its x-csrf-token (`csrf_token_invalid`) or from another origin (`origin_refused`)",
+            ),
             LOCKED_OUT,
         ])
     }
@@ -297,7 +326,9 @@ impl IntoResponses for AdminOrOwner {
             UNAUTHORIZED,
             (
                 "403",
-                "A key of a user without can_login_web_ui, or another user's data",
+                "A key of a user without can_login_web_ui, or another user's data; for a console \
+                 session, a state change without its x-csrf-token (`csrf_token_invalid`) or from \
+                 another origin (`origin_refused`)",
             ),
             LOCKED_OUT,
         ])

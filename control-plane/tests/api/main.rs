@@ -27,6 +27,7 @@ mod secrets;
 mod sessions;
 mod shares;
 mod throttle;
+mod ui_session;
 mod usage;
 mod users;
 mod validation;
