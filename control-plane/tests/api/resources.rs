@@ -30,23 +30,14 @@ async fn settings_get_and_patch() {
 #[tokio::test]
 async fn settings_max_provider_attempts() {
     let app = spawn().await;
-    assert_eq!(
-        app.get("/api/v1/settings").await.1["max_provider_attempts"],
-        3
-    );
-    assert_eq!(
-        app.snapshot(None).await.1["settings"]["max_provider_attempts"],
-        3
-    );
+    assert_eq!(app.get("/api/v1/settings").await.1["max_provider_attempts"], 3);
+    assert_eq!(app.snapshot(None).await.1["settings"]["max_provider_attempts"], 3);
     let (status, settings) = app
         .patch("/api/v1/settings", json!({ "max_provider_attempts": 1 }))
         .await;
     assert_eq!(status, StatusCode::OK, "{settings}");
     assert_eq!(settings["max_provider_attempts"], 1);
-    assert_eq!(
-        app.snapshot(None).await.1["settings"]["max_provider_attempts"],
-        1
-    );
+    assert_eq!(app.snapshot(None).await.1["settings"]["max_provider_attempts"], 1);
 }
 
 #[tokio::test]
