@@ -198,6 +198,19 @@ ensure_gemini_cli() {
     export HUBGATE_GEMINI_BIN="$dir/gemini"
 }
 
+# Headless Chromium and its WebDriver from Debian (packages chromium and
+# chromium-driver), for the admin console's browser tests. Exports
+# HUBGATE_CHROMIUM_BIN and HUBGATE_CHROMEDRIVER_BIN. Not called by tests/run
+# yet: no browser test exists so far.
+ensure_chromium() {
+    apt_install chromium chromium-driver
+    local chromium chromedriver
+    chromium=$(command -v chromium) || die "package chromium is installed but chromium is not on PATH"
+    chromedriver=$(command -v chromedriver) || die "package chromium-driver is installed but chromedriver is not on PATH"
+    "$chromedriver" --version >/dev/null 2>&1 || die "$chromedriver --version failed"
+    export HUBGATE_CHROMIUM_BIN="$chromium" HUBGATE_CHROMEDRIVER_BIN="$chromedriver"
+}
+
 # Writes template to out with every {{KEY}} (and {{KEY:-default}}) replaced
 # by VALUE, for each KEY=VALUE argument; placeholders with a default that no
 # argument names take their default. Values are inserted literally (/, &, |,
