@@ -199,9 +199,9 @@ ensure_gemini_cli() {
 }
 
 # Headless Chromium and its WebDriver from Debian (packages chromium and
-# chromium-driver), for the admin console's browser tests. Exports
-# HUBGATE_CHROMIUM_BIN and HUBGATE_CHROMEDRIVER_BIN. Not called by tests/run
-# yet: no browser test exists so far.
+# chromium-driver), for the admin console's browser tests
+# (control-plane/tests/browser). Exports HUBGATE_CHROMIUM_BIN and
+# HUBGATE_CHROMEDRIVER_BIN.
 ensure_chromium() {
     apt_install chromium chromium-driver
     local chromium chromedriver

@@ -202,7 +202,7 @@ pub fn route_table() -> Vec<(Access, &'static str, &'static str)> {
 
 /// The admin listener's router.
 pub fn router(state: AppState) -> Router {
-    let router = with_fallbacks(admin_listener_routes(&state).router);
+    let router = with_fallbacks(admin_listener_routes(&state).router.merge(ui::pages()));
     finish(router, state)
 }
 

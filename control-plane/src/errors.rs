@@ -118,7 +118,7 @@ impl ApiError {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
-                "missing or invalid bearer token".to_string(),
+                "missing or invalid credentials".to_string(),
                 None,
             ),
             ApiError::Forbidden => (

@@ -332,3 +332,42 @@ pub async fn sign_out(
     let set_cookie = cookie(&policy, "", 0);
     Ok((StatusCode::NO_CONTENT, [(SET_COOKIE, set_cookie)]).into_response())
 }
+
+/// The console's pages are not API: they are served next to it but are not
+/// in the OpenAPI document.
+pub fn pages() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/ui", axum::routing::get(index))
+        .route("/ui/", axum::routing::get(index))
+        .route("/ui/app.js", axum::routing::get(script))
+}
+
+/// Scripts only from this address, no inline code, no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     img-src 'self'; style-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY as CSP, CONTENT_TYPE};
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (CSP, CONTENT_SECURITY_POLICY),
+            (CACHE_CONTROL, "no-store"),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    page("text/html; charset=utf-8", include_str!("../ui/index.html"))
+}
+
+async fn script() -> Response {
+    page(
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/app.js"),
+    )
+}

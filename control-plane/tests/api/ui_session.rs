@@ -637,3 +637,31 @@ async fn expired_sessions_are_refused_and_swept() {
         .unwrap();
     assert_eq!(hashes, [(hubgate_wire::hash_key(&fresh.id),)]);
 }
+
+#[tokio::test]
+async fn the_sign_in_page_is_served_with_a_strict_content_security_policy() {
+    let app = spawn().await;
+    for (path, content_type) in [
+        ("/ui", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let header = |name: &str| resp.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("content-type"), content_type);
+        let csp = header("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cache-control"), "no-store");
+    }
+    let page = app.client.get(app.url("/ui")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="/ui/app.js" defer></script>"#));
+    assert!(!html.contains("<script>"), "no inline script");
+}
