@@ -9,7 +9,6 @@ use std::rc::Rc;
 
 use hubgate_core::api::{Dialect, Endpoint};
 use hubgate_core::chain::{self, Cx, Exchange, Verdict};
-use hubgate_core::guards::circuit;
 use hubgate_core::guards::failover::{self, Served};
 use hubgate_core::guards::provider;
 use hubgate_core::headers::Headers;
@@ -196,15 +195,6 @@ impl HttpContext for Attempt {
         if self.answered {
             return;
         }
-        let (Some(plan), Some(snapshot), Some(status)) = (&self.ex.plan, &self.ex.snapshot, self.status) else { return };
-        let Some(p) = snapshot.providers.iter().find(|p| p.provider.id == plan.provider_id) else { return };
-        let before = circuit::read(&host::Shared, plan.provider_id);
-        match circuit::record(&host::Shared, plan.provider_id, &p.provider.circuit, status, host::now_ms()) {
-            Some(after) if after.open_until_ms != before.open_until_ms && after.open_until_ms != 0 => {
-                log::warn!("provider {} failed repeatedly (last status {status}): circuit open", plan.provider_id);
-            }
-            Some(_) => {}
-            None => log::warn!("cannot update provider {}'s circuit in shared data", plan.provider_id),
-        }
+        crate::http::record_circuit(&self.ex, self.status);
     }
 }

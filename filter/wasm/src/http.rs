@@ -655,16 +655,7 @@ impl Http {
         if self.reply.is_some() || self.synthetic.is_some() || self.ex.failover.is_some() {
             return;
         }
-        let (Some(plan), Some(snapshot), Some(status)) = (&self.ex.plan, &self.ex.snapshot, self.status) else { return };
-        let Some(p) = snapshot.providers.iter().find(|p| p.provider.id == plan.provider_id) else { return };
-        let before = circuit::read(&host::Shared, plan.provider_id);
-        match circuit::record(&host::Shared, plan.provider_id, &p.provider.circuit, status, host::now_ms()) {
-            Some(after) if after.open_until_ms != before.open_until_ms && after.open_until_ms != 0 => {
-                log::warn!("provider {} failed repeatedly (last status {status}): circuit open", plan.provider_id);
-            }
-            Some(_) => {}
-            None => log::warn!("cannot update provider {}'s circuit in shared data", plan.provider_id),
-        }
+        record_circuit(&self.ex, self.status);
     }
 
     fn log(&mut self) {
@@ -687,6 +678,21 @@ impl Http {
     }
 }
 
+/// Counts the answer `status` of the exchange's provider for its circuit
+/// breaker, in shared data, and logs when that opens the circuit.
+pub(crate) fn record_circuit(ex: &Exchange, status: Option<u16>) {
+    let (Some(plan), Some(snapshot), Some(status)) = (&ex.plan, &ex.snapshot, status) else { return };
+    let Some(p) = snapshot.providers.iter().find(|p| p.provider.id == plan.provider_id) else { return };
+    let before = circuit::read(&host::Shared, plan.provider_id);
+    match circuit::record(&host::Shared, plan.provider_id, &p.provider.circuit, status, host::now_ms()) {
+        Some(after) if after.open_until_ms != before.open_until_ms && after.open_until_ms != 0 => {
+            log::warn!("provider {} failed repeatedly (last status {status}): circuit open", plan.provider_id);
+        }
+        Some(_) => {}
+        None => log::warn!("cannot update provider {}'s circuit in shared data", plan.provider_id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,3 +704,4 @@ mod tests {
         assert_eq!(client_ip("10.0.0.1"), "10.0.0.1");
     }
 }
+
