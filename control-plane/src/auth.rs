@@ -128,7 +128,10 @@ async fn identify(
                 }
                 outcome
             }
-            None => Outcome::Unknown,
+            // A stale cookie (expired, signed out) is the browser's own, not
+            // a guess at a 256-bit id: refused without counting towards the
+            // lockout, which would lock the admin out of their own address.
+            None => return Err(ApiError::Unauthorized),
         },
         (None, None) => Outcome::Unknown,
     };

@@ -608,6 +608,51 @@ async fn sign_out_revokes_the_session_and_clears_the_cookie() {
 }
 
 #[tokio::test]
+async fn a_stale_cookie_does_not_lock_its_address_out() {
+    let app = spawn_with(|config| {
+        config.admin_auth = ThrottlePolicy {
+            max_failures: 3,
+            window: Duration::from_secs(300),
+            lockout: Duration::from_secs(600),
+        }
+    })
+    .await;
+    let signed = sign_in(&app, ADMIN_TOKEN).await;
+    let answer = call(
+        &app,
+        Method::DELETE,
+        "/ui/api/session",
+        signed.browser(),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    // A tab left open keeps sending the signed-out cookie: 401 each time,
+    // past the lockout's limit, and the address is not locked.
+    for _ in 0..5 {
+        let answer = call(
+            &app,
+            Method::GET,
+            "/api/v1/users",
+            signed.without_csrf(),
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_error(&answer.body, "unauthorized", None);
+    }
+    let answer = call(
+        &app,
+        Method::POST,
+        "/ui/api/session",
+        Browser::default(),
+        Some(&json!({ "token": ADMIN_TOKEN })),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+}
+
+#[tokio::test]
 async fn expired_sessions_are_refused_and_swept() {
     let app = spawn().await;
     let signed = sign_in(&app, ADMIN_TOKEN).await;
