@@ -200,7 +200,7 @@ ensure_gemini_cli() {
 
 # Headless Chromium and its WebDriver from Debian (packages chromium and
 # chromium-driver), for the admin console's browser tests
-# (control-plane/tests/browser). Exports HUBGATE_CHROMIUM_BIN and
+# (tests/e2e/tests/console.rs). Exports HUBGATE_CHROMIUM_BIN and
 # HUBGATE_CHROMEDRIVER_BIN.
 ensure_chromium() {
     apt_install chromium chromium-driver

@@ -187,6 +187,24 @@ pub struct Session {
     /// Send it as `x-csrf-token` with every POST, PUT, PATCH and DELETE.
     pub csrf_token: String,
     pub expires_at: DateTime<Utc>,
+    /// The settings' time zone: the console shows times in it.
+    pub timezone: String,
+    /// The settings' locale: the console's language until the browser
+    /// chooses one.
+    pub locale: String,
+}
+
+struct Display {
+    timezone: String,
+    locale: String,
+}
+
+async fn display(state: &AppState) -> ApiResult<Display> {
+    Ok(
+        sqlx::query_as!(Display, "SELECT timezone, locale FROM settings")
+            .fetch_one(&state.pool)
+            .await?,
+    )
 }
 
 fn cookie(policy: &SessionPolicy, value: &str, max_age: u64) -> String {
@@ -252,11 +270,14 @@ pub async fn sign_in(
     )
     .fetch_one(&state.pool)
     .await?;
+    let Display { timezone, locale } = display(&state).await?;
     let session = Session {
         role,
         user_id,
         csrf_token: csrf_token(&session_id),
         expires_at,
+        timezone,
+        locale,
     };
     let set_cookie = cookie(&policy, &session_id, policy.ttl.as_secs());
     Ok((StatusCode::OK, [(SET_COOKIE, set_cookie)], Json(session)).into_response())
@@ -288,11 +309,14 @@ pub async fn current(
         .ok_or(ApiError::Unauthorized)?;
     let (role, user_id) =
         signs_in_as(credential_of(&state, &stored).await?).map_err(|_| ApiError::Unauthorized)?;
+    let Display { timezone, locale } = display(&state).await?;
     Ok(Json(Session {
         role,
         user_id,
         csrf_token: csrf_token(session_id),
         expires_at: stored.expires_at,
+        timezone,
+        locale,
     }))
 }
 
@@ -339,12 +363,32 @@ pub fn pages() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/ui", axum::routing::get(index))
         .route("/ui/", axum::routing::get(index))
-        .route("/ui/app.js", axum::routing::get(script))
+        .route("/ui/{*path}", axum::routing::get(asset))
 }
 
-/// Scripts only from this address, no inline code, no framing.
+/// Scripts and styles only from this address, no inline code, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
      img-src 'self'; style-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The console's files, built into the binary (it works offline).
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.js", JS, include_str!("../ui/app.js")),
+    ("app.css", "text/css; charset=utf-8", include_str!("../ui/app.css")),
+    ("lib/api.js", JS, include_str!("../ui/lib/api.js")),
+    ("lib/chart.js", JS, include_str!("../ui/lib/chart.js")),
+    ("lib/dom.js", JS, include_str!("../ui/lib/dom.js")),
+    ("lib/form.js", JS, include_str!("../ui/lib/form.js")),
+    ("lib/format.js", JS, include_str!("../ui/lib/format.js")),
+    ("lib/i18n.js", JS, include_str!("../ui/lib/i18n.js")),
+    ("pages/overview.js", JS, include_str!("../ui/pages/overview.js")),
+    ("pages/policy.js", JS, include_str!("../ui/pages/policy.js")),
+    ("pages/providers.js", JS, include_str!("../ui/pages/providers.js")),
+    ("pages/requests.js", JS, include_str!("../ui/pages/requests.js")),
+    ("pages/sessions.js", JS, include_str!("../ui/pages/sessions.js")),
+    ("pages/users.js", JS, include_str!("../ui/pages/users.js")),
+];
 
 fn page(content_type: &'static str, body: &'static str) -> Response {
     use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY as CSP, CONTENT_TYPE};
@@ -365,9 +409,40 @@ async fn index() -> Response {
     page("text/html; charset=utf-8", include_str!("../ui/index.html"))
 }
 
-async fn script() -> Response {
-    page(
-        "text/javascript; charset=utf-8",
-        include_str!("../ui/app.js"),
-    )
+async fn asset(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == path) {
+        Some((_, content_type, body)) => page(content_type, body),
+        None => ApiError::NotFound.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// Every file under control-plane/ui is served (a new page module that
+    /// is not listed would fail to load in the browser).
+    #[test]
+    fn every_console_file_is_served() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let name = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                    if name != "index.html" {
+                        on_disk.push(name);
+                    }
+                }
+            }
+        }
+        on_disk.sort();
+        let mut served: Vec<String> = ASSETS.iter().map(|(name, _, _)| name.to_string()).collect();
+        served.sort();
+        assert_eq!(on_disk, served);
+    }
 }

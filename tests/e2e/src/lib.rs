@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod bench_policy;
+pub mod browser;
 pub mod claude_code;
 pub mod clients;
 pub mod control_plane;
