@@ -375,18 +375,38 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// The console's files, built into the binary (it works offline).
 const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", JS, include_str!("../ui/app.js")),
-    ("app.css", "text/css; charset=utf-8", include_str!("../ui/app.css")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../ui/app.css"),
+    ),
     ("lib/api.js", JS, include_str!("../ui/lib/api.js")),
     ("lib/chart.js", JS, include_str!("../ui/lib/chart.js")),
     ("lib/dom.js", JS, include_str!("../ui/lib/dom.js")),
     ("lib/form.js", JS, include_str!("../ui/lib/form.js")),
     ("lib/format.js", JS, include_str!("../ui/lib/format.js")),
     ("lib/i18n.js", JS, include_str!("../ui/lib/i18n.js")),
-    ("pages/overview.js", JS, include_str!("../ui/pages/overview.js")),
+    (
+        "pages/overview.js",
+        JS,
+        include_str!("../ui/pages/overview.js"),
+    ),
     ("pages/policy.js", JS, include_str!("../ui/pages/policy.js")),
-    ("pages/providers.js", JS, include_str!("../ui/pages/providers.js")),
-    ("pages/requests.js", JS, include_str!("../ui/pages/requests.js")),
-    ("pages/sessions.js", JS, include_str!("../ui/pages/sessions.js")),
+    (
+        "pages/providers.js",
+        JS,
+        include_str!("../ui/pages/providers.js"),
+    ),
+    (
+        "pages/requests.js",
+        JS,
+        include_str!("../ui/pages/requests.js"),
+    ),
+    (
+        "pages/sessions.js",
+        JS,
+        include_str!("../ui/pages/sessions.js"),
+    ),
     ("pages/users.js", JS, include_str!("../ui/pages/users.js")),
 ];
 
@@ -433,7 +453,11 @@ mod tests {
                 if path.is_dir() {
                     dirs.push(path);
                 } else {
-                    let name = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                    let name = path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
                     if name != "index.html" {
                         on_disk.push(name);
                     }
