@@ -148,8 +148,16 @@ fn console_routes() -> Routes {
 }
 
 /// Routes a user may also call, about themselves (admins: about anyone).
+/// `/api/v1/requests/export.csv` is a static path: it wins over
+/// `/api/v1/requests/{id}` whatever the order (axum's router prefers static
+/// segments to parameters).
 fn account_routes() -> Routes {
     Routes::new()
+        .get("/api/v1/users/{id}", admin::users::get)
+        .get("/api/v1/requests", admin::requests::list)
+        .get("/api/v1/requests/export.csv", admin::requests::export)
+        .get("/api/v1/requests/{id}", admin::requests::get)
+        .get("/api/v1/sessions", admin::sessions::list)
         .get("/api/v1/usage/users/{id}", limits::usage::user)
         .get("/api/v1/usage/keys/{id}", limits::usage::key)
         .get("/api/v1/users/{id}/keys", admin::keys::list)

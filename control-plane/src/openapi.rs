@@ -27,8 +27,8 @@ use utoipa::openapi::{ContentBuilder, KnownFormat, Ref, RefOr, Response};
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::admin::{
-    circuits, keys, prices, providers, request_filters, requests, sensitive_words, sessions,
-    settings, users,
+    circuits, keys, overview, prices, providers, request_filters, requests, sensitive_words,
+    sessions, settings, users,
 };
 use crate::errors::ErrorBody;
 use crate::limits::usage;
@@ -77,6 +77,7 @@ const DESCRIPTION: &str = "Admin API (bearer admin token, or the key of an admin
         sensitive_words::get,
         sensitive_words::update,
         sensitive_words::delete,
+        sensitive_words::test,
         request_filters::create,
         request_filters::list,
         request_filters::get,
@@ -86,7 +87,10 @@ const DESCRIPTION: &str = "Admin API (bearer admin token, or the key of an admin
         settings::update,
         settings::client_versions,
         requests::list,
+        requests::get,
+        requests::export,
         sessions::list,
+        overview::get,
         usage::user,
         usage::key,
         usage::reset_user,

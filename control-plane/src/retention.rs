@@ -3,8 +3,9 @@
 //! than `settings.audit_retention_days` are dropped whole, and event ids are
 //! kept for deduplication two days past their receipt, quota leases a day
 //! past their expiry. Run hourly by the
-//! background jobs (once across replicas) and at startup. The usage rollup
-//! is not touched: spend outlives the rows.
+//! background jobs (once across replicas) and at startup. The usage and
+//! request rollups are not touched: spend and the console's overview
+//! outlive the rows.
 
 use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
 use sqlx::PgPool;

@@ -121,6 +121,29 @@ fn severity(s: CircuitState) -> u8 {
     }
 }
 
+/// Each provider's circuit as `GET /api/v1/providers/{id}/circuit` sums it
+/// up (`Circuit::state`): the worst state on any instance reporting
+/// currently; providers no current instance reports are left out.
+pub(crate) async fn current_states<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+) -> ApiResult<BTreeMap<i64, CircuitState>> {
+    let fresh = Utc::now() - TimeDelta::seconds(STALE_AFTER_SECS);
+    let mut states: BTreeMap<i64, CircuitState> = BTreeMap::new();
+    // As `Row::instance_circuit` counts stale: reported before `fresh`.
+    for r in rows(db, None)
+        .await?
+        .into_iter()
+        .filter(|r| r.reported_at >= fresh)
+    {
+        let state = circuit_state(&r.state)?;
+        let worst = states.entry(r.provider_id).or_insert(state);
+        if severity(state) > severity(*worst) {
+            *worst = state;
+        }
+    }
+    Ok(states)
+}
+
 async fn view(
     conn: &mut sqlx::PgConnection,
     id: i64,

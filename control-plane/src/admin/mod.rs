@@ -16,6 +16,7 @@ use crate::validate::{self, Check};
 pub mod circuits;
 mod crud;
 pub mod keys;
+pub mod overview;
 pub mod paging;
 pub mod prices;
 pub mod providers;
@@ -30,7 +31,6 @@ pub fn routes() -> Routes {
     Routes::new()
         .post("/api/v1/users", users::create)
         .get("/api/v1/users", users::list)
-        .get("/api/v1/users/{id}", users::get)
         .patch("/api/v1/users/{id}", users::update)
         .delete("/api/v1/users/{id}", users::delete)
         .post("/api/v1/users/{id}/keys", keys::create)
@@ -52,6 +52,7 @@ pub fn routes() -> Routes {
         .delete("/api/v1/model-prices/{id}", prices::delete)
         .post("/api/v1/sensitive-words", sensitive_words::create)
         .get("/api/v1/sensitive-words", sensitive_words::list)
+        .post("/api/v1/sensitive-words/test", sensitive_words::test)
         .get("/api/v1/sensitive-words/{id}", sensitive_words::get)
         .patch("/api/v1/sensitive-words/{id}", sensitive_words::update)
         .delete("/api/v1/sensitive-words/{id}", sensitive_words::delete)
@@ -63,8 +64,7 @@ pub fn routes() -> Routes {
         .get("/api/v1/settings", settings::get)
         .patch("/api/v1/settings", settings::update)
         .get("/api/v1/client-versions", settings::client_versions)
-        .get("/api/v1/requests", requests::list)
-        .get("/api/v1/sessions", sessions::list)
+        .get("/api/v1/overview", overview::get)
         .post(
             "/api/v1/usage/users/{id}/reset",
             crate::limits::usage::reset_user,

@@ -1,6 +1,6 @@
 //! Paging of the list endpoints (`/api/v1/requests`, `/api/v1/sessions`):
 //! query parameters `page` (from 1) and `page_size` (1..=500, default 50);
-//! answers `{items, total, page, page_size}`.
+//! answers `{items, total, total_capped, page, page_size}`.
 
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
@@ -71,6 +71,7 @@ impl Paging {
         Page {
             items,
             total,
+            total_capped: false,
             page: self.page,
             page_size: self.page_size,
         }
@@ -80,8 +81,12 @@ impl Paging {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// Items matching the filters, on all pages.
+    /// Items matching the filters, on all pages (see `total_capped`).
     pub total: i64,
+    /// The count stopped at its cap (the audit log counts up to 10,000
+    /// rows): more items match than `total`, which is then a lower bound.
+    /// Always false for lists counted exactly.
+    pub total_capped: bool,
     pub page: i64,
     pub page_size: i64,
 }

@@ -1,10 +1,16 @@
-//! `/api/v1/sensitive-words` (SPEC §2.2).
+//! `/api/v1/sensitive-words` (SPEC §2.2), and
+//! `POST /api/v1/sensitive-words/test`: what the filter's guard says about a
+//! text, with the enabled words.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use hubgate_core::api::Endpoint;
+use hubgate_core::body_text::user_texts;
+use hubgate_core::guards::sensitive_words::SensitiveWords;
 use hubgate_wire::pattern::PatternUse;
+use hubgate_wire::WordMatch;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 use utoipa::openapi::schema::ObjectBuilder;
@@ -244,4 +250,103 @@ pub async fn delete(State(state): State<AppState>, Id(id): Id) -> ApiResult<Stat
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/v1/sensitive-words/test`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = SensitiveWordTestInput)]
+#[serde(deny_unknown_fields)]
+pub struct TestInput {
+    /// Checked as the text of a user message.
+    #[schema(max_length = 200000)]
+    pub text: String,
+}
+
+/// Longest `text` the test box takes, in characters.
+pub const MAX_TEST_CHARS: usize = 200_000;
+
+fn match_types_or_null() -> ObjectBuilder {
+    openapi::one_of_or_null(MATCH_TYPES)
+}
+
+/// What the filter would do with a user message holding the text.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SensitiveWordTest)]
+pub struct TestResult {
+    /// A request with this text would be refused (400 `sensitive_word`).
+    pub blocked: bool,
+    /// The word that matched, as configured; null when none did.
+    pub word: Option<String>,
+    #[schema(schema_with = match_types_or_null)]
+    pub match_type: Option<&'static str>,
+    /// The matched span with some context (at most ~60 characters), as the
+    /// refusal shows it.
+    pub matched_text: Option<String>,
+    pub word_id: Option<i64>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/sensitive-words/test",
+    tag = "sensitive-words",
+    operation_id = "test_sensitive_words",
+    summary = "Check a text against the enabled words, with the filter's own matcher, as a user \
+               message",
+    description = "Compiles the enabled words as the policy snapshot ships them to the filter and \
+                   runs the filter's sensitive-word guard on a request whose only user message is \
+                   `text`: the first hit wins (contains words, then exact, then regexes). Nothing \
+                   is written.",
+    request_body = TestInput,
+    responses(
+        (status = 200, description = "The first word that matches, if any", body = TestResult),
+        BadBody,
+        AdminOnly,
+    ),
+    security(("adminBearer" = [])),
+)]
+pub async fn test(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<TestInput>,
+) -> ApiResult<Json<TestResult>> {
+    let chars = input.text.chars().count();
+    if chars > MAX_TEST_CHARS {
+        return Err(ApiError::validation(
+            "text",
+            format!("must be at most {MAX_TEST_CHARS} characters (got {chars})"),
+        ));
+    }
+    let mut conn = state.pool.acquire().await?;
+    let words = crate::internal::snapshot::sensitive_words(&mut conn).await?;
+    drop(conn);
+    let (compiled, _warnings) = SensitiveWords::compile(&words);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "messages": [{ "role": "user", "content": input.text }],
+    }))
+    .map_err(anyhow::Error::new)?;
+    let texts = user_texts(Endpoint::AnthropicMessages, &body).map_err(anyhow::Error::new)?;
+    let Some(hit) = compiled.find(&texts) else {
+        return Ok(Json(TestResult {
+            blocked: false,
+            word: None,
+            match_type: None,
+            matched_text: None,
+            word_id: None,
+        }));
+    };
+    // (word, match_type) is unique, and the hit names the word as configured.
+    let word_id = words
+        .iter()
+        .find(|w| w.word == hit.word && w.match_type == hit.match_type)
+        .map(|w| w.id);
+    Ok(Json(TestResult {
+        blocked: true,
+        match_type: Some(match hit.match_type {
+            WordMatch::Contains => "contains",
+            WordMatch::Exact => "exact",
+            WordMatch::Regex => "regex",
+        }),
+        word: Some(hit.word),
+        matched_text: Some(hit.matched_text),
+        word_id,
+    }))
 }

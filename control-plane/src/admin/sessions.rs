@@ -2,10 +2,14 @@
 //! first. A session is *active* for [`ACTIVE_SECS`] after its last request;
 //! only active sessions are listed unless `active=false`.
 //!
+//! Admins see every session; a user (`auth::require_account`) only their
+//! own: their user_id is forced, asking for another user's is 403.
+//!
 //! Query parameters: user_id, key_id, active (`true`, the default: active
 //! sessions only; `false`: every retained session, idle ones included), page
 //! (from 1), page_size (1..=500, default 50), as for `/api/v1/requests`.
-//! Answer: `{items, total, page, page_size}`.
+//! Answer: `{items, total, total_capped, page, page_size}` (counted exactly:
+//! `total_capped` is always false).
 //!
 //! Rows are written at event ingestion (`internal::events`) and deleted by
 //! the background sweep once idle for
@@ -13,7 +17,7 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
@@ -21,12 +25,18 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::paging::{parse, Page, Paging};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult};
-use crate::openapi::{AdminOnly, BadQuery};
+use crate::openapi::{AdminOrOwner, BadQuery};
 use crate::validate;
 
 /// A session is active this long after its last request (SPEC §2.7).
 pub const ACTIVE_SECS: i64 = 300;
+
+/// Sessions with a request after this instant are active at `now`.
+pub fn active_since(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - TimeDelta::seconds(ACTIVE_SECS)
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Session {
@@ -50,7 +60,7 @@ pub struct Session {
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct Filters {
-    /// Only this user's sessions.
+    /// Only this user's sessions (users: only their own id).
     user_id: Option<i64>,
     /// Only this key's sessions.
     key_id: Option<i64>,
@@ -116,24 +126,32 @@ impl Filters {
     path = "/api/v1/sessions",
     tag = "sessions",
     operation_id = "list_sessions",
-    summary = "Client sessions, most recently active first; only active ones unless active=false",
+    summary = "Client sessions, most recently active first; only active ones unless active=false \
+               (users: their own)",
     params(Filters, Paging),
     responses(
         (status = 200, description = "One page of sessions", body = Page<Session>),
         BadQuery,
-        AdminOnly,
+        AdminOrOwner,
     ),
-    security(("adminBearer" = [])),
+    security(("adminBearer" = []), ("userBearer" = [])),
 )]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult<Json<Page<Session>>> {
     let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
-    let filters = Filters::from_pairs(pairs)?;
+    let mut filters = Filters::from_pairs(pairs)?;
+    if let Caller::User { user_id, .. } = caller {
+        if filters.user_id.is_some_and(|asked| asked != user_id) {
+            return Err(ApiError::Forbidden);
+        }
+        filters.user_id = Some(user_id);
+    }
     // One instant for the filter and every item's `active`, on the clock
     // that event ingestion bounds last_seen_at with.
-    let cutoff = Utc::now() - TimeDelta::seconds(ACTIVE_SECS);
+    let cutoff = active_since(Utc::now());
 
     let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM sessions");
     filters.push_where(&mut count, cutoff);

@@ -1,8 +1,9 @@
-//! `/api/v1/users`: create, list, get, update, soft delete.
+//! `/api/v1/users`: create, list, get, update, soft delete. A user may get
+//! their own record (`auth::require_account`); the rest is for admins.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -13,10 +14,11 @@ use utoipa::ToSchema;
 use super::crud;
 use super::{after_patch, limit_modes, limits, Id, LimitFields};
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::db::bump_policy;
 use crate::errors::{ApiError, ApiResult};
 use crate::extract::{JsonBody, JsonObject};
-use crate::openapi::{self, AdminOnly, BadBody, Conflict, NotFound, Patch};
+use crate::openapi::{self, AdminOnly, AdminOrOwner, BadBody, Conflict, NotFound, Patch};
 use crate::validate::{self, Check};
 
 /// Body of `POST /api/v1/users`; PATCH takes any subset of these fields.
@@ -374,13 +376,21 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: i64, for_update: bool) -> Api
     path = "/api/v1/users/{id}",
     tag = "users",
     operation_id = "get_user",
-    summary = "Get a user",
+    summary = "Get a user (users: themselves)",
     params(Id),
-    responses((status = 200, description = "The user", body = User), NotFound, AdminOnly),
-    security(("adminBearer" = [])),
+    responses((status = 200, description = "The user", body = User), NotFound, AdminOrOwner),
+    security(("adminBearer" = []), ("userBearer" = [])),
 )]
-pub async fn get(State(state): State<AppState>, Id(id): Id) -> ApiResult<Json<User>> {
-    Ok(Json(find(&state.pool, id, false).await?))
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Id(id): Id,
+) -> ApiResult<Json<User>> {
+    let user = find(&state.pool, id, false).await?;
+    if !caller.may_read_user(id) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Json(user))
 }
 
 #[utoipa::path(

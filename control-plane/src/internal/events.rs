@@ -1,9 +1,9 @@
 //! `POST EVENTS_PATH`: batched usage events. Inserted in one transaction,
 //! each only if its `event_id` is new to `audit_event_ids` (and once per
-//! batch), so a retried batch never double-counts; the hourly usage rollup,
-//! the `sessions` table (SPEC §2.7), the fixed five-hour windows and the
-//! quota leases are updated for newly stored events only, in the same
-//! transaction.
+//! batch), so a retried batch never double-counts; the hourly usage and
+//! request rollups, the `sessions` table (SPEC §2.7), the fixed five-hour
+//! windows and the quota leases are updated for newly stored events only,
+//! in the same transaction.
 //!
 //! Ingestion never refuses a well-formed batch because of odd values (the
 //! filter retries until accepted): values Postgres cannot store are repaired
@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use hubgate_wire::{EventBatch, EventBatchAck, RequestEvent};
+use hubgate_wire::{CostBreakdown, EventBatch, EventBatchAck, RequestEvent};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::types::Json as DbJson;
@@ -155,6 +155,7 @@ struct Row {
     cache_read_tokens: i64,
     cost_usd: Decimal,
     cost_multiplier: Decimal,
+    cost_breakdown: Option<CostBreakdown>,
     session_id: Option<String>,
     user_agent: Option<String>,
     client_ip: Option<String>,
@@ -208,6 +209,25 @@ fn not_negative(value: Decimal, flags: &mut Vec<String>) -> Decimal {
     }
 }
 
+/// A breakdown with a negative part is dropped (and the row flagged
+/// `invalid_cost`): it could not add up to a cost that is never negative.
+fn breakdown(parts: CostBreakdown, flags: &mut Vec<String>) -> Option<CostBreakdown> {
+    let all = [
+        parts.input_usd,
+        parts.output_usd,
+        parts.cache_creation_5m_usd,
+        parts.cache_creation_1h_usd,
+        parts.cache_read_usd,
+    ];
+    if all.iter().all(|p| !p.is_sign_negative() || p.is_zero()) {
+        return Some(parts);
+    }
+    if !flags.iter().any(|f| f == "invalid_cost") {
+        flags.push("invalid_cost".to_string());
+    }
+    None
+}
+
 /// Indexed text must stay well under Postgres's btree row limit (~2.7 KB),
 /// or one event would make its whole batch unstorable: longer values are
 /// cut and flagged.
@@ -242,6 +262,9 @@ impl Row {
         let blocked_by = indexed(e.blocked_by, "blocked_by_truncated", &mut flags);
         let cost_usd = not_negative(e.cost_usd, &mut flags);
         let cost_multiplier = not_negative(e.cost_multiplier, &mut flags);
+        let cost_breakdown = e
+            .cost_breakdown
+            .and_then(|parts| breakdown(parts, &mut flags));
         Row {
             event_id: clean(e.event_id),
             request_id: clean(e.request_id),
@@ -264,6 +287,7 @@ impl Row {
             cache_read_tokens: big(e.usage.cache_read_tokens),
             cost_usd,
             cost_multiplier,
+            cost_breakdown,
             session_id,
             user_agent: clean_opt(e.user_agent),
             client_ip: clean_opt(e.client_ip),
@@ -374,13 +398,14 @@ async fn insert_events(
            key_masked, provider_id, method, endpoint, original_model, upstream_model, status, duration_ms, \
            ttfb_ms, input_tokens, output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, \
            cache_read_tokens, cost_usd, cost_multiplier, session_id, user_agent, client_ip, stream, blocked_by, \
-           blocked_reason, error, flags) \
+           blocked_reason, error, flags, cost_breakdown) \
          SELECT e.event_id, e.request_id, e.started_at, $3::timestamptz, e.user_id, e.key_id, e.key_masked, \
            e.provider_id, e.method, e.endpoint, e.original_model, e.upstream_model, e.status, e.duration_ms, \
            e.ttfb_ms, e.input_tokens, e.output_tokens, e.cache_creation_5m_tokens, e.cache_creation_1h_tokens, \
            e.cache_read_tokens, e.cost_usd, e.cost_multiplier, e.session_id, e.user_agent, e.client_ip, e.stream, \
            e.blocked_by, e.blocked_reason, e.error, \
-           CASE WHEN e.flags IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(e.flags)) END \
+           CASE WHEN e.flags IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(e.flags)) END, \
+           e.cost_breakdown \
          FROM (SELECT unnest($1::text[]) AS event_id, unnest($2::text[]) AS request_id, \
            unnest($4::timestamptz[]) AS started_at, unnest($5::int8[]) AS user_id, unnest($6::int8[]) AS key_id, \
            unnest($7::text[]) AS key_masked, unnest($8::int8[]) AS provider_id, unnest($9::text[]) AS method, \
@@ -393,7 +418,8 @@ async fn insert_events(
            unnest($22::numeric[]) AS cost_multiplier, unnest($23::text[]) AS session_id, \
            unnest($24::text[]) AS user_agent, unnest($25::text[]) AS client_ip, unnest($26::bool[]) AS stream, \
            unnest($27::text[]) AS blocked_by, unnest($28::jsonb[]) AS blocked_reason, \
-           unnest($29::text[]) AS error, unnest($30::jsonb[]) AS flags) AS e",
+           unnest($29::text[]) AS error, unnest($30::jsonb[]) AS flags, \
+           unnest($31::jsonb[]) AS cost_breakdown) AS e",
         &col(rows, |r| r.event_id.as_str()) as &[&str],
         &col(rows, |r| r.request_id.as_str()) as &[&str],
         received_at,
@@ -424,26 +450,32 @@ async fn insert_events(
         &col(rows, |r| r.blocked_reason.as_ref().map(DbJson)) as &[Option<DbJson<&Value>>],
         &col(rows, |r| r.error.as_deref()) as &[Option<&str>],
         &col(rows, |r| Some(&r.flags).filter(|f| !f.is_empty()).map(DbJson)) as &[Option<DbJson<&Vec<String>>>],
+        &col(rows, |r| r.cost_breakdown.as_ref().map(DbJson)) as &[Option<DbJson<&CostBreakdown>>],
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Adds the new events to the hourly rollup, the sessions and the
-/// five-hour windows in one statement. Its rows are the ones concurrent
-/// batches share, so it runs last, just before the commit: they stay
-/// locked for as short a time as possible. Each table's rows are written
-/// in one order (sorted keys), in every batch: no deadlock.
+/// Adds the new events to the hourly usage and request rollups, the
+/// sessions and the five-hour windows in one statement. Its rows are the
+/// ones concurrent batches share, so it runs last, just before the commit:
+/// they stay locked for as short a time as possible. Each table's rows are
+/// written in one order (sorted keys), in every batch: no deadlock.
 async fn add_usage(
     conn: &mut PgConnection,
     stored: &[&Row],
     received_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let rollup = Rollup::of(stored);
+    let requests = RequestRollup::of(stored);
     let sessions = Sessions::of(stored, received_at);
     let charges = Charges::of(stored);
-    if rollup.ids.is_empty() && sessions.key_ids.is_empty() && charges.0.is_empty() {
+    if rollup.ids.is_empty()
+        && requests.hours.is_empty()
+        && sessions.key_ids.is_empty()
+        && charges.0.is_empty()
+    {
         return Ok(());
     }
     let (user_ids, user_due) = charges.due("users");
@@ -465,6 +497,16 @@ async fn add_usage(
              request_count = usage_rollup.request_count + EXCLUDED.request_count, \
              input_tokens = usage_rollup.input_tokens + EXCLUDED.input_tokens, \
              output_tokens = usage_rollup.output_tokens + EXCLUDED.output_tokens), \
+         requests AS ( \
+           INSERT INTO request_rollup (bucket_start, model, status, blocked_by, request_count, cost_usd, \
+             input_tokens, output_tokens) \
+           SELECT unnest($20::timestamptz[]), unnest($21::text[]), unnest($22::int4[]), unnest($23::text[]), \
+             unnest($24::int8[]), unnest($25::numeric[]), unnest($26::int8[]), unnest($27::int8[]) \
+           ON CONFLICT (bucket_start, model, status, blocked_by) DO UPDATE SET \
+             request_count = request_rollup.request_count + EXCLUDED.request_count, \
+             cost_usd = request_rollup.cost_usd + EXCLUDED.cost_usd, \
+             input_tokens = request_rollup.input_tokens + EXCLUDED.input_tokens, \
+             output_tokens = request_rollup.output_tokens + EXCLUDED.output_tokens), \
          seen AS ( \
            INSERT INTO sessions (key_id, session_id, user_id, provider_id, client, first_seen_at, last_seen_at, \
              request_count) \
@@ -506,7 +548,15 @@ async fn add_usage(
         &user_ids,
         &user_due,
         &key_ids,
-        &key_due
+        &key_due,
+        &requests.hours,
+        &requests.models as &[&str],
+        &requests.statuses,
+        &requests.blocked_by as &[&str],
+        &requests.requests,
+        &requests.costs,
+        &requests.inputs,
+        &requests.outputs
     )
     .fetch_all(&mut *conn)
     .await?
@@ -571,6 +621,62 @@ impl Rollup {
             out.hours.push(hour);
             out.costs.push(b.cost_usd);
             out.requests.push(b.requests);
+            out.inputs.push(b.input_tokens);
+            out.outputs.push(b.output_tokens);
+        }
+        out
+    }
+}
+
+/// The new events counted per hour, original model, status and blocked_by
+/// (`request_rollup`, migration 0017), as columns: every stored request,
+/// guard refusals included. No model and no blocked_by are `''`.
+#[derive(Default)]
+struct RequestRollup<'a> {
+    hours: Vec<DateTime<Utc>>,
+    models: Vec<&'a str>,
+    statuses: Vec<i32>,
+    blocked_by: Vec<&'a str>,
+    requests: Vec<i64>,
+    costs: Vec<Decimal>,
+    inputs: Vec<i64>,
+    outputs: Vec<i64>,
+}
+
+/// `request_rollup.model` holds at most this many characters of the model.
+pub const MAX_ROLLUP_MODEL_CHARS: usize = MAX_INDEXED_CHARS;
+
+impl<'a> RequestRollup<'a> {
+    fn of(stored: &[&'a Row]) -> RequestRollup<'a> {
+        // BTreeMap: rows written in one order by every batch (no deadlock).
+        type Key<'k> = (DateTime<Utc>, &'k str, i32, &'k str);
+        let mut buckets: BTreeMap<Key<'a>, Bucket> = BTreeMap::new();
+        for &r in stored {
+            let hour = r
+                .started_at
+                .duration_trunc(TimeDelta::hours(1))
+                .unwrap_or(r.started_at);
+            let model = clip(
+                r.original_model.as_deref().unwrap_or_default(),
+                MAX_ROLLUP_MODEL_CHARS,
+            );
+            let blocked_by = r.blocked_by.as_deref().unwrap_or_default();
+            let b = buckets
+                .entry((hour, model, r.status, blocked_by))
+                .or_default();
+            b.cost_usd = b.cost_usd.checked_add(r.cost_usd).unwrap_or(Decimal::MAX);
+            b.requests += 1;
+            b.input_tokens = b.input_tokens.saturating_add(r.input_tokens);
+            b.output_tokens = b.output_tokens.saturating_add(r.output_tokens);
+        }
+        let mut out = RequestRollup::default();
+        for ((hour, model, status, blocked_by), b) in buckets {
+            out.hours.push(hour);
+            out.models.push(model);
+            out.statuses.push(status);
+            out.blocked_by.push(blocked_by);
+            out.requests.push(b.requests);
+            out.costs.push(b.cost_usd);
             out.inputs.push(b.input_tokens);
             out.outputs.push(b.output_tokens);
         }

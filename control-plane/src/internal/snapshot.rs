@@ -84,6 +84,22 @@ fn with_version(mut response: Response, version: u64) -> Response {
     response
 }
 
+/// The enabled sensitive words, as the snapshot ships them (by id).
+pub async fn sensitive_words(conn: &mut sqlx::PgConnection) -> anyhow::Result<Vec<SensitiveWord>> {
+    sqlx::query!("SELECT id, word, match_type FROM sensitive_words WHERE enabled ORDER BY id")
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|w| {
+            Ok(SensitiveWord {
+                id: w.id,
+                word: w.word,
+                match_type: wire_enum("match_type", &w.match_type)?,
+            })
+        })
+        .collect()
+}
+
 /// Reads the whole policy in one repeatable-read transaction, so the version
 /// and the content always match.
 pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
@@ -129,19 +145,7 @@ pub async fn build(pool: &PgPool) -> anyhow::Result<PolicySnapshot> {
     .fetch_all(&mut *tx)
     .await?;
 
-    let sensitive_words =
-        sqlx::query!("SELECT id, word, match_type FROM sensitive_words WHERE enabled ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|w| {
-                Ok(SensitiveWord {
-                    id: w.id,
-                    word: w.word,
-                    match_type: wire_enum("match_type", &w.match_type)?,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+    let sensitive_words = sensitive_words(&mut tx).await?;
 
     let request_filters = sqlx::query!(
         r#"SELECT id, name, scope, action, match_type, target,

@@ -1,6 +1,6 @@
-//! Event ingestion's bookkeeping: the usage rollup and the sessions equal
-//! the sum of the stored rows, however a batch repeats users, keys and
-//! sessions and however often (or concurrently) it is delivered; quota
+//! Event ingestion's bookkeeping: the usage and request rollups and the
+//! sessions equal the sum of the stored rows, however a batch repeats users,
+//! keys and sessions and however often (or concurrently) it is delivered; quota
 //! leases are charged once; a fixed five-hour window is locked only when it
 //! moves.
 
@@ -80,6 +80,7 @@ async fn assert_bookkeeping_matches_rows(app: &TestApp) {
             .unwrap();
     assert!(!sessions.is_empty());
     assert_eq!(sessions, from_rows, "sessions");
+    crate::overview::assert_request_rollup_matches_rows(app).await;
 }
 
 #[tokio::test]

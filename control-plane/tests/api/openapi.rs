@@ -475,9 +475,45 @@ async fn answers_fit_their_documented_schemas() {
     e.provider_id = Some(pid);
     e.session_id = Some("s-1".into());
     e.blocked_reason = Some(json!({ "word": "x" }));
-    ingest(&app, &[e]).await;
+    e.cost_breakdown = Some(hubgate_wire::CostBreakdown {
+        output_usd: rust_decimal::Decimal::new(6, 3),
+        ..Default::default()
+    });
+    let mut refused = event("schema-e2");
+    refused.user_id = Some(uid);
+    refused.status = 400;
+    refused.blocked_by = Some("sensitive_word".into());
+    ingest(&app, &[e, refused]).await;
     let page = get("/api/v1/requests", "/api/v1/requests".into()).await;
-    assert_eq!(page["total"], 1);
+    assert_eq!(page["total"], 2);
+    for item in page["items"].as_array().unwrap() {
+        let row = get(
+            "/api/v1/requests/{id}",
+            format!("/api/v1/requests/{}", item["id"]),
+        )
+        .await;
+        assert_eq!(&row, item);
+    }
+    for window in ["hour", "day", "week"] {
+        let overview = get(
+            "/api/v1/overview",
+            format!("/api/v1/overview?window={window}"),
+        )
+        .await;
+        assert_eq!(overview["totals"]["requests"], 2);
+    }
+    for text in ["my secret-plan", "nothing"] {
+        answer_fits(
+            &app,
+            &doc,
+            Method::POST,
+            "/api/v1/sensitive-words/test",
+            "/api/v1/sensitive-words/test",
+            Some(json!({ "text": text })),
+            StatusCode::OK,
+        )
+        .await;
+    }
     let page = get("/api/v1/sessions", "/api/v1/sessions".into()).await;
     assert_eq!(page["total"], 1);
     let usage = get(
@@ -595,8 +631,9 @@ async fn documented_query_parameters_are_accepted() {
         assert_eq!(body["error"]["field"], "not_a_parameter");
     }
     assert_eq!(
-        lists, 3,
-        "/api/v1/requests, /api/v1/sessions and /api/v1/providers/eligibility"
+        lists, 5,
+        "/api/v1/requests, /api/v1/requests/export.csv, /api/v1/sessions, /api/v1/overview and \
+         /api/v1/providers/eligibility"
     );
 }
 

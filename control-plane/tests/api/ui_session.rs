@@ -408,13 +408,15 @@ async fn a_user_session_acts_exactly_as_the_users_key() {
         format!("/api/v1/usage/users/{user_id}"),
         format!("/api/v1/usage/keys/{key_id}"),
         format!("/api/v1/users/{user_id}/keys"),
+        format!("/api/v1/users/{user_id}"),
+        "/api/v1/requests".to_string(),
         format!("/api/v1/usage/users/{other_id}"),
         format!("/api/v1/usage/keys/{other_key_id}"),
         format!("/api/v1/users/{other_id}/keys"),
+        format!("/api/v1/users/{other_id}"),
+        format!("/api/v1/requests?user_id={other_id}"),
         "/api/v1/users".to_string(),
-        format!("/api/v1/users/{user_id}"),
         format!("/api/v1/keys/{key_id}"),
-        "/api/v1/requests".to_string(),
         "/api/v1/providers".to_string(),
         "/api/v1/settings".to_string(),
     ];
@@ -431,12 +433,12 @@ async fn a_user_session_acts_exactly_as_the_users_key() {
         statuses.push(by_key.0);
     }
     assert_eq!(
-        &statuses[..3],
-        [StatusCode::OK; 3],
-        "own usage and keys are readable"
+        &statuses[..5],
+        [StatusCode::OK; 5],
+        "own usage, keys, record and requests are readable"
     );
     assert!(
-        statuses[3..].iter().all(|s| *s == StatusCode::FORBIDDEN),
+        statuses[5..].iter().all(|s| *s == StatusCode::FORBIDDEN),
         "others' data and admin routes are refused: {statuses:?}"
     );
 

@@ -342,6 +342,7 @@ pub fn event(id: &str) -> hubgate_wire::RequestEvent {
         },
         cost_usd: rust_decimal::Decimal::new(6, 3),
         cost_multiplier: rust_decimal::Decimal::ONE,
+        cost_breakdown: None,
         session_id: None,
         user_agent: Some("claude-cli/2.1.197 (external, sdk-cli)".to_string()),
         client_ip: Some("127.0.0.1".to_string()),

@@ -1,15 +1,19 @@
 //! Settling a finished request: which usage counts, and what it costs.
 
-use hubgate_wire::Usage;
+use hubgate_wire::{CostBreakdown, Usage};
 use rust_decimal::Decimal;
 
-use crate::cost::{cost, Price};
+use crate::cost::{cost_parts, Price};
 use crate::usage::Metered;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settlement {
     pub usage: Usage,
     pub cost_usd: Decimal,
+    /// What `cost_usd` is made of, when it was computed from a price (the
+    /// parts add up to it exactly); `None` when the request is not billed
+    /// or its price is unknown.
+    pub breakdown: Option<CostBreakdown>,
     pub flags: Vec<String>,
 }
 
@@ -34,11 +38,11 @@ pub fn settle(
         flags.push("output_estimated".to_string());
     }
     if !billable || !success {
-        return Settlement { usage, cost_usd: Decimal::ZERO, flags };
+        return Settlement { usage, cost_usd: Decimal::ZERO, breakdown: None, flags };
     }
     if metered.unsupported {
         flags.push("usage_unsupported".to_string());
-        return Settlement { usage, cost_usd: Decimal::ZERO, flags };
+        return Settlement { usage, cost_usd: Decimal::ZERO, breakdown: None, flags };
     }
     if metered.usage.is_none() {
         usage = Usage {
@@ -49,18 +53,19 @@ pub fn settle(
         };
         flags.push("usage_estimated".to_string());
     }
-    let cost_usd = match price.map(|p| cost(&usage, p, multiplier)) {
-        Some(Some(c)) => c,
+    let breakdown = match price.map(|p| cost_parts(&usage, p, multiplier)) {
+        Some(Some(parts)) => Some(parts),
         Some(None) => {
             flags.push("cost_overflow".to_string());
-            Decimal::ZERO
+            None
         }
         None => {
             flags.push("price_missing".to_string());
-            Decimal::ZERO
+            None
         }
     };
-    Settlement { usage, cost_usd, flags }
+    let cost_usd = breakdown.and_then(|parts| parts.total()).map_or(Decimal::ZERO, |c| c.normalize());
+    Settlement { usage, cost_usd, breakdown, flags }
 }
 
 #[cfg(test)]
@@ -88,12 +93,17 @@ mod tests {
         assert_eq!(s.cost_usd, Decimal::new(45, 1));
         assert_eq!(s.usage, u);
         assert!(s.flags.is_empty());
+        let parts = s.breakdown.unwrap();
+        assert_eq!(parts.input_usd, Decimal::new(45, 1));
+        assert_eq!(parts.output_usd, Decimal::ZERO);
+        assert_eq!(parts.total(), Some(s.cost_usd));
     }
 
     #[test]
     fn errors_and_passthrough_are_free() {
         let u = Usage { input_tokens: 10, ..Default::default() };
-        assert_eq!(settle(500, true, &metered(Some(u.clone()), false), 10, Some(&price()), Decimal::ONE).cost_usd, Decimal::ZERO);
+        let refused = settle(500, true, &metered(Some(u.clone()), false), 10, Some(&price()), Decimal::ONE);
+        assert_eq!((refused.cost_usd, refused.breakdown), (Decimal::ZERO, None));
         assert_eq!(settle(200, false, &metered(Some(u), false), 10, Some(&price()), Decimal::ONE).cost_usd, Decimal::ZERO);
     }
 
@@ -111,6 +121,8 @@ mod tests {
         let s = settle(200, true, &metered(Some(u), true), 10, Some(&price()), Decimal::ONE);
         assert_eq!(s.flags, vec!["stream_incomplete", "output_estimated"]);
         assert_eq!(s.cost_usd, Decimal::new(315, 6));
+        let parts = s.breakdown.unwrap();
+        assert_eq!((parts.input_usd, parts.output_usd), (Decimal::new(3, 4), Decimal::new(15, 6)));
     }
 
     #[test]
@@ -127,6 +139,7 @@ mod tests {
         let huge = Price { input: Decimal::MAX, ..price() };
         let s = settle(200, true, &metered(Some(u), false), 10, Some(&huge), Decimal::MAX);
         assert_eq!(s.flags, vec!["cost_overflow"]);
+        assert_eq!((s.cost_usd, s.breakdown), (Decimal::ZERO, None));
     }
 
     #[test]
@@ -135,5 +148,6 @@ mod tests {
         let s = settle(200, true, &metered(Some(u), false), 10, None, Decimal::ONE);
         assert_eq!(s.flags, vec!["price_missing"]);
         assert_eq!(s.cost_usd, Decimal::ZERO);
+        assert_eq!(s.breakdown, None);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use hubgate_wire::{ModelPrice, Usage};
+use hubgate_wire::{CostBreakdown, ModelPrice, Usage};
 use rust_decimal::Decimal;
 
 /// USD per million tokens, with cache-price fallbacks already applied.
@@ -81,20 +81,33 @@ fn is_date_suffix(rest: &str) -> bool {
 
 /// Cost in USD of `usage` at `price`, times the provider's multiplier;
 /// `None` if the numbers overflow (decimal arithmetic would otherwise panic).
+/// The sum of [`cost_parts`], so a request's breakdown always adds up to
+/// its cost.
 pub fn cost(usage: &Usage, price: &Price, multiplier: Decimal) -> Option<Decimal> {
-    let parts = [
-        (usage.input_tokens, price.input),
-        (usage.output_tokens, price.output),
-        (usage.cache_creation_5m_tokens, price.cache_write_5m),
-        (usage.cache_creation_1h_tokens, price.cache_write_1h),
-        (usage.cache_read_tokens, price.cache_read),
-    ];
-    let mut per_mtok = Decimal::ZERO;
-    for (tokens, price) in parts {
-        per_mtok = per_mtok.checked_add(Decimal::from(tokens).checked_mul(price)?)?;
-    }
-    let usd = per_mtok.checked_div(Decimal::from(1_000_000u32))?.checked_mul(multiplier)?;
-    Some(usd.normalize())
+    cost_parts(usage, price, multiplier)?.total().map(|c| c.normalize())
+}
+
+/// The cost of each token kind of `usage` at `price`, times the provider's
+/// multiplier (tokens × USD per million tokens / 1,000,000 × multiplier);
+/// `None` if the numbers overflow.
+pub fn cost_parts(usage: &Usage, price: &Price, multiplier: Decimal) -> Option<CostBreakdown> {
+    let part = |tokens: u64, price: Decimal| -> Option<Decimal> {
+        let usd = Decimal::from(tokens)
+            .checked_mul(price)?
+            .checked_div(Decimal::from(1_000_000u32))?
+            .checked_mul(multiplier)?;
+        Some(usd.normalize())
+    };
+    let parts = CostBreakdown {
+        input_usd: part(usage.input_tokens, price.input)?,
+        output_usd: part(usage.output_tokens, price.output)?,
+        cache_creation_5m_usd: part(usage.cache_creation_5m_tokens, price.cache_write_5m)?,
+        cache_creation_1h_usd: part(usage.cache_creation_1h_tokens, price.cache_write_1h)?,
+        cache_read_usd: part(usage.cache_read_tokens, price.cache_read)?,
+    };
+    // The total must be representable too.
+    parts.total()?;
+    Some(parts)
 }
 
 #[cfg(test)]
@@ -131,6 +144,41 @@ mod tests {
         assert_eq!(cost(&usage, &price, Decimal::ONE), Some(d("0.01155")));
         assert_eq!(cost(&usage, &price, d("1.5")), Some(d("0.017325")));
         assert_eq!(cost(&Usage::default(), &price, d("1.5")), Some(Decimal::ZERO));
+    }
+
+    #[test]
+    fn parts_add_up_to_the_cost() {
+        let usage = Usage {
+            input_tokens: 1200,
+            output_tokens: 345,
+            cache_creation_5m_tokens: 100,
+            cache_creation_1h_tokens: 200,
+            cache_read_tokens: 4000,
+        };
+        let price = Price::from_model_price(&sonnet());
+        let parts = cost_parts(&usage, &price, d("1.5")).unwrap();
+        assert_eq!(
+            parts,
+            CostBreakdown {
+                input_usd: d("0.0054"),
+                output_usd: d("0.0077625"),
+                cache_creation_5m_usd: d("0.0005625"),
+                cache_creation_1h_usd: d("0.0018"),
+                cache_read_usd: d("0.0018"),
+            }
+        );
+        assert_eq!(parts.total(), cost(&usage, &price, d("1.5")));
+        // Odd prices and multipliers: still exact.
+        let odd = Price { input: d("0.333333"), output: d("1.7"), cache_write_5m: d("0.0001"), cache_write_1h: d("7"), cache_read: d("0.03") };
+        for multiplier in [d("0"), d("0.7"), d("1.333"), d("3")] {
+            for n in [0u64, 1, 7, 999_999, 123_456_789] {
+                let u = Usage { input_tokens: n, output_tokens: n / 3, cache_creation_5m_tokens: n % 11, cache_creation_1h_tokens: 5, cache_read_tokens: n * 2 };
+                let parts = cost_parts(&u, &odd, multiplier).unwrap();
+                assert_eq!(parts.total(), cost(&u, &odd, multiplier), "{n} x {multiplier}");
+            }
+        }
+        let huge = Usage { input_tokens: u64::MAX, ..Usage::default() };
+        assert_eq!(cost_parts(&huge, &Price { input: Decimal::MAX, ..price }, Decimal::ONE), None);
     }
 
     #[test]

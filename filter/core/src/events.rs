@@ -241,6 +241,7 @@ mod tests {
             usage: Default::default(),
             cost_usd: Default::default(),
             cost_multiplier: Default::default(),
+            cost_breakdown: None,
             session_id: None,
             user_agent: Some("ua, \"quoted\"".into()),
             client_ip: None,

@@ -146,6 +146,9 @@ fn pricing(input: &mut Input<'_>) {
             if !billable || !(200..300).contains(&status) {
                 check(s.cost_usd.is_zero(), "an unbilled request cost money", &s);
             }
+            if let Some(parts) = &s.breakdown {
+                check(parts.total() == Some(s.cost_usd), "the cost breakdown does not add up to the cost", &s);
+            }
         }
     }
     let _ = Endpoint::from_path(&model);

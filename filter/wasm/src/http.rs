@@ -257,6 +257,7 @@ impl Http {
             usage: settlement.usage,
             cost_usd: settlement.cost_usd,
             cost_multiplier: multiplier,
+            cost_breakdown: settlement.breakdown,
             session_id: ex.session_id.clone(),
             user_agent: ex.headers.get("user-agent").map(|ua| clip(ua, MAX_USER_AGENT)),
             client_ip: ex.client_ip.clone(),

@@ -14,6 +14,34 @@ pub struct Usage {
     pub cache_read_tokens: u64,
 }
 
+/// A request's cost per token kind, in USD, the provider's multiplier
+/// applied (see `RequestEvent::cost_breakdown`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CostBreakdown {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub input_usd: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub output_usd: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cache_creation_5m_usd: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cache_creation_1h_usd: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cache_read_usd: Decimal,
+}
+
+impl CostBreakdown {
+    /// The parts' sum; `None` on overflow.
+    pub fn total(&self) -> Option<Decimal> {
+        self.input_usd
+            .checked_add(self.output_usd)?
+            .checked_add(self.cache_creation_5m_usd)?
+            .checked_add(self.cache_creation_1h_usd)?
+            .checked_add(self.cache_read_usd)
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RequestEvent {
     /// Unique per request across all Envoy instances; the idempotency key.
@@ -38,6 +66,11 @@ pub struct RequestEvent {
     pub usage: Usage,
     pub cost_usd: Decimal,
     pub cost_multiplier: Decimal,
+    /// What `cost_usd` is made of, when it was computed from a price: each
+    /// token kind's tokens × price × `cost_multiplier`; the parts add up to
+    /// `cost_usd` exactly. Absent from filters older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_breakdown: Option<CostBreakdown>,
     pub session_id: Option<String>,
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,

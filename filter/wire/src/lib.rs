@@ -14,7 +14,7 @@ pub mod shares;
 pub mod snapshot;
 
 pub use circuits::{CircuitReport, CircuitState, ProviderCircuit, CIRCUIT_REPORT_EVERY_MS};
-pub use events::{EventBatch, EventBatchAck, RequestEvent, Usage};
+pub use events::{CostBreakdown, EventBatch, EventBatchAck, RequestEvent, Usage};
 pub use leases::{Entity, Grant, LeaseRequest, LeaseResponse};
 pub use shares::{Share, ShareAsk, ShareKind, ShareRequest, ShareResponse};
 pub use keys::{hash_key, mask_key, KeyResolveRequest, KeyResolveResponse, ResolvedKey, ResolvedUser};

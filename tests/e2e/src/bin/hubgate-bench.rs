@@ -639,6 +639,7 @@ fn ingest_batch(prefix: &str, first: u64) -> hubgate_wire::EventBatch {
                 },
                 cost_usd: rust_decimal::Decimal::new(31_234 + (n % 1000) as i64, 6),
                 cost_multiplier: rust_decimal::Decimal::ONE,
+                cost_breakdown: None,
                 session_id: Some(format!("0b1c2d3e-0000-4000-8000-{:012}", user * 100 + (n as i64 % 3))),
                 user_agent: Some("claude-cli/2.1.197 (external, sdk-cli)".to_string()),
                 client_ip: Some("127.0.0.1".to_string()),
