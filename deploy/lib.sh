@@ -201,9 +201,10 @@ ensure_gemini_cli() {
 # Headless Chromium and its WebDriver from Debian (packages chromium and
 # chromium-driver), for the admin console's browser tests
 # (tests/e2e/tests/console.rs). Exports HUBGATE_CHROMIUM_BIN and
-# HUBGATE_CHROMEDRIVER_BIN.
+# HUBGATE_CHROMEDRIVER_BIN. A small CJK font, so that the Chinese
+# screenshots show characters, not boxes.
 ensure_chromium() {
-    apt_install chromium chromium-driver
+    apt_install chromium chromium-driver fonts-wqy-microhei
     local chromium chromedriver
     chromium=$(command -v chromium) || die "package chromium is installed but chromium is not on PATH"
     chromedriver=$(command -v chromedriver) || die "package chromium-driver is installed but chromedriver is not on PATH"

@@ -17,15 +17,17 @@ function locale() {
 }
 
 /** A decimal string from the API as US dollars: cents, or up to six
- * decimals with `precise` (one request often costs less than a cent). */
+ * decimals with `precise` and for any sum under a cent (one request often
+ * costs less than a cent, and "$0.00" would hide it). */
 export function money(value, { precise = false } = {}) {
   if (value === null || value === undefined || value === "") return "—";
   const n = Number(value);
+  const tiny = n !== 0 && Math.abs(n) < 0.01;
   return new Intl.NumberFormat(locale(), {
     style: "currency",
     currency: "USD",
     minimumFractionDigits: 2,
-    maximumFractionDigits: precise ? 6 : 2,
+    maximumFractionDigits: precise || tiny ? 6 : 2,
   }).format(n);
 }
 

@@ -83,7 +83,7 @@ function breakdown(r) {
   );
 }
 
-async function showDetail(id, userNames) {
+async function showDetail(id, userNames, providerNames) {
   const result = await api("GET", `/api/v1/requests/${id}`);
   if (!result.ok) {
     alert(result.error.message);
@@ -100,7 +100,7 @@ async function showDetail(id, userNames) {
       item(t("requests.key"), r.key_masked ? h("code", r.key_masked) : "—"),
       item(t("requests.endpoint"), `${r.method} ${r.endpoint}${r.stream ? " (SSE)" : ""}`),
       item(t("requests.model"), model(r)),
-      item(t("requests.provider"), r.provider_id ?? "—"),
+      item(t("requests.provider"), providerNames.get(r.provider_id) || (r.provider_id ?? "—")),
       item(t("requests.status"), statusBadge(r)),
       item(t("requests.blocked_by"), r.blocked_by || "—"),
       item(t("requests.blocked_reason"), r.blocked_reason ? h("pre.mono#blocked-reason", JSON.stringify(r.blocked_reason, null, 2)) : "—"),
@@ -125,12 +125,15 @@ export async function render(ctx) {
   const filters = filtersFrom(ctx.params);
   const page = Math.max(Number(ctx.params.get("page")) || 1, 1);
   const admin = ctx.session.role === "admin";
-  const [result, usersResult] = await Promise.all([
+  const none = Promise.resolve({ ok: true, data: [] });
+  const [result, usersResult, providersResult] = await Promise.all([
     api("GET", `/api/v1/requests${query({ ...filters, page, page_size: PAGE_SIZE })}`),
-    admin ? api("GET", "/api/v1/users") : Promise.resolve({ ok: true, data: [] }),
+    admin ? api("GET", "/api/v1/users") : none,
+    admin ? api("GET", "/api/v1/providers") : none,
   ]);
   const users = usersResult.ok ? usersResult.data : [];
   const userNames = new Map(users.map((u) => [u.id, u.name]));
+  const providerNames = new Map((providersResult.ok ? providersResult.data : []).map((p) => [p.id, p.name]));
   const head = h(
     "div.page-head",
     h("h1", t("nav.requests")),
@@ -156,7 +159,7 @@ export async function render(ctx) {
         { label: t("requests.duration"), cell: (r) => ms(r.duration_ms), className: "num" },
       ],
       items,
-      { empty: t("requests.none"), onRow: (r) => showDetail(r.id, userNames) },
+      { empty: t("requests.none"), onRow: (r) => showDetail(r.id, userNames, providerNames) },
     ),
     h(
       "nav.pager",
