@@ -18,7 +18,7 @@ function svg(tag, attrs = {}, ...children) {
 export function columns({ title, series, layers, valueOf, tick, format }) {
   const width = 640;
   const height = 200;
-  const left = 56;
+  const left = 76;
   const bottom = 22;
   const top = 8;
   const plotW = width - left - 8;
