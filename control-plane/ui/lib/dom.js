@@ -1,3 +1,6 @@
+import { t } from "./i18n.js";
+import { count } from "./format.js";
+
 // Element building without innerHTML: every text goes through textContent,
 // so nothing the API returns is ever parsed as markup.
 
@@ -77,4 +80,20 @@ export function dialog(title, ...content) {
   document.body.append(d);
   d.showModal();
   return d;
+}
+
+/** Previous/next links for page `page` of `pages`, keeping `params`. */
+export function pager(ctx, page, pages, total, params = {}) {
+  const link = (p) => {
+    const q = new URLSearchParams(Object.entries({ ...params, page: p > 1 ? p : "" }).filter(([, v]) => v !== ""));
+    const s = q.toString();
+    return `#/${ctx.page}${s ? `?${s}` : ""}`;
+  };
+  return h(
+    "nav.pager",
+    { "aria-label": t("requests.pages") },
+    page > 1 ? h("a.button", { href: link(page - 1), rel: "prev" }, t("requests.prev")) : null,
+    h("span", t("requests.page_of", { page: count(page), pages: count(pages), total: count(total) })),
+    page < pages ? h("a.button", { href: link(page + 1), rel: "next" }, t("requests.next")) : null,
+  );
 }

@@ -2,7 +2,7 @@
 // exported as CSV), one page of rows at a time, and a detail view. A user
 // sees only their own requests (the API scopes them).
 import { api, query } from "../lib/api.js";
-import { dialog, h, table } from "../lib/dom.js";
+import { dialog, h, pager, table } from "../lib/dom.js";
 import { t } from "../lib/i18n.js";
 import { count, fromLocalInput, money, ms, time, toLocalInput } from "../lib/format.js";
 
@@ -142,7 +142,6 @@ export async function render(ctx) {
   if (!result.ok) return h("section", head, filterForm(ctx, filters, users), h("p.form-error", { role: "alert" }, result.error.message));
   const { items, total } = result.data;
   const pages = Math.max(Math.ceil(total / PAGE_SIZE), 1);
-  const link = (p) => `#/${ctx.page}${query({ ...filters, page: p > 1 ? p : "" })}`;
   return h(
     "section.requests",
     head,
@@ -161,12 +160,6 @@ export async function render(ctx) {
       items,
       { empty: t("requests.none"), onRow: (r) => showDetail(r.id, userNames, providerNames) },
     ),
-    h(
-      "nav.pager",
-      { "aria-label": t("requests.pages") },
-      page > 1 ? h("a.button", { href: link(page - 1), rel: "prev" }, t("requests.prev")) : null,
-      h("span", t("requests.page_of", { page: count(page), pages: count(pages), total: count(total) })),
-      page < pages ? h("a.button", { href: link(page + 1), rel: "next" }, t("requests.next")) : null,
-    ),
+    pager(ctx, page, pages, total, filters),
   );
 }

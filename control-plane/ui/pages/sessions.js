@@ -1,15 +1,17 @@
 // Active client sessions (a request within the last 300 s). A user sees only
 // their own (the API scopes them).
 import { api, query } from "../lib/api.js";
-import { h, table } from "../lib/dom.js";
+import { h, pager, table } from "../lib/dom.js";
 import { t } from "../lib/i18n.js";
 import { count, time } from "../lib/format.js";
+
+const PAGE_SIZE = 100;
 
 export async function render(ctx) {
   const admin = ctx.session.role === "admin";
   const page = Math.max(Number(ctx.params.get("page")) || 1, 1);
   const [result, users, providers] = await Promise.all([
-    api("GET", `/api/v1/sessions${query({ active: "true", page, page_size: 100 })}`),
+    api("GET", `/api/v1/sessions${query({ active: "true", page, page_size: PAGE_SIZE })}`),
     admin ? api("GET", "/api/v1/users") : Promise.resolve({ ok: true, data: [] }),
     admin ? api("GET", "/api/v1/providers") : Promise.resolve({ ok: true, data: [] }),
   ]);
@@ -35,5 +37,6 @@ export async function render(ctx) {
       items,
       { empty: t("sessions.none") },
     ),
+    pager(ctx, page, Math.max(Math.ceil(total / PAGE_SIZE), 1), total),
   );
 }
