@@ -46,12 +46,8 @@ CREATE INDEX usage_rollup_user_hours ON usage_rollup (bucket_start) WHERE entity
 -- GET /api/v1/requests/{id}: message_request has no index on id since it
 -- is partitioned (0009), and a btree would cost every stored event an index
 -- entry. Ids grow with insertion order, so within a day's partition a BRIN
--- index narrows an id down to a few pages, for next to nothing at
--- ingestion. 16 pages a range: with the default 128 the planner prices the
--- bitmap scan about like walking a whole started_at index and may pick the
--- walk (~13 ms a lookup at 1M rows, growing with the log, against ~2 ms).
--- Ranges are summarized by (auto)vacuum; until then a range is always read.
-CREATE INDEX message_request_id ON message_request USING brin (id) WITH (pages_per_range = 16);
+-- index narrows an id down to a few pages, for next to nothing at ingestion.
+CREATE INDEX message_request_id ON message_request USING brin (id) WITH (autosummarize = on);
 
 -- What the filter computed the cost from (hubgate_wire::CostBreakdown): USD
 -- per token kind, the provider's multiplier applied, adding up to cost_usd.
