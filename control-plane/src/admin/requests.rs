@@ -282,8 +282,8 @@ pub async fn get(
         Caller::Admin(_) => None,
         Caller::User { user_id, .. } => Some(user_id),
     };
-    // message_request_id (BRIN, migration 0017) finds the id's pages in
-    // each daily partition.
+    // message_request_id (BRIN, migrations 0017 and 0018) finds the id's
+    // few pages in each daily partition.
     let row = sqlx::query_as!(
         RequestLog,
         r#"SELECT id, event_id, request_id, started_at, received_at, user_id, key_id, key_masked, provider_id,

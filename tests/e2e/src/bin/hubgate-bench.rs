@@ -579,13 +579,16 @@ async fn start_envoy(stack: &Stack, template: &str, vars: &[(&'static str, Strin
 }
 
 /// Waits (bounded) for the audit log to catch up, then prints how many of
-/// hubgate's requests were recorded and the filter's own counters.
+/// hubgate's requests were recorded and the filter's own counters. Rows are
+/// counted in the database: the API counts a list's rows up to 10,000 only.
 async fn report_audit(stack: &Stack, expected: u64) -> Result<()> {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(stack.database_url()).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut stored = 0;
     while Instant::now() < deadline {
-        let page = stack.admin.get("/api/v1/requests?page_size=1").await?;
-        stored = page.get("total").and_then(Value::as_u64).unwrap_or(0);
+        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM message_request").fetch_one(&mut db).await?;
+        stored = u64::try_from(rows).unwrap_or(0);
         if stored >= expected {
             break;
         }
@@ -609,12 +612,15 @@ const INGEST_CONCURRENCY: usize = 4;
 const INGEST_USERS: i64 = 50;
 
 /// Audit events shaped like the filter's, for the ingest case: forwarded
-/// Claude Code requests with usage, cost and a session, spread over users.
+/// Claude Code requests with usage, cost (and its breakdown) and a session,
+/// spread over users.
 fn ingest_batch(prefix: &str, first: u64) -> hubgate_wire::EventBatch {
     let now = chrono::Utc::now().timestamp_millis();
     let events = (first..first + INGEST_BATCH as u64)
         .map(|n| {
             let user = 1_000_000 + (n as i64 % INGEST_USERS);
+            let cost_usd = rust_decimal::Decimal::new(31_234 + (n % 1000) as i64, 6);
+            let output_usd = rust_decimal::Decimal::new(4_500 + (n % 90) as i64 * 15, 6);
             hubgate_wire::RequestEvent {
                 event_id: format!("{prefix}-{n}"),
                 request_id: format!("req-{prefix}-{n}"),
@@ -637,9 +643,14 @@ fn ingest_batch(prefix: &str, first: u64) -> hubgate_wire::EventBatch {
                     cache_creation_1h_tokens: 0,
                     cache_read_tokens: 40_960,
                 },
-                cost_usd: rust_decimal::Decimal::new(31_234 + (n % 1000) as i64, 6),
+                cost_usd,
                 cost_multiplier: rust_decimal::Decimal::ONE,
-                cost_breakdown: None,
+                // As the filter reports a billed request's cost (the parts add up).
+                cost_breakdown: Some(hubgate_wire::CostBreakdown {
+                    input_usd: cost_usd - output_usd,
+                    output_usd,
+                    ..Default::default()
+                }),
                 session_id: Some(format!("0b1c2d3e-0000-4000-8000-{:012}", user * 100 + (n as i64 % 3))),
                 user_agent: Some("claude-cli/2.1.197 (external, sdk-cli)".to_string()),
                 client_ip: Some("127.0.0.1".to_string()),
