@@ -82,18 +82,26 @@ export function dialog(title, ...content) {
   return d;
 }
 
-/** Previous/next links for page `page` of `pages`, keeping `params`. */
-export function pager(ctx, page, pages, total, params = {}) {
+/** Previous/next links for page `page` of a list of `total` items shown
+ * `size` at a time, keeping `params`. A capped total (the API stops
+ * counting, see `total_capped`) shows as "10,000+" and paging goes on while
+ * pages come back full. */
+export function pager(ctx, { page, size, total, capped = false, shown, params = {} }) {
   const link = (p) => {
     const q = new URLSearchParams(Object.entries({ ...params, page: p > 1 ? p : "" }).filter(([, v]) => v !== ""));
     const s = q.toString();
     return `#/${ctx.page}${s ? `?${s}` : ""}`;
   };
+  const pages = Math.max(Math.ceil(total / size), 1);
+  const more = capped ? shown === size : page < pages;
+  const text = capped
+    ? t("requests.page_of_many", { page: count(page), total: `${count(total)}+` })
+    : t("requests.page_of", { page: count(page), pages: count(pages), total: count(total) });
   return h(
     "nav.pager",
     { "aria-label": t("requests.pages") },
     page > 1 ? h("a.button", { href: link(page - 1), rel: "prev" }, t("requests.prev")) : null,
-    h("span", t("requests.page_of", { page: count(page), pages: count(pages), total: count(total) })),
-    page < pages ? h("a.button", { href: link(page + 1), rel: "next" }, t("requests.next")) : null,
+    h("span", text),
+    more ? h("a.button", { href: link(page + 1), rel: "next" }, t("requests.next")) : null,
   );
 }

@@ -140,8 +140,7 @@ export async function render(ctx) {
     h("a.button#export-csv", { href: `/api/v1/requests/export.csv${query(filters)}`, download: "hubgate-requests.csv" }, t("requests.export")),
   );
   if (!result.ok) return h("section", head, filterForm(ctx, filters, users), h("p.form-error", { role: "alert" }, result.error.message));
-  const { items, total } = result.data;
-  const pages = Math.max(Math.ceil(total / PAGE_SIZE), 1);
+  const { items, total, total_capped: capped } = result.data;
   return h(
     "section.requests",
     head,
@@ -160,6 +159,6 @@ export async function render(ctx) {
       items,
       { empty: t("requests.none"), onRow: (r) => showDetail(r.id, userNames, providerNames) },
     ),
-    pager(ctx, page, pages, total, filters),
+    pager(ctx, { page, size: PAGE_SIZE, total, capped, shown: items.length, params: filters }),
   );
 }

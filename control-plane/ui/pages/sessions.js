@@ -37,6 +37,6 @@ export async function render(ctx) {
       items,
       { empty: t("sessions.none") },
     ),
-    pager(ctx, page, Math.max(Math.ceil(total / PAGE_SIZE), 1), total),
+    pager(ctx, { page, size: PAGE_SIZE, total, shown: items.length }),
   );
 }
