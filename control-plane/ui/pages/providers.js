@@ -42,7 +42,7 @@ function redirectsEditor(value, id) {
 function fields(creating) {
   return [
     { name: "name", label: "providers.name", required: true },
-    { name: "provider_type", label: "providers.type", type: "select", options: TYPES.map((v) => ({ value: v, label: v })) },
+    { name: "type", label: "providers.type", type: "select", options: TYPES.map((v) => ({ value: v, label: v })) },
     { name: "base_url", label: "providers.base_url", required: true, placeholder: "https://api.anthropic.com" },
     { name: "api_key", label: "providers.api_key", secret: true, required: creating, skipEmpty: !creating, help: creating ? "providers.api_key_help" : "providers.api_key_keep" },
     { name: "enabled", label: "common.enabled", type: "bool" },
@@ -68,7 +68,7 @@ function editDialog(ctx, provider) {
   let d;
   const f = form({
     fields: fields(creating),
-    initial: provider || { provider_type: "claude", enabled: true, priority: 0, weight: 1, cost_multiplier: "1", circuit_failure_threshold: 5, circuit_open_seconds: 1800, circuit_half_open_successes: 2 },
+    initial: provider || { type: "claude", enabled: true, priority: 0, weight: 1, cost_multiplier: "1", circuit_failure_threshold: 5, circuit_open_seconds: 1800, circuit_half_open_successes: 2 },
     submitLabel: creating ? t("form.create") : t("form.save"),
     onSubmit: async (values) => {
       const r = creating ? await api("POST", "/api/v1/providers", values) : await api("PATCH", `/api/v1/providers/${provider.id}`, values);
@@ -106,7 +106,7 @@ function detail(ctx, p, circuit) {
     )),
     h(
       "dl.summary",
-      item(t("providers.type"), p.provider_type),
+      item(t("providers.type"), p.type),
       item(t("providers.base_url"), p.base_url),
       item(t("providers.api_key"), h("code", p.api_key_masked)),
       item(t("providers.groups"), p.group_tags.join(", ") || "default"),
@@ -159,7 +159,7 @@ export async function render(ctx) {
     table(
       [
         { label: t("providers.name"), cell: (p) => h("a", { href: `#/providers/${p.id}` }, p.name) },
-        { label: t("providers.type"), cell: (p) => p.provider_type },
+        { label: t("providers.type"), cell: (p) => p.type },
         { label: t("providers.priority"), cell: (p) => String(p.priority), className: "num" },
         { label: t("providers.weight"), cell: (p) => String(p.weight), className: "num" },
         { label: t("providers.groups"), cell: (p) => p.group_tags.join(", ") || "default" },

@@ -165,6 +165,24 @@ async fn admin_and_user_in_a_real_browser() {
     browser.type_into("#test-text", "tell me about project NIGHTFALL").await;
     browser.click("#test-word button[type=submit]").await;
     browser.wait_for_text("#test-verdict", WORD).await;
+    // A request filter from its dialog, and the guard settings saved.
+    browser.click("#new-filter").await;
+    browser.type_into("dialog [data-field=name] input", "tag-gateway").await;
+    browser.type_into("dialog [data-field=target] input", "x-console-tag").await;
+    browser.type_into("dialog [data-field=replacement] textarea", "\"from-console\"").await;
+    browser.click("dialog button[type=submit]").await;
+    browser.wait_for_text("#filters table", "x-console-tag").await;
+    let filters = stack.admin.get("/api/v1/request-filters").await.unwrap();
+    let filter = filters.as_array().unwrap().iter().find(|f| f["name"] == "tag-gateway").cloned().unwrap();
+    assert_eq!((filter["scope"].as_str(), filter["action"].as_str(), filter["binding"].as_str()), (Some("header"), Some("set"), Some("global")));
+    assert_eq!(filter["replacement"], "from-console");
+    browser.click("#settings-form [data-field=intercept_anthropic_warmup_requests] input").await;
+    browser.click("#settings-form button[type=submit]").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stack.admin.get("/api/v1/settings").await.unwrap()["intercept_anthropic_warmup_requests"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "the settings were not saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut sent = 1;
     let blocked_id = loop {
@@ -183,6 +201,47 @@ async fn admin_and_user_in_a_real_browser() {
     browser.click("#page tr.clickable").await;
     browser.wait_for_text("#blocked-reason", WORD).await;
     browser.script("document.querySelector('dialog').close(); return null").await;
+
+    // A provider created on its page: its credential is write-only, an
+    // edit that leaves it empty keeps it, and its circuit can be reset.
+    let secret = "sk-upstream-console-secret-0123456789";
+    go(&browser, "#/providers").await;
+    browser.click("#new-provider").await;
+    browser.type_into("dialog [data-field=name] input", "console-backup").await;
+    browser.script("document.querySelector('dialog [data-field=type] select').value = 'openai-compatible'; return null").await;
+    browser.type_into("dialog [data-field=base_url] input", "http://127.0.0.1:9/v1").await;
+    browser.type_into("dialog [data-field=api_key] input", secret).await;
+    browser.type_into("dialog [data-field=priority] input", "5").await;
+    browser.click("dialog [data-field=enabled] input").await;
+    browser.click("dialog button[type=submit]").await;
+    browser.wait_for("return /^#\\/providers\\/\\d+$/.test(location.hash)", json!(true)).await;
+    browser.wait_for_text("#provider-detail", "openai-compatible").await;
+    let backup_id: i64 = browser.script("return Number(location.hash.split('/')[2])").await.as_i64().unwrap();
+    let backup = stack.admin.get(&format!("/api/v1/providers/{backup_id}")).await.unwrap();
+    assert_eq!(backup["type"], "openai-compatible", "{backup}");
+    assert_eq!(backup["priority"], 5, "{backup}");
+    assert_eq!(backup["enabled"], false, "{backup}");
+    let shown = browser.script("return document.body.innerText").await;
+    assert!(!shown.as_str().unwrap().contains(secret), "the credential is never shown");
+    browser.wait_for_text("#provider-detail", backup["api_key_masked"].as_str().unwrap()).await;
+    browser.click("#edit-provider").await;
+    assert_eq!(browser.script("return document.querySelector('dialog [data-field=api_key] input').value").await, json!(""));
+    browser.type_into("dialog [data-field=weight] input", "3").await;
+    browser.click("dialog button[type=submit]").await;
+    browser.wait_for("return document.querySelector('dialog') === null", json!(true)).await;
+    let edited = stack.admin.get(&format!("/api/v1/providers/{backup_id}")).await.unwrap();
+    assert_eq!(edited["weight"], 3, "{edited}");
+    assert_eq!(edited["api_key_masked"], backup["api_key_masked"], "an empty credential field keeps the credential");
+    browser.click("#reset-circuit").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let circuit = stack.admin.get(&format!("/api/v1/providers/{backup_id}/circuit")).await.unwrap();
+        if !circuit["reset_at"].is_null() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{circuit}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Every page, in English and in Chinese.
     let provider_id = stack.provider_id().unwrap();
