@@ -55,6 +55,15 @@ pub fn spawn(state: AppState, config: &Config) -> Jobs {
                     tracing::warn!(error = format!("{err:#}"), "session retention sweep failed")
                 }
             }
+            match crate::ui::delete_dead_sessions(&sweep_state.pool).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(count = n, "deleted expired or signed-out console sessions")
+                }
+                Err(err) => {
+                    tracing::warn!(error = format!("{err:#}"), "console session sweep failed")
+                }
+            }
         }
     });
     let versions = periodic(

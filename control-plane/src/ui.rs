@@ -108,6 +108,17 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Deletes expired and signed-out console sessions (at every sign-in and by
+/// the expiry sweep); returns how many.
+pub async fn delete_dead_sessions(pool: &sqlx::PgPool) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query!("DELETE FROM ui_sessions WHERE expires_at <= now() OR revoked_at IS NOT NULL")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
 struct StoredSession {
     admin_token_id: Option<i64>,
     key_id: Option<i64>,
@@ -256,9 +267,7 @@ pub async fn sign_in(
     rand::rng().fill_bytes(&mut raw);
     let session_id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let policy = state.ui_sessions;
-    sqlx::query!("DELETE FROM ui_sessions WHERE expires_at <= now() OR revoked_at IS NOT NULL")
-        .execute(&state.pool)
-        .await?;
+    delete_dead_sessions(&state.pool).await?;
     let expires_at = sqlx::query_scalar!(
         "INSERT INTO ui_sessions (id_hash, admin_token_id, key_id, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))

@@ -676,7 +676,21 @@ async fn expired_sessions_are_refused_and_swept() {
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
-    // The next sign-in deletes expired rows.
+    // The expiry sweep deletes them (the app's own sweep may have run
+    // first), and so does the next sign-in.
+    hubgate_control_plane::ui::delete_dead_sessions(&app.pool)
+        .await
+        .unwrap();
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM ui_sessions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let _stale = sign_in(&app, ADMIN_TOKEN).await;
+    sqlx::query("UPDATE ui_sessions SET expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let fresh = sign_in(&app, ADMIN_TOKEN).await;
     let hashes: Vec<(String,)> = sqlx::query_as("SELECT id_hash FROM ui_sessions")
         .fetch_all(&app.pool)
@@ -691,6 +705,8 @@ async fn the_sign_in_page_is_served_with_a_strict_content_security_policy() {
     for (path, content_type) in [
         ("/ui", "text/html; charset=utf-8"),
         ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/pages/requests.js", "text/javascript; charset=utf-8"),
     ] {
         let resp = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
@@ -709,6 +725,13 @@ async fn the_sign_in_page_is_served_with_a_strict_content_security_policy() {
     }
     let page = app.client.get(app.url("/ui")).send().await.unwrap();
     let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<script src="/ui/app.js" defer></script>"#));
+    assert!(html.contains(r#"<script type="module" src="/ui/app.js"></script>"#));
     assert!(!html.contains("<script>"), "no inline script");
+    let missing = app
+        .client
+        .get(app.url("/ui/pages/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
