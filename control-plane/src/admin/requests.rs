@@ -117,6 +117,13 @@ struct Filters {
     to: Option<DateTime<Utc>>,
     #[param(ignore)]
     paging: Paging,
+    /// The hours in which `model` occurs, per the request rollup: from the
+    /// first (inclusive) to the end of the last.
+    #[param(ignore)]
+    model_hours: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// `model` occurs in no hour: nothing matches.
+    #[param(ignore)]
+    nothing: bool,
 }
 
 fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -167,8 +174,41 @@ impl Filters {
         Ok(())
     }
 
+    /// Narrows a `model` filter down to the hours in which the model occurs
+    /// (`request_rollup`, migration 0019): without this a model with few
+    /// rows, or none, makes Postgres walk the whole log looking for them.
+    async fn narrow(&mut self, pool: &PgPool) -> ApiResult<()> {
+        let Some(model) = &self.model else {
+            return Ok(());
+        };
+        let hours = sqlx::query!(
+            r#"SELECT min(bucket_start) AS "first?", max(bucket_start) AS "last?" FROM request_rollup
+               WHERE lower(model) = lower($1) OR lower(upstream_model) = lower($1)"#,
+            model
+        )
+        .fetch_one(pool)
+        .await?;
+        match (hours.first, hours.last) {
+            (Some(first), Some(last)) => {
+                self.model_hours = Some((first, last + chrono::TimeDelta::hours(1)));
+            }
+            _ => self.nothing = true,
+        }
+        Ok(())
+    }
+
     fn push_where(&self, qb: &mut QueryBuilder<'_, Postgres>) {
-        qb.push(" WHERE true");
+        qb.push(if self.nothing {
+            " WHERE false"
+        } else {
+            " WHERE true"
+        });
+        if let Some((first, end)) = self.model_hours {
+            qb.push(" AND started_at >= ")
+                .push_bind(first)
+                .push(" AND started_at < ")
+                .push_bind(end);
+        }
         if let Some(v) = self.user_id {
             qb.push(" AND user_id = ").push_bind(v);
         }
@@ -239,6 +279,7 @@ pub async fn list(
     let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
     let mut filters = Filters::from_pairs(pairs, true)?;
     filters.scope(&caller)?;
+    filters.narrow(&state.pool).await?;
 
     // An exact count of a million rows is most of a second: count up to
     // the cap (the planner stops there).
@@ -376,6 +417,7 @@ pub async fn export(
     let Query(pairs) = query.map_err(|e| ApiError::validation("", e.body_text()))?;
     let mut filters = Filters::from_pairs(pairs, false)?;
     filters.scope(&caller)?;
+    filters.narrow(&state.pool).await?;
     let mut select = filters.select();
     select.push(" LIMIT ").push_bind(MAX_EXPORT_ROWS);
 

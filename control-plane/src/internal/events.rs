@@ -498,11 +498,12 @@ async fn add_usage(
              input_tokens = usage_rollup.input_tokens + EXCLUDED.input_tokens, \
              output_tokens = usage_rollup.output_tokens + EXCLUDED.output_tokens), \
          requests AS ( \
-           INSERT INTO request_rollup (bucket_start, model, status, blocked_by, request_count, cost_usd, \
-             input_tokens, output_tokens) \
-           SELECT unnest($20::timestamptz[]), unnest($21::text[]), unnest($22::int4[]), unnest($23::text[]), \
-             unnest($24::int8[]), unnest($25::numeric[]), unnest($26::int8[]), unnest($27::int8[]) \
-           ON CONFLICT (bucket_start, model, status, blocked_by) DO UPDATE SET \
+           INSERT INTO request_rollup (bucket_start, model, upstream_model, status, blocked_by, request_count, \
+             cost_usd, input_tokens, output_tokens) \
+           SELECT unnest($20::timestamptz[]), unnest($21::text[]), unnest($28::text[]), unnest($22::int4[]), \
+             unnest($23::text[]), unnest($24::int8[]), unnest($25::numeric[]), unnest($26::int8[]), \
+             unnest($27::int8[]) \
+           ON CONFLICT (bucket_start, model, upstream_model, status, blocked_by) DO UPDATE SET \
              request_count = request_rollup.request_count + EXCLUDED.request_count, \
              cost_usd = request_rollup.cost_usd + EXCLUDED.cost_usd, \
              input_tokens = request_rollup.input_tokens + EXCLUDED.input_tokens, \
@@ -556,7 +557,8 @@ async fn add_usage(
         &requests.requests,
         &requests.costs,
         &requests.inputs,
-        &requests.outputs
+        &requests.outputs,
+        &requests.upstream_models as &[&str]
     )
     .fetch_all(&mut *conn)
     .await?
@@ -628,13 +630,15 @@ impl Rollup {
     }
 }
 
-/// The new events counted per hour, original model, status and blocked_by
-/// (`request_rollup`, migration 0017), as columns: every stored request,
-/// guard refusals included. No model and no blocked_by are `''`.
+/// The new events counted per hour, original and upstream model, status and
+/// blocked_by (`request_rollup`, migrations 0017 and 0019), as columns: every
+/// stored request, guard refusals included. No model and no blocked_by are
+/// `''`.
 #[derive(Default)]
 struct RequestRollup<'a> {
     hours: Vec<DateTime<Utc>>,
     models: Vec<&'a str>,
+    upstream_models: Vec<&'a str>,
     statuses: Vec<i32>,
     blocked_by: Vec<&'a str>,
     requests: Vec<i64>,
@@ -649,7 +653,7 @@ pub const MAX_ROLLUP_MODEL_CHARS: usize = MAX_INDEXED_CHARS;
 impl<'a> RequestRollup<'a> {
     fn of(stored: &[&'a Row]) -> RequestRollup<'a> {
         // BTreeMap: rows written in one order by every batch (no deadlock).
-        type Key<'k> = (DateTime<Utc>, &'k str, i32, &'k str);
+        type Key<'k> = (DateTime<Utc>, &'k str, &'k str, i32, &'k str);
         let mut buckets: BTreeMap<Key<'a>, Bucket> = BTreeMap::new();
         for &r in stored {
             let hour = r
@@ -660,9 +664,13 @@ impl<'a> RequestRollup<'a> {
                 r.original_model.as_deref().unwrap_or_default(),
                 MAX_ROLLUP_MODEL_CHARS,
             );
+            let upstream = clip(
+                r.upstream_model.as_deref().unwrap_or_default(),
+                MAX_ROLLUP_MODEL_CHARS,
+            );
             let blocked_by = r.blocked_by.as_deref().unwrap_or_default();
             let b = buckets
-                .entry((hour, model, r.status, blocked_by))
+                .entry((hour, model, upstream, r.status, blocked_by))
                 .or_default();
             b.cost_usd = b.cost_usd.checked_add(r.cost_usd).unwrap_or(Decimal::MAX);
             b.requests += 1;
@@ -670,9 +678,10 @@ impl<'a> RequestRollup<'a> {
             b.output_tokens = b.output_tokens.saturating_add(r.output_tokens);
         }
         let mut out = RequestRollup::default();
-        for ((hour, model, status, blocked_by), b) in buckets {
+        for ((hour, model, upstream, status, blocked_by), b) in buckets {
             out.hours.push(hour);
             out.models.push(model);
+            out.upstream_models.push(upstream);
             out.statuses.push(status);
             out.blocked_by.push(blocked_by);
             out.requests.push(b.requests);

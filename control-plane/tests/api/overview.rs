@@ -295,22 +295,33 @@ async fn bad_windows_and_callers_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-/// The request rollup equals the audit rows counted per hour, model,
-/// status and blocked_by.
+/// The request rollup equals the audit rows counted per hour, original and
+/// upstream model, status and blocked_by.
 pub async fn assert_request_rollup_matches_rows(app: &TestApp) {
-    type Cell = (DateTime<Utc>, String, i32, String, i64, Decimal, i64, i64);
+    type Cell = (
+        DateTime<Utc>,
+        String,
+        String,
+        i32,
+        String,
+        i64,
+        Decimal,
+        i64,
+        i64,
+    );
     let from_rows: Vec<Cell> = sqlx::query_as(
         "SELECT date_trunc('hour', started_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', \
-           left(coalesce(original_model, ''), 256), status, coalesce(blocked_by, ''), count(*), \
-           sum(cost_usd), sum(input_tokens)::int8, sum(output_tokens)::int8 \
-         FROM message_request GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+           left(coalesce(original_model, ''), 256), left(coalesce(upstream_model, ''), 256), status, \
+           coalesce(blocked_by, ''), count(*), sum(cost_usd), sum(input_tokens)::int8, \
+           sum(output_tokens)::int8 \
+         FROM message_request GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
     let rollup: Vec<Cell> = sqlx::query_as(
-        "SELECT bucket_start, model, status, blocked_by, request_count, cost_usd, input_tokens, \
-           output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4",
+        "SELECT bucket_start, model, upstream_model, status, blocked_by, request_count, cost_usd, \
+           input_tokens, output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4, 5",
     )
     .fetch_all(&app.pool)
     .await
@@ -396,11 +407,21 @@ async fn the_backfill_counts_rows_as_ingestion_does() {
     events[1].original_model = Some(String::new());
     ingest(&app, &events).await;
     assert_request_rollup_matches_rows(&app).await;
-    type Cell = (DateTime<Utc>, String, i32, String, i64, Decimal, i64, i64);
+    type Cell = (
+        DateTime<Utc>,
+        String,
+        String,
+        i32,
+        String,
+        i64,
+        Decimal,
+        i64,
+        i64,
+    );
     let read = || async {
         sqlx::query_as::<_, Cell>(
-            "SELECT bucket_start, model, status, blocked_by, request_count, cost_usd, input_tokens, \
-               output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4",
+            "SELECT bucket_start, model, upstream_model, status, blocked_by, request_count, cost_usd, \
+               input_tokens, output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4, 5",
         )
         .fetch_all(&app.pool)
         .await
@@ -412,7 +433,7 @@ async fn the_backfill_counts_rows_as_ingestion_does() {
         "long models cut"
     );
 
-    let migration = include_str!("../../migrations/0017_console_rollups.sql");
+    let migration = include_str!("../../migrations/0019_rollup_upstream_model.sql");
     let start = migration.find("INSERT INTO request_rollup").unwrap();
     let backfill = &migration[start..start + migration[start..].find(';').unwrap()];
     sqlx::query("DELETE FROM request_rollup")

@@ -178,6 +178,66 @@ async fn the_model_filter_ignores_case_and_matches_either_model() {
     }
 }
 
+/// The list reads only the hours in which a filtered model occurs (per the
+/// request rollup): rows at both ends of that range are found, a model in no
+/// hour matches nothing, and the other filters still apply.
+#[tokio::test]
+async fn a_model_is_looked_for_in_the_hours_it_occurs() {
+    let app = spawn().await;
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for (id, original, upstream, minutes_ago) in [
+        ("old", "rare", "rare-upstream", 3 * 24 * 60 + 59),
+        ("new", "sonnet", "RARE", 1),
+        ("between", "common", "common", 24 * 60),
+        ("oldest", "common", "common", 5 * 24 * 60),
+    ] {
+        let mut e = event(id);
+        e.original_model = Some(original.to_string());
+        e.upstream_model = Some(upstream.to_string());
+        e.started_at_ms = (now - chrono::TimeDelta::minutes(minutes_ago)).timestamp_millis();
+        events.push(e);
+    }
+    ingest(&app, &events).await;
+    let listed = |query: String| {
+        let app = &app;
+        async move {
+            let (status, page) = app.get(&format!("/api/v1/requests?{query}")).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            let mut got = ids(&page);
+            got.sort();
+            (got, page["total"].as_i64().unwrap())
+        }
+    };
+    assert_eq!(
+        listed("model=rare".into()).await,
+        (vec!["new".to_string(), "old".to_string()], 2)
+    );
+    assert_eq!(
+        listed("model=RARE-upstream".into()).await,
+        (vec!["old".to_string()], 1)
+    );
+    assert_eq!(listed("model=missing".into()).await, (vec![], 0));
+    let recent = (now - chrono::TimeDelta::hours(2)).format("%Y-%m-%dT%H:%M:%SZ");
+    assert_eq!(
+        listed(format!("model=rare&from={recent}")).await,
+        (vec!["new".to_string()], 1)
+    );
+    let export = app
+        .client
+        .get(app.url("/api/v1/requests/export.csv?model=missing"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), StatusCode::OK);
+    assert_eq!(
+        export.text().await.unwrap().lines().count(),
+        1,
+        "the header only"
+    );
+}
+
 #[tokio::test]
 async fn one_request_with_its_cost_breakdown() {
     let app = spawn().await;

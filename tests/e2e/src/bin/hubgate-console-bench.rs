@@ -8,7 +8,7 @@
 //! rpm_exceeded, invalid_api_key, no_provider_available). The rows go in
 //! with one `INSERT … SELECT generate_series`; the hourly rollups are then
 //! built from them as ingestion would have kept them: `request_rollup` with
-//! migration 0017's own backfill statement, `usage_rollup` (users, keys,
+//! migration 0019's own backfill statement, `usage_rollup` (users, keys,
 //! providers; forwarded requests only) with the same grouping; then
 //! `VACUUM ANALYZE`, as autovacuum would have run on a live table. A few
 //! hundred sessions are active.
@@ -33,8 +33,8 @@ const TARGET: Duration = Duration::from_millis(300);
 const USERS: i64 = 50;
 const MODELS: [&str; 6] =
     ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5", "gpt-5", "gpt-5-mini", "gemini-2.5-pro"];
-/// Migration 0017, whose backfill statement builds `request_rollup`.
-const MIGRATION: &str = include_str!("../../../../control-plane/migrations/0017_console_rollups.sql");
+/// Migration 0019, whose backfill statement builds `request_rollup`.
+const MIGRATION: &str = include_str!("../../../../control-plane/migrations/0019_rollup_upstream_model.sql");
 
 struct Settings {
     rows: i64,
@@ -65,10 +65,10 @@ fn settings() -> Result<Settings> {
     Ok(s)
 }
 
-/// The statement of migration 0017 that fills `request_rollup` from the
+/// The statement of migration 0019 that fills `request_rollup` from the
 /// audit rows.
 fn rollup_backfill() -> Result<&'static str> {
-    let start = MIGRATION.find("INSERT INTO request_rollup").context("no backfill in migration 0017")?;
+    let start = MIGRATION.find("INSERT INTO request_rollup").context("no backfill in migration 0019")?;
     let end = MIGRATION[start..].find(';').context("unterminated backfill")?;
     Ok(&MIGRATION[start..start + end])
 }
@@ -273,6 +273,8 @@ async fn main() -> Result<()> {
     let cases: Vec<(String, bool)> = vec![
         ("/api/v1/requests".into(), true),
         ("/api/v1/requests?model=gpt-5".into(), true),
+        // A model no row has: the rollup says so before the log is read.
+        ("/api/v1/requests?model=no-such-model".into(), true),
         ("/api/v1/requests?status=429".into(), true),
         (format!("/api/v1/requests?user_id={user}"), true),
         ("/api/v1/overview?window=hour".into(), true),
