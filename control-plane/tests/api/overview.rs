@@ -295,21 +295,35 @@ async fn bad_windows_and_callers_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// One cell of `request_rollup`: hour, original and upstream model, status,
+/// blocked_by, requests, cost, input and output tokens.
+type RollupCell = (
+    DateTime<Utc>,
+    String,
+    String,
+    i32,
+    String,
+    i64,
+    Decimal,
+    i64,
+    i64,
+);
+
+/// The request rollup, in key order.
+async fn request_rollup(app: &TestApp) -> Vec<RollupCell> {
+    sqlx::query_as(
+        "SELECT bucket_start, model, upstream_model, status, blocked_by, request_count, cost_usd, \
+           input_tokens, output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4, 5",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
 /// The request rollup equals the audit rows counted per hour, original and
 /// upstream model, status and blocked_by.
 pub async fn assert_request_rollup_matches_rows(app: &TestApp) {
-    type Cell = (
-        DateTime<Utc>,
-        String,
-        String,
-        i32,
-        String,
-        i64,
-        Decimal,
-        i64,
-        i64,
-    );
-    let from_rows: Vec<Cell> = sqlx::query_as(
+    let from_rows: Vec<RollupCell> = sqlx::query_as(
         "SELECT date_trunc('hour', started_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', \
            left(coalesce(original_model, ''), 256), left(coalesce(upstream_model, ''), 256), status, \
            coalesce(blocked_by, ''), count(*), sum(cost_usd), sum(input_tokens)::int8, \
@@ -319,13 +333,7 @@ pub async fn assert_request_rollup_matches_rows(app: &TestApp) {
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    let rollup: Vec<Cell> = sqlx::query_as(
-        "SELECT bucket_start, model, upstream_model, status, blocked_by, request_count, cost_usd, \
-           input_tokens, output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4, 5",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let rollup = request_rollup(app).await;
     assert!(!rollup.is_empty());
     assert_eq!(rollup, from_rows, "request rollup");
 }
@@ -407,27 +415,7 @@ async fn the_backfill_counts_rows_as_ingestion_does() {
     events[1].original_model = Some(String::new());
     ingest(&app, &events).await;
     assert_request_rollup_matches_rows(&app).await;
-    type Cell = (
-        DateTime<Utc>,
-        String,
-        String,
-        i32,
-        String,
-        i64,
-        Decimal,
-        i64,
-        i64,
-    );
-    let read = || async {
-        sqlx::query_as::<_, Cell>(
-            "SELECT bucket_start, model, upstream_model, status, blocked_by, request_count, cost_usd, \
-               input_tokens, output_tokens FROM request_rollup ORDER BY 1, 2, 3, 4, 5",
-        )
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
-    };
-    let ingested = read().await;
+    let ingested = request_rollup(&app).await;
     assert!(
         ingested.iter().any(|c| c.1.chars().count() == 256),
         "long models cut"
@@ -441,5 +429,5 @@ async fn the_backfill_counts_rows_as_ingestion_does() {
         .await
         .unwrap();
     sqlx::query(backfill).execute(&app.pool).await.unwrap();
-    assert_eq!(read().await, ingested);
+    assert_eq!(request_rollup(&app).await, ingested);
 }

@@ -5,18 +5,9 @@
 use hubgate_wire::CostBreakdown;
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::common::{assert_error, event, ingest, spawn, TestApp, ADMIN_TOKEN};
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["event_id"].as_str().unwrap().to_string())
-        .collect()
-}
+use crate::common::{assert_error, event, event_ids as ids, ingest, spawn, TestApp, ADMIN_TOKEN};
 
 /// The row id of an event.
 async fn row_id(app: &TestApp, event_id: &str) -> i64 {

@@ -1,18 +1,8 @@
 use reqwest::StatusCode;
-use serde_json::Value;
 
-use crate::common::{assert_error, event, ingest, spawn_with};
+use crate::common::{assert_error, event, event_ids as ids, ingest, spawn_with};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["event_id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn audit_log_filters_and_pages() {

@@ -317,6 +317,16 @@ pub fn assert_error(body: &Value, code: &str, field: Option<&str>) {
 }
 
 /// A usage event with sensible defaults.
+/// The `event_id`s of a page of `GET /api/v1/requests`, in order.
+pub fn event_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn event(id: &str) -> hubgate_wire::RequestEvent {
     hubgate_wire::RequestEvent {
         event_id: id.to_string(),

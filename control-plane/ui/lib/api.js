@@ -49,3 +49,12 @@ export function query(params) {
   const s = q.toString();
   return s ? `?${s}` : "";
 }
+
+/** A one-click change: calls the API, then `then(data)` on success, else
+ * shows the API's message. */
+export async function act(method, path, body, then) {
+  const result = await api(method, path, body);
+  if (result.ok) then(result.data);
+  else alert(result.error.message);
+  return result;
+}

@@ -1,6 +1,6 @@
 // Forms built from field lists; the API's 422 answers are shown next to the
 // field they name (`allowed_models[3]` belongs to `allowed_models`).
-import { h } from "./dom.js";
+import { dialog, h } from "./dom.js";
 import { t } from "./i18n.js";
 import { fromLocalInput, toLocalInput } from "./format.js";
 
@@ -86,7 +86,7 @@ function control(field, value, id) {
         id, name: field.name, type: field.secret ? "password" : "text", value: field.secret ? "" : value ?? "",
         autocomplete: "off", placeholder: field.placeholder || "", required: Boolean(field.required),
       });
-      return { el: input, get: () => input.value };
+      return { el: input, get: () => (field.nullable && input.value === "" ? null : input.value) };
     }
   }
 }
@@ -169,4 +169,26 @@ export function form({ fields, initial = {}, submitLabel, onSubmit, onCancel }) 
     }
   });
   return { el, values, showError };
+}
+
+/** `form` in a modal dialog: `send(values)` resolves to an API result; on
+ * success the dialog closes and `done(data)` runs. */
+export function formDialog({ title, fields, initial, submitLabel, send, done }) {
+  let d;
+  const f = form({
+    fields,
+    initial,
+    submitLabel,
+    onSubmit: async (values) => {
+      const result = await send(values);
+      if (result.ok) {
+        d.close();
+        done(result.data);
+      }
+      return result;
+    },
+    onCancel: () => d.close(),
+  });
+  d = dialog(title, f.el);
+  return d;
 }

@@ -1,22 +1,16 @@
 // Policy: sensitive words with a "test this text" box, request filters in
 // the order they run, and the guard settings with the GA client versions
 // the version check compares against (admin only).
-import { api } from "../lib/api.js";
-import { dialog, h, table } from "../lib/dom.js";
+import { act, api } from "../lib/api.js";
+import { h, table } from "../lib/dom.js";
 import { t } from "../lib/i18n.js";
 import { time } from "../lib/format.js";
-import { form } from "../lib/form.js";
+import { form, formDialog } from "../lib/form.js";
 
 const MATCH_TYPES = ["contains", "exact", "regex"];
 
 function matchOptions() {
   return MATCH_TYPES.map((m) => ({ value: m, label: t(`match.${m}`) }));
-}
-
-async function act(ctx, method, path, body) {
-  const r = await api(method, path, body);
-  if (r.ok) ctx.refresh();
-  else alert(r.error.message);
 }
 
 function wordsSection(ctx, words) {
@@ -75,8 +69,8 @@ function wordsSection(ctx, words) {
           cell: (w) =>
             h(
               "div.row-actions",
-              h("button", { type: "button", onclick: () => act(ctx, "PATCH", `/api/v1/sensitive-words/${w.id}`, { enabled: !w.enabled }) }, w.enabled ? t("common.disable") : t("common.enable")),
-              h("button.danger", { type: "button", onclick: () => confirm(t("policy.delete_word", { word: w.word })) && act(ctx, "DELETE", `/api/v1/sensitive-words/${w.id}`) }, t("common.delete")),
+              h("button", { type: "button", onclick: () => act("PATCH", `/api/v1/sensitive-words/${w.id}`, { enabled: !w.enabled }, ctx.refresh) }, w.enabled ? t("common.disable") : t("common.enable")),
+              h("button.danger", { type: "button", onclick: () => confirm(t("policy.delete_word", { word: w.word })) && act("DELETE", `/api/v1/sensitive-words/${w.id}`, undefined, ctx.refresh) }, t("common.delete")),
             ),
         },
       ],
@@ -113,22 +107,14 @@ function filterFields() {
 }
 
 function filterDialog(ctx, filter) {
-  let d;
-  const f = form({
+  formDialog({
+    title: filter ? t("policy.edit_filter", { name: filter.name }) : t("policy.new_filter"),
     fields: filterFields(),
     initial: filter || { scope: "header", action: "set", priority: 0, enabled: true, binding: "global" },
     submitLabel: filter ? t("form.save") : t("form.create"),
-    onSubmit: async (values) => {
-      const r = filter ? await api("PATCH", `/api/v1/request-filters/${filter.id}`, values) : await api("POST", "/api/v1/request-filters", values);
-      if (r.ok) {
-        d.close();
-        ctx.refresh();
-      }
-      return r;
-    },
-    onCancel: () => d.close(),
+    send: (values) => (filter ? api("PATCH", `/api/v1/request-filters/${filter.id}`, values) : api("POST", "/api/v1/request-filters", values)),
+    done: ctx.refresh,
   });
-  d = dialog(filter ? t("policy.edit_filter", { name: filter.name }) : t("policy.new_filter"), f.el);
 }
 
 function filtersSection(ctx, filters) {
@@ -153,7 +139,7 @@ function filtersSection(ctx, filters) {
             h(
               "div.row-actions",
               h("button", { type: "button", onclick: () => filterDialog(ctx, f) }, t("common.edit")),
-              h("button.danger", { type: "button", onclick: () => confirm(t("policy.delete_filter", { name: f.name })) && act(ctx, "DELETE", `/api/v1/request-filters/${f.id}`) }, t("common.delete")),
+              h("button.danger", { type: "button", onclick: () => confirm(t("policy.delete_filter", { name: f.name })) && act("DELETE", `/api/v1/request-filters/${f.id}`, undefined, ctx.refresh) }, t("common.delete")),
             ),
         },
       ],

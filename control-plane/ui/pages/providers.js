@@ -1,10 +1,10 @@
 // Providers: routing settings, the write-only credential, model redirects,
 // circuit state with its reset (admin only).
-import { api } from "../lib/api.js";
-import { dialog, h, table } from "../lib/dom.js";
+import { act, api } from "../lib/api.js";
+import { h, table } from "../lib/dom.js";
 import { t } from "../lib/i18n.js";
 import { count, money, time } from "../lib/format.js";
-import { form } from "../lib/form.js";
+import { formDialog } from "../lib/form.js";
 
 const TYPES = ["claude", "codex", "openai-compatible", "gemini"];
 const REDIRECT_MATCHES = ["exact", "prefix", "suffix", "contains", "regex"];
@@ -65,23 +65,17 @@ function fields(creating) {
 
 function editDialog(ctx, provider) {
   const creating = !provider;
-  let d;
-  const f = form({
+  formDialog({
+    title: creating ? t("providers.new") : t("providers.edit", { name: provider.name }),
     fields: fields(creating),
     initial: provider || { type: "claude", enabled: true, priority: 0, weight: 1, cost_multiplier: "1", circuit_failure_threshold: 5, circuit_open_seconds: 1800, circuit_half_open_successes: 2 },
     submitLabel: creating ? t("form.create") : t("form.save"),
-    onSubmit: async (values) => {
-      const r = creating ? await api("POST", "/api/v1/providers", values) : await api("PATCH", `/api/v1/providers/${provider.id}`, values);
-      if (r.ok) {
-        d.close();
-        ctx.go(`providers/${r.data.id}`);
-        ctx.refresh();
-      }
-      return r;
+    send: (values) => (creating ? api("POST", "/api/v1/providers", values) : api("PATCH", `/api/v1/providers/${provider.id}`, values)),
+    done: (saved) => {
+      ctx.go(`providers/${saved.id}`);
+      ctx.refresh();
     },
-    onCancel: () => d.close(),
   });
-  d = dialog(creating ? t("providers.new") : t("providers.edit", { name: provider.name }), f.el);
 }
 
 function circuitBadge(circuit, enabled) {
@@ -90,19 +84,13 @@ function circuitBadge(circuit, enabled) {
   return h(`span.badge.circuit-${state}`, t(`circuit.${state}`));
 }
 
-async function resetCircuit(ctx, p) {
-  const r = await api("POST", `/api/v1/providers/${p.id}/circuit/reset`);
-  if (r.ok) ctx.refresh();
-  else alert(r.error.message);
-}
-
 function detail(ctx, p, circuit) {
   const item = (label, value) => [h("dt", label), h("dd", value)];
   return h(
     "section.provider-detail#provider-detail",
     h("div.page-head", h("h2", p.name), h("div.row-actions",
       h("button#edit-provider", { type: "button", onclick: () => editDialog(ctx, p) }, t("common.edit")),
-      h("button#reset-circuit", { type: "button", onclick: () => resetCircuit(ctx, p) }, t("providers.reset_circuit")),
+      h("button#reset-circuit", { type: "button", onclick: () => act("POST", `/api/v1/providers/${p.id}/circuit/reset`, undefined, ctx.refresh) }, t("providers.reset_circuit")),
     )),
     h(
       "dl.summary",
@@ -142,17 +130,8 @@ export async function render(ctx) {
     return r && r.ok ? r.data : null;
   };
   const selected = providers.find((p) => String(p.id) === ctx.rest[0]);
-  const toggle = async (p) => {
-    const r = await api("PATCH", `/api/v1/providers/${p.id}`, { enabled: !p.enabled });
-    if (r.ok) ctx.refresh();
-    else alert(r.error.message);
-  };
-  const remove = async (p) => {
-    if (!confirm(t("providers.delete_confirm", { name: p.name }))) return;
-    const r = await api("DELETE", `/api/v1/providers/${p.id}`);
-    if (r.ok) ctx.go("providers");
-    else alert(r.error.message);
-  };
+  const toggle = (p) => act("PATCH", `/api/v1/providers/${p.id}`, { enabled: !p.enabled }, ctx.refresh);
+  const remove = (p) => confirm(t("providers.delete_confirm", { name: p.name })) && act("DELETE", `/api/v1/providers/${p.id}`, undefined, () => ctx.go("providers"));
   return h(
     "section",
     h("div.page-head", h("h1", t("nav.providers")), h("button.primary#new-provider", { type: "button", onclick: () => editDialog(ctx, null) }, t("providers.new"))),

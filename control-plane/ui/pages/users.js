@@ -1,11 +1,11 @@
 // Users and keys (admin), and "My account" for a signed-in user: the same
 // detail view with the admin-only controls left out (the API refuses them
 // anyway).
-import { api } from "../lib/api.js";
+import { act, api } from "../lib/api.js";
 import { dialog, h, table } from "../lib/dom.js";
 import { t } from "../lib/i18n.js";
 import { count, money, time } from "../lib/format.js";
-import { form } from "../lib/form.js";
+import { formDialog } from "../lib/form.js";
 
 /** The client presets of SPEC §2.3, offered as choices. */
 export const CLIENT_PRESETS = ["claude-cli", "codex-cli", "gemini-cli", "factory-cli"];
@@ -53,12 +53,6 @@ function keyFields() {
   ];
 }
 
-/** Empty optional text means "none" to the API. */
-function nullEmpty(values) {
-  for (const k of ["provider_group"]) if (values[k] === "") values[k] = null;
-  return values;
-}
-
 function enabledBadge(enabled) {
   return h(`span.badge.${enabled ? "on" : "off"}`, enabled ? t("common.enabled") : t("common.disabled"));
 }
@@ -88,34 +82,20 @@ function showRawKey(raw, title) {
   return d;
 }
 
-function formDialog(title, fields, initial, submitLabel, send, done) {
-  let d;
-  const f = form({
-    fields,
-    initial,
-    submitLabel,
-    onSubmit: async (values) => {
-      const result = await send(nullEmpty(values));
-      if (result.ok) {
-        d.close();
-        done(result.data);
-      }
-      return result;
-    },
-    onCancel: () => d.close(),
-  });
-  d = dialog(title, f.el);
-  return d;
-}
-
 async function list(ctx) {
   const result = await api("GET", "/api/v1/users");
   if (!result.ok) return h("p.form-error", result.error.message);
   const create = h("button.primary#new-user", {
     type: "button",
     onclick: () =>
-      formDialog(t("users.new"), userFields(), { enabled: true, role: "user", limit_5h_mode: "rolling", daily_reset_mode: "fixed", daily_reset_time: "00:00" }, t("form.create"),
-        (v) => api("POST", "/api/v1/users", v), (user) => ctx.go(`users/${user.id}`)),
+      formDialog({
+        title: t("users.new"),
+        fields: userFields(),
+        initial: { enabled: true, role: "user", limit_5h_mode: "rolling", daily_reset_mode: "fixed", daily_reset_time: "00:00" },
+        submitLabel: t("form.create"),
+        send: (v) => api("POST", "/api/v1/users", v),
+        done: (user) => ctx.go(`users/${user.id}`),
+      }),
   }, t("users.new"));
   return h(
     "section",
@@ -137,7 +117,6 @@ async function list(ctx) {
 }
 
 function usageTable(usage) {
-  const rows = usage.windows.map((w) => ({ ...w }));
   return h(
     "div",
     table(
@@ -155,7 +134,7 @@ function usageTable(usage) {
         },
         { label: t("usage.resets"), cell: (w) => (w.reset_at ? time(w.reset_at) : w.rolling_hours ? t("usage.rolling", { hours: w.rolling_hours }) : "—") },
       ],
-      rows,
+      usage.windows,
     ),
     h(
       "p.muted",
@@ -184,9 +163,9 @@ async function keysSection(ctx, user, admin) {
   if (!result.ok) return h("p.form-error", result.error.message);
   const rotate = async (key) => {
     if (!confirm(t("keys.rotate_confirm", { name: key.name }))) return;
-    const r = await api("POST", `/api/v1/keys/${key.id}/rotate`);
-    if (r.ok) showRawKey(r.data.key, t("keys.rotated", { name: key.name })).addEventListener("close", ctx.refresh);
-    else alert(r.error.message);
+    await act("POST", `/api/v1/keys/${key.id}/rotate`, undefined, (rotated) =>
+      showRawKey(rotated.key, t("keys.rotated", { name: key.name })).addEventListener("close", ctx.refresh),
+    );
   };
   const actions = (key) =>
     h(
@@ -194,7 +173,8 @@ async function keysSection(ctx, user, admin) {
       admin
         ? h("button", {
             type: "button",
-            onclick: () => formDialog(t("keys.edit", { name: key.name }), keyFields(), key, t("form.save"), (v) => api("PATCH", `/api/v1/keys/${key.id}`, v), ctx.refresh),
+            onclick: () =>
+              formDialog({ title: t("keys.edit", { name: key.name }), fields: keyFields(), initial: key, send: (v) => api("PATCH", `/api/v1/keys/${key.id}`, v), done: ctx.refresh }),
           }, t("common.edit"))
         : null,
       h("button", { type: "button", dataset: { rotate: key.id }, onclick: () => rotate(key) }, t("keys.rotate")),
@@ -203,9 +183,7 @@ async function keysSection(ctx, user, admin) {
             type: "button",
             onclick: async () => {
               if (!confirm(t("keys.delete_confirm", { name: key.name }))) return;
-              const r = await api("DELETE", `/api/v1/keys/${key.id}`);
-              if (r.ok) ctx.refresh();
-              else alert(r.error.message);
+              await act("DELETE", `/api/v1/keys/${key.id}`, undefined, ctx.refresh);
             },
           }, t("common.delete"))
         : null,
@@ -214,9 +192,14 @@ async function keysSection(ctx, user, admin) {
     ? h("button.primary#new-key", {
         type: "button",
         onclick: () =>
-          formDialog(t("keys.new"), keyFields(), { enabled: true, limit_5h_mode: "rolling" }, t("form.create"),
-            (v) => api("POST", `/api/v1/users/${user.id}/keys`, v),
-            (created) => showRawKey(created.key, t("keys.created", { name: created.name })).addEventListener("close", ctx.refresh)),
+          formDialog({
+            title: t("keys.new"),
+            fields: keyFields(),
+            initial: { enabled: true, limit_5h_mode: "rolling" },
+            submitLabel: t("form.create"),
+            send: (v) => api("POST", `/api/v1/users/${user.id}/keys`, v),
+            done: (created) => showRawKey(created.key, t("keys.created", { name: created.name })).addEventListener("close", ctx.refresh),
+          }),
       }, t("keys.new"))
     : null;
   const usages = await Promise.all(result.data.map((k) => api("GET", `/api/v1/usage/keys/${k.id}`)));
@@ -257,23 +240,20 @@ async function detail(ctx, id, admin) {
           "div.row-actions",
           h("button#edit-user", {
             type: "button",
-            onclick: () => formDialog(t("users.edit", { name: user.name }), userFields(), user, t("form.save"), (v) => api("PATCH", `/api/v1/users/${id}`, v), ctx.refresh),
+            onclick: () =>
+              formDialog({ title: t("users.edit", { name: user.name }), fields: userFields(), initial: user, send: (v) => api("PATCH", `/api/v1/users/${id}`, v), done: ctx.refresh }),
           }, t("common.edit")),
           h("button", {
             type: "button",
             onclick: async () => {
-              const r = await api("PATCH", `/api/v1/users/${id}`, { enabled: !user.enabled });
-              if (r.ok) ctx.refresh();
-              else alert(r.error.message);
+              await act("PATCH", `/api/v1/users/${id}`, { enabled: !user.enabled }, ctx.refresh);
             },
           }, user.enabled ? t("common.disable") : t("common.enable")),
           h("button.danger", {
             type: "button",
             onclick: async () => {
               if (!confirm(t("users.delete_confirm", { name: user.name }))) return;
-              const r = await api("DELETE", `/api/v1/users/${id}`);
-              if (r.ok) ctx.go("users");
-              else alert(r.error.message);
+              await act("DELETE", `/api/v1/users/${id}`, undefined, () => ctx.go("users"));
             },
           }, t("common.delete")),
         )
@@ -284,9 +264,7 @@ async function detail(ctx, id, admin) {
         type: "button",
         onclick: async () => {
           if (!confirm(t("usage.reset_confirm"))) return;
-          const r = await api("POST", `/api/v1/usage/users/${id}/reset`);
-          if (r.ok) ctx.refresh();
-          else alert(r.error.message);
+          await act("POST", `/api/v1/usage/users/${id}/reset`, undefined, ctx.refresh);
         },
       }, t("usage.reset"))
     : null;

@@ -130,15 +130,13 @@ mod tests {
         }
     }
 
+    fn every_kind() -> Usage {
+        Usage { input_tokens: 1200, output_tokens: 345, cache_creation_5m_tokens: 100, cache_creation_1h_tokens: 200, cache_read_tokens: 4000 }
+    }
+
     #[test]
     fn exact_cost_with_multiplier() {
-        let usage = Usage {
-            input_tokens: 1200,
-            output_tokens: 345,
-            cache_creation_5m_tokens: 100,
-            cache_creation_1h_tokens: 200,
-            cache_read_tokens: 4000,
-        };
+        let usage = every_kind();
         // 1200*3 + 345*15 + 100*3.75 + 200*6 + 4000*0.3 = 3600+5175+375+1200+1200 = 11550 per MTok
         let price = Price::from_model_price(&sonnet());
         assert_eq!(cost(&usage, &price, Decimal::ONE), Some(d("0.01155")));
@@ -148,13 +146,7 @@ mod tests {
 
     #[test]
     fn parts_add_up_to_the_cost() {
-        let usage = Usage {
-            input_tokens: 1200,
-            output_tokens: 345,
-            cache_creation_5m_tokens: 100,
-            cache_creation_1h_tokens: 200,
-            cache_read_tokens: 4000,
-        };
+        let usage = every_kind();
         let price = Price::from_model_price(&sonnet());
         let parts = cost_parts(&usage, &price, d("1.5")).unwrap();
         assert_eq!(
